@@ -1,0 +1,10 @@
+//! Audio knowledge shared by the operators: decoding with symphonia, channel
+//! handling, and the reasons a file can be quarantined.
+
+pub mod channels;
+pub mod decoder;
+pub mod reason;
+
+pub use channels::ChannelMode;
+pub use decoder::{ClipInfo, ClipReader, DecodeFailure};
+pub use reason::Reason;

@@ -1,0 +1,344 @@
+//! The `sermo` command line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::PipelineFile;
+use crate::engine::{Cancel, Metrics, Plan, Role, RunOptions};
+use crate::error::SermoError;
+use crate::registry::Registry;
+
+/// Exit code when the pipeline file is invalid.
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code after SIGINT/SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sermo",
+    version,
+    about = "Streaming data pipelines for speech emotion recognition",
+    after_help = "Examples:\n  \
+        sermo run pipelines/quickstart.toml\n  \
+        sermo run pipelines/quickstart.toml --set sinks.table.path=/tmp/out --set stages.audio.channels=first\n  \
+        sermo validate pipelines/quickstart.toml\n  \
+        sermo graph pipelines/quickstart.toml > graph.mmd\n  \
+        sermo kinds"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate, then run a pipeline file.
+    Run {
+        /// The pipeline file (TOML).
+        file: PathBuf,
+        /// Override any key, e.g. --set stages.audio.channels=first (value parsed as TOML).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// No progress and no summary.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Worker threads for CPU-heavy work (default: the number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Report every problem of a pipeline file (exit 2 if any) without running it.
+    Validate {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print the pipeline graph as Mermaid (`graph LR`).
+    Graph {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// List the component kinds.
+    Kinds,
+    /// Print the Arrow schema (JSON) of a table kind; without NAME, list them.
+    Schema { name: Option<String> },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            file,
+            set,
+            quiet,
+            threads,
+        } => run(&file, &set, quiet, threads),
+        Command::Validate { file, set } => match load(&file, &set) {
+            Ok(plan) => {
+                println!(
+                    "{}: valid ({} sources, {} stages, {} sinks)",
+                    file.display(),
+                    count(&plan, Role::Source),
+                    count(&plan, Role::Stage),
+                    count(&plan, Role::Sink)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(&e),
+        },
+        Command::Graph { file, set } => match load(&file, &set) {
+            Ok(plan) => {
+                print!("{}", mermaid(&plan));
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(&e),
+        },
+        Command::Kinds => {
+            let reg = Registry::builtin();
+            for role in [Role::Source, Role::Stage, Role::Sink] {
+                println!("{}:", role.table());
+                for e in reg.entries().filter(|e| e.role == role) {
+                    println!("  {:<12} {}", e.kind, e.summary);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Schema { name } => {
+            let all = crate::schema::documented();
+            match name {
+                None => {
+                    for (n, _) in all {
+                        println!("{n}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Some(n) => match all.into_iter().find(|(k, _)| *k == n) {
+                    Some((_, s)) => {
+                        print!("{}", crate::schema::to_json(&s));
+                        ExitCode::SUCCESS
+                    }
+                    None => {
+                        eprintln!("sermo: no schema named `{n}` (see `sermo schema`)");
+                        ExitCode::from(EXIT_INVALID)
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn count(plan: &Plan, role: Role) -> usize {
+    plan.nodes.iter().filter(|n| n.role == role).count()
+}
+
+fn load(file: &Path, set: &[String]) -> Result<Plan, SermoError> {
+    PipelineFile::load(file, set)?.compile(&Registry::builtin())
+}
+
+fn report(e: &SermoError) -> ExitCode {
+    eprintln!("sermo: {e}");
+    match e {
+        SermoError::Config(_) => ExitCode::from(EXIT_INVALID),
+        SermoError::Cancelled => ExitCode::from(EXIT_INTERRUPTED),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Mermaid flowchart of the plan: every id and kind.
+pub fn mermaid(plan: &Plan) -> String {
+    let node = |i: usize| {
+        format!(
+            "{}_{}",
+            plan.nodes[i].role.noun(),
+            plan.nodes[i].id.replace('-', "_")
+        )
+    };
+    let mut s = String::from("graph LR\n");
+    for (i, n) in plan.nodes.iter().enumerate() {
+        let label = format!("{} ({})", n.id, n.kind);
+        let shape = match n.role {
+            Role::Source => format!("([\"{label}\"])"),
+            Role::Stage => format!("[\"{label}\"]"),
+            Role::Sink => format!("[(\"{label}\")]"),
+        };
+        s.push_str(&format!("    {}{shape}\n", node(i)));
+    }
+    for (i, n) in plan.nodes.iter().enumerate() {
+        for &j in &n.inputs {
+            s.push_str(&format!("    {} --> {}\n", node(j), node(i)));
+        }
+    }
+    s
+}
+
+fn human_duration(secs: f64) -> String {
+    if secs >= 3600.0 {
+        format!("{:.2} h", secs / 3600.0)
+    } else if secs >= 60.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else {
+        format!("{secs:.1} s")
+    }
+}
+
+/// The end-of-run summary line, from the run's metrics.
+pub fn summary(metrics: &Metrics, wall: Duration) -> String {
+    let snap = metrics.snapshot();
+    let total = metrics.get("files.total");
+    let audio = metrics.get("audio.micros") as f64 / 1e6;
+    let wall_s = wall.as_secs_f64().max(1e-9);
+    let mut quarantined = 0;
+    let mut reasons = Vec::new();
+    for (k, v) in &snap {
+        if let Some(r) = k.strip_prefix("quarantine.") {
+            quarantined += v;
+            reasons.push(format!("{v} {r}"));
+        }
+    }
+    let sinks: Vec<String> = snap
+        .iter()
+        .filter_map(|(k, v)| {
+            let id = k.strip_prefix("sink.")?.strip_suffix(".rows")?;
+            Some(format!("{v} to {id}"))
+        })
+        .collect();
+    let q = if reasons.is_empty() {
+        "0 quarantined".to_string()
+    } else {
+        format!("{quarantined} quarantined ({})", reasons.join(", "))
+    };
+    format!(
+        "sermo: {total} files, {q}; rows: {}; {} of audio in {} ({:.0}x real time)",
+        if sinks.is_empty() {
+            "0".to_string()
+        } else {
+            sinks.join(", ")
+        },
+        human_duration(audio),
+        human_duration(wall_s),
+        audio / wall_s
+    )
+}
+
+fn run(file: &Path, set: &[String], quiet: bool, threads: Option<usize>) -> ExitCode {
+    let plan = match load(file, set) {
+        Ok(p) => p,
+        Err(e) => return report(&e),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("sermo-async")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sermo: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = Metrics::default();
+    let cancel = Cancel::new();
+    let opts = RunOptions {
+        metrics: metrics.clone(),
+        cancel: cancel.clone(),
+        threads,
+    };
+    let start = Instant::now();
+    let result = rt.block_on(async {
+        spawn_signal_handler(cancel.clone());
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| progress_bar(&plan));
+        let ticker = bar.clone().map(|bar| {
+            let m = metrics.clone();
+            tokio::spawn(async move {
+                loop {
+                    update_bar(&bar, &m, start.elapsed());
+                    tokio::time::sleep(crate::engine::PROGRESS_TICK).await;
+                }
+            })
+        });
+        let r = plan.run(opts).await;
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        r
+    });
+    let wall = start.elapsed();
+    match result {
+        Ok(_) => {
+            if !quiet {
+                eprintln!("{}", summary(&metrics, wall));
+            }
+            let total = metrics.get("files.total");
+            let quarantined = metrics.sum_matching("quarantine.", "");
+            if total > 0 && quarantined >= total {
+                eprintln!("sermo: every file failed (see _quarantine.parquet in the output)");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if !quiet && matches!(e, SermoError::Cancelled) {
+                eprintln!("{}", summary(&metrics, wall));
+            }
+            report(&e)
+        }
+    }
+}
+
+fn progress_bar(plan: &Plan) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} files  {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(plan.name.clone().unwrap_or_else(|| "sermo".into()));
+    bar
+}
+
+fn update_bar(bar: &ProgressBar, m: &Metrics, elapsed: Duration) {
+    let total = m.get("files.total");
+    let done = m.get("files.done") + m.sum_matching("quarantine.", "");
+    let audio = m.get("audio.micros") as f64 / 1e6;
+    bar.set_length(total);
+    bar.set_position(done.min(total));
+    bar.set_message(format!(
+        "{:.2} h audio, {:.0}x real time",
+        audio / 3600.0,
+        audio / elapsed.as_secs_f64().max(1e-9)
+    ));
+}
+
+/// SIGINT/SIGTERM cancel the run (exit 130); a second signal exits at once.
+fn spawn_signal_handler(cancel: Cancel) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            seen += 1;
+            if seen > 1 {
+                std::process::exit(EXIT_INTERRUPTED as i32);
+            }
+            cancel.cancel();
+        }
+    });
+}

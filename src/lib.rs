@@ -1,0 +1,30 @@
+//! # sermo
+//!
+//! A streaming data-pipeline engine for speech emotion recognition. Declarative
+//! pipeline files wire sources, stages and sinks into a graph of async operators that
+//! exchange Arrow record batches over bounded channels.
+//!
+//! - [`config`]: pipeline files, `--set` overrides, validation (all errors at once).
+//! - [`engine`]: the runtime (tasks, bounded channels, worker pool, cancellation);
+//!   knows nothing about audio.
+//! - [`registry`]: `kind` name → component.
+//! - [`ops`]: one module per component kind.
+//! - [`audio`]: decoding and channel handling used by the operators.
+//! - [`schema`]: Arrow schemas of every edge type (mirrored in `schemas/*.json`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sermo::error::SermoError> {
+//! let plan = sermo::config::load_plan("pipelines/quickstart.toml".as_ref(), &[])?;
+//! let report = plan.run(sermo::engine::RunOptions::default()).await?;
+//! println!("done in {:?}", report.wall);
+//! # Ok(()) }
+//! ```
+
+pub mod audio;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod ops;
+pub mod registry;
+pub mod schema;

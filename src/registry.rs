@@ -1,0 +1,84 @@
+//! The component registry: `kind` name → config parser. Adding a stage is one module
+//! under `src/ops/` plus one `register` line in [`Registry::builtin`].
+
+use std::collections::BTreeMap;
+
+use crate::engine::{Component, OperatorConfig, Role};
+use crate::ops;
+
+type ParseFn = fn(toml::Value) -> Result<Box<dyn OperatorConfig>, String>;
+
+/// One registered component kind.
+#[derive(Clone)]
+pub struct Entry {
+    pub kind: &'static str,
+    pub role: Role,
+    pub summary: &'static str,
+    parse: ParseFn,
+}
+
+impl Entry {
+    /// Parse the component's keys (minus `kind`, `input`, `inputs`).
+    pub fn parse(&self, v: toml::Value) -> Result<Box<dyn OperatorConfig>, String> {
+        (self.parse)(v)
+    }
+}
+
+/// Known component kinds.
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: BTreeMap<&'static str, Entry>,
+}
+
+fn parse_as<T: Component>(v: toml::Value) -> Result<Box<dyn OperatorConfig>, String> {
+    v.try_into::<T>()
+        .map(|c| Box::new(c) as Box<dyn OperatorConfig>)
+        .map_err(|e| e.message().trim().to_string())
+}
+
+impl Registry {
+    /// An empty registry (for tests and embedders that bring their own components).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Every component sermo ships.
+    pub fn builtin() -> Self {
+        let mut r = Self::empty();
+        r.register::<ops::files::FilesConfig>();
+        r.register::<ops::decode::DecodeConfig>();
+        r.register::<ops::parquet::ParquetSinkConfig>();
+        r
+    }
+
+    /// Register component `T` under `T::KIND`.
+    pub fn register<T: Component>(&mut self) -> &mut Self {
+        self.entries.insert(
+            T::KIND,
+            Entry {
+                kind: T::KIND,
+                role: T::ROLE,
+                summary: T::SUMMARY,
+                parse: parse_as::<T>,
+            },
+        );
+        self
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Entry> {
+        self.entries.get(kind)
+    }
+
+    /// Kinds of the given role, sorted.
+    pub fn kinds(&self, role: Role) -> Vec<&'static str> {
+        self.entries
+            .values()
+            .filter(|e| e.role == role)
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+}

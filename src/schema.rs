@@ -1,0 +1,227 @@
+//! Arrow schemas of every edge type. The JSON files in `schemas/` are generated from
+//! these functions and a test keeps the two equal (`sermo schema NAME` prints one).
+//!
+//! Every table carries its kind in the schema metadata under [`TABLE_KIND_KEY`], so a
+//! stage can check before anything runs that it is fed the right kind of table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+/// Schema metadata key holding the table kind (`files`, `audio`, ...).
+pub const TABLE_KIND_KEY: &str = "sermo.table";
+
+/// The kinds of table that flow along edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// One row per input file, before decoding.
+    Files,
+    /// Decoded audio, one row per clip or chunk of a clip.
+    Audio,
+    /// Extracted features.
+    Features,
+    /// Model predictions.
+    Predictions,
+    /// Per-file failures.
+    Quarantine,
+    /// Sinks produce nothing.
+    Empty,
+    /// Any other table (e.g. a Parquet dataset not written by sermo).
+    Other,
+}
+
+impl TableKind {
+    pub const ALL: [TableKind; 7] = [
+        TableKind::Files,
+        TableKind::Audio,
+        TableKind::Features,
+        TableKind::Predictions,
+        TableKind::Quarantine,
+        TableKind::Empty,
+        TableKind::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TableKind::Files => "files",
+            TableKind::Audio => "audio",
+            TableKind::Features => "features",
+            TableKind::Predictions => "predictions",
+            TableKind::Quarantine => "quarantine",
+            TableKind::Empty => "empty",
+            TableKind::Other => "other",
+        }
+    }
+
+    /// The kind recorded in a schema's metadata (`Other` when absent or unknown).
+    pub fn of(schema: &Schema) -> TableKind {
+        let name = schema.metadata().get(TABLE_KIND_KEY).map(String::as_str);
+        TableKind::ALL
+            .into_iter()
+            .find(|k| Some(k.name()) == name)
+            .unwrap_or(TableKind::Other)
+    }
+}
+
+/// Column names of the row keys shared by every table.
+pub mod col {
+    pub const CLIP_ID: &str = "clip_id";
+    pub const PATH: &str = "path";
+    pub const CORPUS: &str = "corpus";
+    pub const SPEAKER: &str = "speaker";
+    pub const LABEL: &str = "label";
+    pub const SEGMENT: &str = "segment";
+    pub const START_S: &str = "start_s";
+    pub const END_S: &str = "end_s";
+    pub const SAMPLE_RATE: &str = "sample_rate";
+    pub const SAMPLES: &str = "samples";
+    pub const SOURCE_SAMPLE_RATE: &str = "source_sample_rate";
+    pub const SOURCE_CHANNELS: &str = "source_channels";
+    pub const CODEC: &str = "codec";
+    pub const DURATION_S: &str = "duration_s";
+}
+
+fn with_kind(fields: Vec<Field>, kind: TableKind, extra: &[(&str, &str)]) -> SchemaRef {
+    let mut md = HashMap::new();
+    md.insert(TABLE_KIND_KEY.to_string(), kind.name().to_string());
+    for (k, v) in extra {
+        md.insert(k.to_string(), v.to_string());
+    }
+    Arc::new(Schema::new_with_metadata(fields, md))
+}
+
+/// Identity of a clip: `clip_id`, `path`, `corpus`, `speaker`, `label`.
+pub fn clip_fields() -> Vec<Field> {
+    vec![
+        Field::new(col::CLIP_ID, DataType::Utf8, false),
+        Field::new(col::PATH, DataType::Utf8, false),
+        Field::new(col::CORPUS, DataType::Utf8, false),
+        Field::new(col::SPEAKER, DataType::Utf8, true),
+        Field::new(col::LABEL, DataType::Utf8, true),
+    ]
+}
+
+/// Position of a row within its clip: `segment`, `start_s`, `end_s`, `sample_rate`.
+pub fn position_fields() -> Vec<Field> {
+    vec![
+        Field::new(col::SEGMENT, DataType::UInt32, false),
+        Field::new(col::START_S, DataType::Float64, false),
+        Field::new(col::END_S, DataType::Float64, false),
+        Field::new(col::SAMPLE_RATE, DataType::UInt32, false),
+    ]
+}
+
+/// The full row keys (clip identity + position), in order.
+pub fn row_key_fields() -> Vec<Field> {
+    let mut f = clip_fields();
+    f.extend(position_fields());
+    f
+}
+
+/// `files`: one row per input file.
+pub fn files_schema() -> SchemaRef {
+    with_kind(clip_fields(), TableKind::Files, &[])
+}
+
+/// Data type of the `samples` column: `List<Float32>` (mono) or
+/// `List<List<Float32>>` (one list per channel) when channels are kept.
+pub fn samples_type(keep_channels: bool) -> DataType {
+    let mono = DataType::List(Arc::new(Field::new_list_field(DataType::Float32, false)));
+    if keep_channels {
+        DataType::List(Arc::new(Field::new_list_field(mono, false)))
+    } else {
+        mono
+    }
+}
+
+/// `audio`: decoded samples, one row per clip (or per chunk of a long clip).
+pub fn audio_schema(keep_channels: bool) -> SchemaRef {
+    let mut f = row_key_fields();
+    f.push(Field::new(col::SAMPLES, samples_type(keep_channels), false));
+    f.push(Field::new(col::SOURCE_SAMPLE_RATE, DataType::UInt32, false));
+    f.push(Field::new(col::SOURCE_CHANNELS, DataType::UInt16, false));
+    f.push(Field::new(col::CODEC, DataType::Utf8, false));
+    f.push(Field::new(col::DURATION_S, DataType::Float64, true));
+    with_kind(f, TableKind::Audio, &[])
+}
+
+/// Metadata key listing the feature columns of a `features` table.
+pub const FEATURE_COLUMNS_KEY: &str = "sermo.feature_columns";
+
+/// `features`: row keys; each enabled feature then adds one column named after it,
+/// `List<FixedSizeList<Float32, D>>` (frames × D, librosa's output transposed), or
+/// `FixedSizeList<Float32, D>` when pooled over time. The settings that produced them
+/// are recorded in the schema metadata.
+pub fn features_base_schema() -> SchemaRef {
+    with_kind(
+        row_key_fields(),
+        TableKind::Features,
+        &[(
+            FEATURE_COLUMNS_KEY,
+            "one column per enabled feature: List<FixedSizeList<Float32, D>> (frames x D) or FixedSizeList<Float32, D> when pooled",
+        )],
+    )
+}
+
+/// Metadata key with the class order of `probs` in a `predictions` table.
+pub const CLASSES_KEY: &str = "sermo.classes";
+
+/// `predictions`: row keys with the ground-truth label (if known) in `true_label`,
+/// then the predicted `label`, its `confidence` and `probs` in class order
+/// (comma-separated under the `sermo.classes` metadata key).
+pub fn predictions_schema() -> SchemaRef {
+    let mut f = clip_fields();
+    f.retain(|x| x.name() != col::LABEL);
+    f.push(Field::new("true_label", DataType::Utf8, true));
+    f.extend(position_fields());
+    f.push(Field::new(col::LABEL, DataType::Utf8, false));
+    f.push(Field::new("confidence", DataType::Float32, false));
+    f.push(Field::new(
+        "probs",
+        DataType::List(Arc::new(Field::new_list_field(DataType::Float32, false))),
+        false,
+    ));
+    with_kind(f, TableKind::Predictions, &[(CLASSES_KEY, "")])
+}
+
+/// `quarantine`: one row per file that failed, with the stage and a reason code.
+pub fn quarantine_schema() -> SchemaRef {
+    with_kind(
+        vec![
+            Field::new(col::PATH, DataType::Utf8, false),
+            Field::new(col::CLIP_ID, DataType::Utf8, false),
+            Field::new("stage", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("message", DataType::Utf8, false),
+        ],
+        TableKind::Quarantine,
+        &[],
+    )
+}
+
+/// The schema with no columns that sinks produce.
+pub fn empty_schema() -> SchemaRef {
+    with_kind(vec![], TableKind::Empty, &[])
+}
+
+/// Named schemas documented in `schemas/*.json`.
+pub fn documented() -> Vec<(&'static str, SchemaRef)> {
+    vec![
+        ("files", files_schema()),
+        ("audio", audio_schema(false)),
+        ("audio_multichannel", audio_schema(true)),
+        ("features", features_base_schema()),
+        ("predictions", predictions_schema()),
+        ("quarantine", quarantine_schema()),
+    ]
+}
+
+/// Pretty JSON of a schema, as stored in `schemas/`.
+pub fn to_json(schema: &Schema) -> String {
+    // Sort metadata for stable output.
+    let v = serde_json::to_value(schema).unwrap_or(serde_json::Value::Null);
+    let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+    s.push('\n');
+    s
+}

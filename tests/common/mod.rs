@@ -1,0 +1,133 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// `../shared/corpora` beside the project, if present.
+pub fn corpora() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora");
+    p.is_dir().then_some(p)
+}
+
+/// The corpora folder, or `None` after printing why the test is skipped.
+pub fn corpora_or_skip(test: &str, sub: &str) -> Option<PathBuf> {
+    match corpora() {
+        Some(c) if c.join(sub).is_dir() => Some(c),
+        _ => {
+            eprintln!("SKIP {test}: ../shared/corpora/{sub} is absent (real-data test not run)");
+            None
+        }
+    }
+}
+
+/// The built `sermo` binary.
+pub fn sermo_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sermo"))
+}
+
+/// Write a 16-bit PCM mono WAV.
+pub fn write_wav_i16(path: &Path, rate: u32, samples: &[f32]) {
+    let data: Vec<u8> = samples
+        .iter()
+        .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
+        .collect();
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(&data);
+    std::fs::write(path, b).expect("write wav");
+}
+
+/// A deterministic test tone with a little noise (so it does not compress to nothing).
+pub fn tone(rate: u32, secs: f32, seed: u32) -> Vec<f32> {
+    let n = (rate as f32 * secs) as usize;
+    let mut x = seed.wrapping_mul(2654435761).max(1);
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let noise = (x as f32 / u32::MAX as f32 - 0.5) * 0.05;
+            0.4 * (2.0 * std::f32::consts::PI * 220.0 * (1.0 + seed as f32 * 0.01) * i as f32
+                / rate as f32)
+                .sin()
+                + noise
+        })
+        .collect()
+}
+
+/// Write `n` generated clips into `dir` (`clip-000.wav`, ...).
+pub fn generated_corpus(dir: &Path, n: usize, rate: u32, secs: f32) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for i in 0..n {
+        write_wav_i16(
+            &dir.join(format!("clip-{i:03}.wav")),
+            rate,
+            &tone(rate, secs, i as u32),
+        );
+    }
+}
+
+/// Read every `part-*.parquet` of a sink directory, in file order.
+pub fn read_parts(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            n.starts_with("part-") && n.ends_with(".parquet")
+        })
+        .collect();
+    parts.sort();
+    let mut out = Vec::new();
+    for p in parts {
+        let f = std::fs::File::open(&p).expect("open part");
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        for b in r {
+            out.push(b.expect("batch"));
+        }
+    }
+    out
+}
+
+/// Rows of the audio tables as (clip_id, samples) sorted by clip id.
+pub fn clip_samples(batches: &[arrow::record_batch::RecordBatch]) -> Vec<(String, Vec<f32>)> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Float32Type;
+    let mut rows = Vec::new();
+    for b in batches {
+        let ids = b
+            .column_by_name("clip_id")
+            .expect("clip_id")
+            .as_string::<i32>();
+        let samples = b
+            .column_by_name("samples")
+            .expect("samples")
+            .as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let v = samples.value(i);
+            let v = v.as_primitive::<Float32Type>();
+            assert_eq!(v.null_count(), 0);
+            rows.push((ids.value(i).to_string(), v.values().to_vec()));
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}

@@ -1,0 +1,331 @@
+//! Every validation error, with its exact message, before anything runs.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use sermo::config::{ConfigError, PipelineFile};
+use sermo::error::SermoError;
+use sermo::registry::Registry;
+
+const GOOD: &str = r#"
+[pipeline]
+name = "t"
+[sources.clips]
+kind = "files"
+paths = ["wav/*.wav"]
+[stages.audio]
+kind = "decode"
+input = "clips"
+[sinks.table]
+kind = "parquet"
+input = "audio"
+path = "out/a"
+"#;
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    let base = Path::new("/nonexistent-base");
+    match PipelineFile::parse(text, base, &[]).and_then(|f| f.compile(&Registry::builtin())) {
+        Ok(_) => Vec::new(),
+        Err(SermoError::Config(e)) => e,
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+/// The single error of `text`, as (path, message).
+fn one(text: &str) -> (String, String, Option<String>) {
+    let e = errors(text);
+    assert_eq!(e.len(), 1, "expected one error, got {e:#?}");
+    (e[0].path.clone(), e[0].message.clone(), e[0].hint.clone())
+}
+
+#[test]
+fn the_good_pipeline_is_valid() {
+    assert!(errors(GOOD).is_empty(), "{:#?}", errors(GOOD));
+}
+
+#[test]
+fn unknown_kind_lists_the_known_ones() {
+    let (path, msg, hint) = one(&GOOD.replace("kind = \"decode\"", "kind = \"decoder\""));
+    assert_eq!(path, "stages.audio.kind");
+    assert_eq!(msg, "unknown kind `decoder`");
+    let hint = hint.expect("hint");
+    assert!(hint.contains("stage kinds: decode"), "{hint}");
+    assert!(
+        hint.contains("source kinds: files") && hint.contains("sink kinds: parquet"),
+        "{hint}"
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error() {
+    let (path, msg, _) = one(&GOOD.replace(
+        "input = \"clips\"",
+        "input = \"clips\"\nchanels = \"first\"",
+    ));
+    assert_eq!(path, "stages.audio");
+    assert!(
+        msg.starts_with("unknown field `chanels`, expected one of"),
+        "{msg}"
+    );
+    assert!(msg.contains("`channels`"), "{msg}");
+    let (path, msg, _) = one(&GOOD.replace("name = \"t\"", "name = \"t\"\ncapacity = 3"));
+    assert_eq!(path, "pipeline");
+    assert!(msg.starts_with("unknown field `capacity`"), "{msg}");
+    let (path, msg, _) = one(&format!("{GOOD}\n[stage.x]\nkind = \"decode\"\n"));
+    assert_eq!(path, "stage");
+    assert_eq!(msg, "unknown top-level table `stage`");
+}
+
+#[test]
+fn missing_input() {
+    let (path, msg, hint) = one(&GOOD.replace("input = \"clips\"\n", ""));
+    assert_eq!(path, "stages.audio");
+    assert_eq!(msg, "missing `input` of stage `audio`");
+    assert!(hint.is_some());
+}
+
+#[test]
+fn input_that_names_nothing() {
+    let (path, msg, hint) = one(&GOOD.replace("input = \"clips\"", "input = \"foo\""));
+    assert_eq!(path, "stages.audio");
+    assert_eq!(
+        msg,
+        "input `foo` of stage `audio` matches no source or stage"
+    );
+    assert_eq!(
+        hint.as_deref(),
+        Some("sources and stages declared: audio, clips")
+    );
+    let (_, msg, _) = one(&GOOD.replace("input = \"audio\"", "input = \"nope\""));
+    assert_eq!(
+        msg,
+        "input `nope` of sink `table` matches no source or stage"
+    );
+}
+
+#[test]
+fn input_naming_a_sink_and_input_on_a_source() {
+    let text = GOOD.replace("input = \"clips\"", "input = \"table\"");
+    let e = errors(&text);
+    assert!(
+        e.iter().any(|e| e.message == "input `table` of stage `audio` is a sink; sinks produce nothing"),
+        "{e:#?}"
+    );
+    let (path, msg, _) = one(&GOOD.replace(
+        "paths = [\"wav/*.wav\"]",
+        "paths = [\"wav/*.wav\"]\ninput = \"audio\"",
+    ));
+    assert_eq!(path, "sources.clips");
+    assert_eq!(msg, "a source takes no `input`");
+}
+
+#[test]
+fn cycles_are_reported() {
+    let text = r#"
+[sources.clips]
+kind = "files"
+paths = ["a.wav"]
+[stages.a]
+kind = "decode"
+inputs = ["clips", "b"]
+[stages.b]
+kind = "decode"
+input = "a"
+[sinks.t]
+kind = "parquet"
+input = "b"
+path = "out"
+"#;
+    let (path, msg, _) = one(text);
+    assert_eq!(path, "stages.a");
+    assert_eq!(msg, "cycle: `a` -> `b` -> `a`");
+}
+
+#[test]
+fn a_stage_fed_the_wrong_table_kind() {
+    let text = format!(
+        "{GOOD}\n[stages.again]\nkind = \"decode\"\ninput = \"audio\"\n[sinks.t2]\nkind = \"parquet\"\ninput = \"again\"\npath = \"out/b\"\n"
+    );
+    let (path, msg, _) = one(&text);
+    assert_eq!(path, "stages.again");
+    assert_eq!(
+        msg,
+        "stage `again` (decode) accepts a files table as input, but input `audio` (decode) produces an audio table"
+    );
+}
+
+#[test]
+fn bad_values() {
+    let (path, msg, _) = one(&GOOD.replace("input = \"clips\"", "input = \"clips\"\nchunk_s = 0"));
+    assert_eq!(path, "stages.audio.chunk_s");
+    assert_eq!(msg, "must be a positive number of seconds, got 0");
+    let (path, msg, _) =
+        one(&GOOD.replace("input = \"clips\"", "input = \"clips\"\nchunk_s = -3.5"));
+    assert_eq!(path, "stages.audio.chunk_s");
+    assert_eq!(msg, "must be a positive number of seconds, got -3.5");
+    let (path, msg, hint) = one(&GOOD.replace("paths = [\"wav/*.wav\"]", "paths = []"));
+    assert_eq!(path, "sources.clips.paths");
+    assert_eq!(msg, "is empty");
+    assert!(hint.is_some());
+    let (path, msg, _) = one(&GOOD.replace("name = \"t\"", "name = \"t\"\nchannel_capacity = 0"));
+    assert_eq!(path, "pipeline.channel_capacity");
+    assert_eq!(msg, "must be at least 1, got 0");
+    let (path, msg, _) =
+        one(&GOOD.replace("path = \"out/a\"", "path = \"out/a\"\nrows_per_file = -1"));
+    assert_eq!(path, "sinks.table.rows_per_file");
+    assert_eq!(msg, "must be at least 1, got -1");
+    let (path, msg, _) = one(&GOOD.replace(
+        "input = \"clips\"",
+        "input = \"clips\"\nchannels = \"left\"",
+    ));
+    assert_eq!(path, "stages.audio");
+    assert!(
+        msg.starts_with("unknown variant `left`, expected one of `mix`, `first`, `keep`"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn sinks_writing_to_the_same_path() {
+    let text = format!(
+        "{GOOD}\n[sinks.copy]\nkind = \"parquet\"\ninput = \"audio\"\npath = \"out/./x/../a\"\n"
+    );
+    let (path, msg, _) = one(&text);
+    assert_eq!(path, "sinks.table");
+    assert_eq!(
+        msg,
+        "sink `table` and sink `copy` both write to `/nonexistent-base/out/a`"
+    );
+}
+
+#[test]
+fn several_errors_are_reported_together() {
+    let text = r#"
+[pipeline]
+channel_capacity = 0
+[sources.clips]
+kind = "files"
+paths = []
+[stages.audio]
+kind = "decoder"
+input = "clips"
+[stages.other]
+kind = "decode"
+input = "foo"
+chunk_s = -1
+[sinks.table]
+kind = "parquet"
+input = "other"
+path = "out"
+[sinks.copy]
+kind = "parquet"
+input = "other"
+path = "out"
+"#;
+    let e = errors(text);
+    let got: Vec<String> = e
+        .iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect();
+    let want = [
+        "pipeline.channel_capacity: must be at least 1, got 0",
+        "sources.clips.paths: is empty",
+        "stages.audio.kind: unknown kind `decoder`",
+        "stages.other.chunk_s: must be a positive number of seconds, got -1",
+        "stages.other: input `foo` of stage `other` matches no source or stage",
+    ];
+    for w in want {
+        assert!(got.iter().any(|g| g == w), "missing `{w}` in {got:#?}");
+    }
+    assert!(got.iter().any(|g| g.contains("both write to")), "{got:#?}");
+    assert_eq!(got.len(), 6, "{got:#?}");
+    // And the rendering lists them all.
+    let rendered = SermoError::Config(e).to_string();
+    assert!(
+        rendered.starts_with("invalid pipeline: 6 problems"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn overrides_are_validated_too() {
+    let f = PipelineFile::parse(GOOD, Path::new("/b"), &["stages.audio.chunk_s=0".into()]).unwrap();
+    match f.compile(&Registry::builtin()) {
+        Err(SermoError::Config(e)) => assert_eq!(e[0].path, "stages.audio.chunk_s"),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[test]
+fn cli_validate_exits_2_and_run_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, GOOD.replace("input = \"clips\"", "input = \"foo\"")).unwrap();
+    let out = Command::new(common::sermo_bin())
+        .arg("validate")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("input `foo` of stage `audio` matches no source or stage"),
+        "{err}"
+    );
+
+    let out = Command::new(common::sermo_bin())
+        .arg("run")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !dir.path().join("out").exists(),
+        "an invalid pipeline must run nothing"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, GOOD).unwrap();
+    let out = Command::new(common::sermo_bin())
+        .arg("validate")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --set applies to validate as well.
+    let out = Command::new(common::sermo_bin())
+        .args(["validate", "--set", "stages.audio.chunk_s=-2"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn graph_prints_mermaid_with_every_id_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, GOOD).unwrap();
+    let out = Command::new(common::sermo_bin())
+        .arg("graph")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let g = String::from_utf8_lossy(&out.stdout);
+    assert!(g.starts_with("graph LR\n"), "{g}");
+    for label in ["clips (files)", "audio (decode)", "table (parquet)"] {
+        assert!(g.contains(label), "{g}");
+    }
+    assert!(
+        g.contains("source_clips --> stage_audio") && g.contains("stage_audio --> sink_table"),
+        "{g}"
+    );
+}
