@@ -25,6 +25,12 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod labels;
 pub mod ops;
 pub mod registry;
 pub mod schema;
+
+/// The README's Rust examples compile (`cargo test --doc`).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

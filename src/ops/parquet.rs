@@ -16,14 +16,18 @@
 //! an interrupted run leaves only complete part files and no `_SUCCESS`.
 //! The previous contents written by sermo are removed when a run starts.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow::array::{ArrayRef, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -70,7 +74,7 @@ fn default_zstd_level() -> i64 {
 }
 
 /// Row groups are flushed once their buffered size reaches this many bytes.
-const ROW_GROUP_BYTES: usize = 64 << 20;
+const ROW_GROUP_BYTES: usize = 32 << 20;
 /// Quarantine rows buffered before a write.
 const QUARANTINE_BATCH: usize = 256;
 
@@ -225,6 +229,80 @@ fn quarantine_batch(
     )
 }
 
+/// Routes rows to part writers. A clip's rows always go to the writer that got its
+/// first rows (so they stay together and in order in one part file); a new clip goes
+/// to an idle writer. The affinity map is bounded: it only needs to remember clips
+/// that may still be streaming (long recordings arrive in chunks).
+struct Router {
+    n: usize,
+    affinity: HashMap<String, usize>,
+    next: usize,
+}
+
+/// Clips remembered by the router before it forgets the oldest generation.
+const ROUTER_MEMORY: usize = 4096;
+
+impl Router {
+    fn new(n: usize) -> Self {
+        Router {
+            n: n.max(1),
+            affinity: HashMap::new(),
+            next: 0,
+        }
+    }
+
+    /// Split `batch` into (writer, rows) pieces; `idle` tells which writers are free.
+    fn route(
+        &mut self,
+        batch: &RecordBatch,
+        idle: &[bool],
+    ) -> std::result::Result<Vec<(usize, RecordBatch)>, String> {
+        let ids = batch
+            .column_by_name(schema::col::CLIP_ID)
+            .and_then(|c| c.as_string_opt::<i32>());
+        let target = (0..self.n)
+            .map(|k| (self.next + k) % self.n)
+            .find(|&w| idle.get(w).copied().unwrap_or(false))
+            .unwrap_or(self.next % self.n);
+        self.next = (target + 1) % self.n;
+        let Some(ids) = ids.filter(|_| self.n > 1) else {
+            return Ok(vec![(target, batch.clone())]);
+        };
+        if self.affinity.len() > ROUTER_MEMORY {
+            self.affinity.clear();
+        }
+        let mut writer_of_row = Vec::with_capacity(ids.len());
+        for i in 0..ids.len() {
+            let id = if ids.is_valid(i) { ids.value(i) } else { "" };
+            let w = match self.affinity.get(id) {
+                Some(&w) => w,
+                None => {
+                    self.affinity.insert(id.to_string(), target);
+                    target
+                }
+            };
+            writer_of_row.push(w);
+        }
+        let first = writer_of_row[0];
+        if writer_of_row.iter().all(|&w| w == first) {
+            return Ok(vec![(first, batch.clone())]);
+        }
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.n];
+        for (i, w) in writer_of_row.into_iter().enumerate() {
+            rows[w].push(i as u32);
+        }
+        let mut out = Vec::new();
+        for (w, idx) in rows.into_iter().enumerate() {
+            if !idx.is_empty() {
+                let b =
+                    take_record_batch(batch, &UInt32Array::from(idx)).map_err(|e| e.to_string())?;
+                out.push((w, b));
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl ParquetSink {
     fn props(&self) -> Result<WriterProperties> {
         let level = ZstdLevel::try_new(self.cfg.zstd_level as i32)
@@ -244,7 +322,8 @@ struct State {
     schema: SchemaRef,
     props: WriterProperties,
     rows_per_file: usize,
-    next_part: usize,
+    /// Shared by the sink's writers: part numbers are unique across them.
+    next_part: Arc<AtomicUsize>,
     part: Option<(Part, Pending)>,
     rows: u64,
     files: u64,
@@ -255,8 +334,10 @@ impl State {
         let mut offset = 0;
         while offset < batch.num_rows() {
             if self.part.is_none() {
-                let name = format!("part-{:05}.parquet", self.next_part);
-                self.next_part += 1;
+                let name = format!(
+                    "part-{:05}.parquet",
+                    self.next_part.fetch_add(1, Ordering::SeqCst)
+                );
                 let pending = Pending::new(&self.dir, &name);
                 let file = File::create(&pending.tmp).map_err(io_err(
                     &self.stage,
@@ -374,34 +455,55 @@ impl Operator for ParquetSink {
                 Err(p) => { yield Err(SermoError::stage(&stage, None, p.to_string())); return; }
             }
             let rows_metric = ctx.metrics.counter(&format!("sink.{stage}.rows"));
-            let mut state = Some(State {
-                dir: self.dir.clone(),
-                stage: stage.clone(),
-                schema: in_schema.clone(),
-                props,
-                rows_per_file: self.cfg.rows_per_file.max(1) as usize,
-                next_part: 0,
-                part: None,
-                rows: 0,
-                files: 0,
-            });
+            // One part writer per worker thread, each busy with at most one job.
+            let n_writers = ctx.pool.threads().max(1);
+            let next_part = Arc::new(AtomicUsize::new(0));
+            let mut idle: Vec<Option<State>> = (0..n_writers)
+                .map(|_| {
+                    Some(State {
+                        dir: self.dir.clone(),
+                        stage: stage.clone(),
+                        schema: in_schema.clone(),
+                        props: props.clone(),
+                        rows_per_file: self.cfg.rows_per_file.max(1) as usize,
+                        next_part: next_part.clone(),
+                        part: None,
+                        rows: 0,
+                        files: 0,
+                    })
+                })
+                .collect();
+            let mut running = FuturesUnordered::new();
+            let mut router = Router::new(n_writers);
             let mut quarantine = QuarantineWriter { writer: None, buffered: Vec::new(), rows: 0 };
             while let Some(item) = input.next().await {
                 match item {
                     Ok(Frame::Batch(batch)) => {
-                        let Some(mut s) = state.take() else { return };
-                        let n = batch.num_rows() as u64;
-                        let job = ctx.pool.run(move || {
-                            let r = s.write(&batch);
-                            (s, r)
-                        }).await;
-                        match job {
-                            Ok((s, Ok(()))) => {
-                                state = Some(s);
-                                rows_metric.add(n);
+                        let free: Vec<bool> = idle.iter().map(Option::is_some).collect();
+                        let parts = match router.route(&batch, &free) {
+                            Ok(p) => p,
+                            Err(e) => { yield Err(SermoError::stage(&stage, None, e)); return; }
+                        };
+                        for (w, sub) in parts {
+                            // Wait until writer `w` is free, collecting finished jobs.
+                            while idle[w].is_none() {
+                                let Some((j, res)) = running.next().await else { return };
+                                match res {
+                                    Ok((s, Ok(n))) => { idle[j] = Some(s); rows_metric.add(n); }
+                                    Ok((_, Err(e))) => { yield Err(e); return; }
+                                    Err(p) => { yield Err(SermoError::stage(&stage, None, format!("writer {p}"))); return; }
+                                }
                             }
-                            Ok((_, Err(e))) => { yield Err(e); return; }
-                            Err(p) => { yield Err(SermoError::stage(&stage, None, p.to_string())); return; }
+                            let Some(mut s) = idle[w].take() else { return };
+                            let pool = ctx.pool.clone();
+                            running.push(async move {
+                                let n = sub.num_rows() as u64;
+                                let r = pool.run(move || {
+                                    let r = s.write(&sub).map(|()| n);
+                                    (s, r)
+                                }).await;
+                                (w, r)
+                            });
                         }
                     }
                     Ok(Frame::Quarantine(q)) => {
@@ -413,27 +515,38 @@ impl Operator for ParquetSink {
                             return;
                         }
                     }
-                    // Upstream failed: drop the unfinished part (its guard removes it).
+                    // Upstream failed: drop the unfinished parts (their guards remove them).
                     Err(e) => { yield Err(e); return; }
+                }
+            }
+            while let Some((j, res)) = running.next().await {
+                match res {
+                    Ok((s, Ok(n))) => { idle[j] = Some(s); rows_metric.add(n); }
+                    Ok((_, Err(e))) => { yield Err(e); return; }
+                    Err(p) => { yield Err(SermoError::stage(&stage, None, format!("writer {p}"))); return; }
                 }
             }
             if ctx.cancel.is_cancelled() {
                 return;
             }
-            // Complete: close the last part, the quarantine table, then the marker.
-            let Some(s) = state.take() else { return };
+            // Complete: close the open parts, the quarantine table, then the marker.
+            let states: Vec<State> = idle.into_iter().flatten().collect();
             let dir = self.dir.clone();
             let st = stage.clone();
             let done = ctx.pool.run(move || -> Result<(u64, u64, u64)> {
-                let mut s = s;
-                s.close_part()?;
+                let (mut rows, mut files) = (0, 0);
+                for mut s in states {
+                    s.close_part()?;
+                    rows += s.rows;
+                    files += s.files;
+                }
                 let q = quarantine.finish(&dir, &st)?;
                 let marker = Pending::new(&dir, SUCCESS_FILE);
-                let body = serde_json::json!({ "rows": s.rows, "files": s.files, "quarantined": q });
+                let body = serde_json::json!({ "rows": rows, "files": files, "quarantined": q });
                 std::fs::write(&marker.tmp, format!("{body}\n")).map_err(io_err(&st, "write", &marker.tmp))?;
                 let f = File::open(&marker.tmp).map_err(io_err(&st, "open", &marker.tmp))?;
                 marker.commit(&f).map_err(io_err(&st, "commit", &dir.join(SUCCESS_FILE)))?;
-                Ok((s.rows, s.files, q))
+                Ok((rows, files, q))
             }).await;
             match done {
                 Ok(Ok((_, files, q))) => {
