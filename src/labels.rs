@@ -52,8 +52,7 @@ pub const CANONICAL: &[&str] = &[
 ];
 
 /// The value of `labels = ...` in a pipeline file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LabelSpec {
     /// `labels = "ravdess"`: a built-in scheme.
     Builtin(BuiltinScheme),
@@ -61,6 +60,40 @@ pub enum LabelSpec {
     Regex(RegexSpec),
     /// `labels = { csv = "labels.csv", path_column = "file", label_column = "emotion" }`.
     Csv(CsvSpec),
+}
+
+impl<'de> Deserialize<'de> for LabelSpec {
+    /// Dispatch on the shape so errors name the problem: a string is a built-in
+    /// scheme, a table with `regex` or `csv` a generic one.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = toml::Value::deserialize(d)?;
+        match v {
+            toml::Value::String(name) => toml::Value::String(name.clone())
+                .try_into::<BuiltinScheme>()
+                .map(LabelSpec::Builtin)
+                .map_err(|_| {
+                    D::Error::custom(format!(
+                        "unknown label scheme `{name}`, expected one of none, ravdess, emodb, tess, cremad, savee, iemocap, or a table with `regex` or `csv`"
+                    ))
+                }),
+            toml::Value::Table(t) if t.contains_key("regex") => toml::Value::Table(t)
+                .try_into::<RegexSpec>()
+                .map(LabelSpec::Regex)
+                .map_err(|e| D::Error::custom(format!("labels (regex): {}", e.message().trim()))),
+            toml::Value::Table(t) if t.contains_key("csv") => toml::Value::Table(t)
+                .try_into::<CsvSpec>()
+                .map(LabelSpec::Csv)
+                .map_err(|e| D::Error::custom(format!("labels (csv): {}", e.message().trim()))),
+            toml::Value::Table(_) => Err(D::Error::custom(
+                "a labels table needs `regex = '...'` or `csv = \"file.csv\"`",
+            )),
+            other => Err(D::Error::custom(format!(
+                "labels must be a scheme name or a table, got {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 impl Default for LabelSpec {

@@ -23,6 +23,7 @@
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod dsp;
 pub mod engine;
 pub mod error;
 pub mod labels;

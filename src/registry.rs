@@ -47,6 +47,7 @@ impl Registry {
         let mut r = Self::empty();
         r.register::<ops::files::FilesConfig>();
         r.register::<ops::decode::DecodeConfig>();
+        r.register::<ops::resample::ResampleConfig>();
         r.register::<ops::parquet::ParquetSinkConfig>();
         r
     }

@@ -80,6 +80,7 @@ pub mod col {
     pub const SOURCE_CHANNELS: &str = "source_channels";
     pub const CODEC: &str = "codec";
     pub const DURATION_S: &str = "duration_s";
+    pub const LAST_CHUNK: &str = "last_chunk";
 }
 
 fn with_kind(fields: Vec<Field>, kind: TableKind, extra: &[(&str, &str)]) -> SchemaRef {
@@ -135,7 +136,8 @@ pub fn samples_type(keep_channels: bool) -> DataType {
     }
 }
 
-/// `audio`: decoded samples, one row per clip (or per chunk of a long clip).
+/// `audio`: decoded samples, one row per clip (or per chunk of a long clip, in order;
+/// `last_chunk` marks the clip's final row so streaming stages can flush).
 pub fn audio_schema(keep_channels: bool) -> SchemaRef {
     let mut f = row_key_fields();
     f.push(Field::new(col::SAMPLES, samples_type(keep_channels), false));
@@ -143,6 +145,7 @@ pub fn audio_schema(keep_channels: bool) -> SchemaRef {
     f.push(Field::new(col::SOURCE_CHANNELS, DataType::UInt16, false));
     f.push(Field::new(col::CODEC, DataType::Utf8, false));
     f.push(Field::new(col::DURATION_S, DataType::Float64, true));
+    f.push(Field::new(col::LAST_CHUNK, DataType::Boolean, false));
     with_kind(f, TableKind::Audio, &[])
 }
 

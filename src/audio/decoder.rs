@@ -107,6 +107,100 @@ fn sym_failure(e: SymError, what: &str) -> DecodeFailure {
     }
 }
 
+/// What a look at a RIFF/WAVE header found.
+#[derive(Default)]
+struct RiffCheck {
+    /// A chunk claims more bytes than the file has.
+    truncated: Option<DecodeFailure>,
+    /// (offset, value) of 32-bit length fields to present differently: a length of
+    /// 0xFFFFFFFF ("to the end of the file", written by streaming tools) is replaced
+    /// by the real length so the demuxer reads to EOF.
+    patches: Vec<(u64, u32)>,
+}
+
+fn inspect_riff(file: &File, len: u64) -> RiffCheck {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = RiffCheck::default();
+    let mut f = file;
+    let mut head = [0u8; 12];
+    let ok = f.read_exact(&mut head).is_ok() && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE";
+    if ok {
+        let riff_size = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let mut pos: u64 = 12;
+        while pos + 8 <= len {
+            let mut ch = [0u8; 8];
+            if f.seek(SeekFrom::Start(pos)).is_err() || f.read_exact(&mut ch).is_err() {
+                break;
+            }
+            let size = u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]);
+            if &ch[0..4] == b"data" {
+                let available = len - pos - 8;
+                if size == u32::MAX {
+                    out.patches
+                        .push((pos + 4, available.min(u32::MAX as u64 - 1) as u32));
+                    out.patches
+                        .push((4, (len - 8).min(u32::MAX as u64 - 1) as u32));
+                } else if pos + 8 + size as u64 > len {
+                    out.truncated = Some(DecodeFailure::new(
+                        Reason::Truncated,
+                        format!(
+                            "the data chunk declares {size} bytes but the file ends after {available} \
+                             (file is {} bytes short)",
+                            pos + 8 + size as u64 - len
+                        ),
+                    ));
+                } else if riff_size == u32::MAX || riff_size == 0 {
+                    out.patches
+                        .push((4, (len - 8).min(u32::MAX as u64 - 1) as u32));
+                }
+                break;
+            }
+            pos += 8 + size as u64 + (size as u64 & 1);
+        }
+    }
+    let _ = f.seek(SeekFrom::Start(0));
+    out
+}
+
+/// A file whose header shows patched length fields (see [`RiffCheck::patches`]).
+struct Patched {
+    file: File,
+    pos: u64,
+    patches: Vec<(u64, [u8; 4])>,
+}
+
+impl std::io::Read for Patched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        for (off, bytes) in &self.patches {
+            for (k, b) in bytes.iter().enumerate() {
+                let at = off + k as u64;
+                if at >= self.pos && at < self.pos + n as u64 {
+                    buf[(at - self.pos) as usize] = *b;
+                }
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for Patched {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+impl symphonia::core::io::MediaSource for Patched {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+    fn byte_len(&self) -> Option<u64> {
+        self.file.metadata().ok().map(|m| m.len())
+    }
+}
+
 impl ClipReader {
     /// Open and probe `path`.
     pub fn open(path: &Path) -> Result<ClipReader, DecodeFailure> {
@@ -115,7 +209,24 @@ impl ClipReader {
         if len == 0 {
             return Err(DecodeFailure::new(Reason::Empty, "file is empty (0 bytes)"));
         }
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let riff = inspect_riff(&file, len);
+        if let Some(f) = riff.truncated {
+            return Err(f);
+        }
+        let source: Box<dyn symphonia::core::io::MediaSource> = if riff.patches.is_empty() {
+            Box::new(file)
+        } else {
+            Box::new(Patched {
+                file,
+                pos: 0,
+                patches: riff
+                    .patches
+                    .iter()
+                    .map(|(o, v)| (*o, v.to_le_bytes()))
+                    .collect(),
+            })
+        };
+        let mss = MediaSourceStream::new(source, Default::default());
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);

@@ -61,3 +61,91 @@ pub fn clip_columns(rows: &[&ClipRow]) -> Vec<ArrayRef> {
         s(&|r| r.label.as_deref()),
     ]
 }
+
+/// Planar samples of row `i` of an audio batch (one Vec for mono, one per channel
+/// when channels are kept).
+pub fn row_planes(batch: &RecordBatch, i: usize) -> Result<Vec<Vec<f32>>, String> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Float32Type};
+    let col = batch
+        .column_by_name(crate::schema::col::SAMPLES)
+        .ok_or("missing column `samples`")?;
+    let list = col
+        .as_list_opt::<i32>()
+        .ok_or("column `samples` is not a list")?;
+    let row = list.value(i);
+    match row.data_type() {
+        DataType::Float32 => Ok(vec![row.as_primitive::<Float32Type>().values().to_vec()]),
+        DataType::List(_) => {
+            let chans = row.as_list::<i32>();
+            Ok((0..chans.len())
+                .map(|c| {
+                    chans
+                        .value(c)
+                        .as_primitive::<Float32Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect())
+        }
+        other => Err(format!("column `samples` has unexpected type {other}")),
+    }
+}
+
+/// Whether row `i` is the last of its clip (`last_chunk`, true when absent).
+pub fn row_is_last(batch: &RecordBatch, i: usize) -> bool {
+    use arrow::array::AsArray;
+    batch
+        .column_by_name(crate::schema::col::LAST_CHUNK)
+        .and_then(|c| c.as_boolean_opt().map(|b| b.value(i)))
+        .unwrap_or(true)
+}
+
+/// Samples column for one row from planes: `List<Float32>` (one plane, `keep` false)
+/// or `List<List<Float32>>`.
+pub fn samples_array(planes: Vec<Vec<f32>>, keep: bool) -> ArrayRef {
+    use arrow::array::{Float32Array, ListArray};
+    use arrow::buffer::OffsetBuffer;
+    use arrow::datatypes::{DataType, Field};
+    let item = || Arc::new(Field::new_list_field(DataType::Float32, false));
+    if !keep {
+        let mono = planes.into_iter().next().unwrap_or_default();
+        let n = mono.len();
+        return Arc::new(ListArray::new(
+            item(),
+            OffsetBuffer::from_lengths([n]),
+            Arc::new(Float32Array::from(mono)),
+            None,
+        ));
+    }
+    let nch = planes.len();
+    let lens: Vec<usize> = planes.iter().map(Vec::len).collect();
+    let flat: Vec<f32> = planes.into_iter().flatten().collect();
+    let inner = ListArray::new(
+        item(),
+        OffsetBuffer::from_lengths(lens),
+        Arc::new(Float32Array::from(flat)),
+        None,
+    );
+    let inner_type = DataType::List(item());
+    Arc::new(ListArray::new(
+        Arc::new(Field::new_list_field(inner_type, false)),
+        OffsetBuffer::from_lengths([nch]),
+        Arc::new(inner),
+        None,
+    ))
+}
+
+/// A copy of the one-row batch `row` with some columns replaced.
+pub fn replace_columns(
+    row: &RecordBatch,
+    replace: &[(&str, ArrayRef)],
+) -> Result<RecordBatch, String> {
+    let schema = row.schema();
+    let mut cols = row.columns().to_vec();
+    for (name, array) in replace {
+        let idx = schema.index_of(name).map_err(|e| e.to_string())?;
+        cols[idx] = array.clone();
+    }
+    RecordBatch::try_new(schema, cols).map_err(|e| e.to_string())
+}

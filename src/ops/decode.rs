@@ -19,7 +19,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Float32Array, Float64Array, ListArray, StringArray, UInt16Array, UInt32Array,
+    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, ListArray, StringArray, UInt16Array,
+    UInt32Array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, SchemaRef};
@@ -235,6 +236,7 @@ fn audio_batch(
 ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     let rate = info.sample_rate as f64;
     let frames = chunk.frames();
+    let chunk_last = chunk.last;
     let start = chunk.first_frame as f64 / rate;
     let end = (chunk.first_frame + frames as u64) as f64 / rate;
     let source_channels = chunk.planes.len() as u16;
@@ -269,6 +271,7 @@ fn audio_batch(
         Arc::new(Float64Array::from(vec![
             info.n_frames.map(|n| n as f64 / rate),
         ])),
+        Arc::new(BooleanArray::from(vec![chunk_last])),
     ]);
     RecordBatch::try_new(schema.clone(), cols)
 }

@@ -4,12 +4,18 @@
 //! [sources.clips]
 //! kind = "files"
 //! paths = ["../data/emodb/wav/*.wav"]  # globs; relative to the pipeline file
-//! labels = "none"
+//! labels = "emodb"    # none | ravdess | emodb | tess | cremad | savee | iemocap
+//!                     # | { regex = '...', map = {..} } | { csv = "labels.csv", ... }
+//! merge = { happy = ["happy", "excited"] }     # optional
+//! keep = ["angry", "happy", "neutral", "sad"]  # optional: others are dropped
 //! ```
+//! Label schemes live in [`crate::labels`]. A file a scheme cannot parse is
+//! quarantined as `unlabeled`; files removed by `keep` are counted, not quarantined.
 //! `clip_id` is the path relative to the glob's base directory (the part before the
 //! first wildcard), so it is stable across machines and runs. A path without
 //! wildcards is taken as is, even if missing: the decoder quarantines it as `missing`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::SchemaRef;
@@ -22,16 +28,8 @@ use crate::engine::{
     Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
+use crate::labels::{LabelFilter, LabelSpec, Labeler};
 use crate::schema;
-
-/// How labels are derived from file names.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
-#[serde(rename_all = "lowercase")]
-pub enum LabelScheme {
-    /// No labels: `speaker` and `label` are null.
-    #[default]
-    None,
-}
 
 /// Config of the `files` source.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,9 +37,14 @@ pub enum LabelScheme {
 pub struct FilesConfig {
     /// Files or glob patterns (`*`, `?`, `[..]`, `**`).
     pub paths: Vec<String>,
-    /// Label scheme.
+    /// Label scheme: a built-in corpus name, `{ regex = ... }` or `{ csv = ... }`.
     #[serde(default)]
-    pub labels: LabelScheme,
+    pub labels: LabelSpec,
+    /// Merge labels: `merge = { happy = ["happy", "excited"] }`.
+    #[serde(default)]
+    pub merge: BTreeMap<String, Vec<String>>,
+    /// Keep only these labels; other files are dropped (counted, not quarantined).
+    pub keep: Option<Vec<String>>,
     /// Value of the `corpus` column (default: the source id).
     pub corpus: Option<String>,
     /// Files per emitted batch (default 16).
@@ -60,7 +63,7 @@ impl Component for FilesConfig {
 }
 
 impl OperatorConfig for FilesConfig {
-    fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
+    fn check(&self, ctx: &ConfigContext) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.paths.is_empty() {
             p.push(
@@ -77,6 +80,12 @@ impl OperatorConfig for FilesConfig {
                     format!("`{pat}` is not a valid glob: {e}"),
                 ));
             }
+        }
+        if let Err(e) = Labeler::new(&self.labels, ctx.base_dir) {
+            p.push(Problem::new("labels", e));
+        }
+        if let Err(e) = LabelFilter::new(&self.merge, self.keep.as_deref()) {
+            p.push(Problem::new("merge", e));
         }
         if self.batch_rows < 1 {
             p.push(Problem::new(
@@ -98,6 +107,16 @@ impl OperatorConfig for FilesConfig {
 
 struct FilesSource {
     cfg: FilesConfig,
+}
+
+/// The files of a source after labelling.
+#[derive(Default)]
+struct Listing {
+    rows: Vec<ClipRow>,
+    /// (clip_id, path, why) of files the label scheme could not parse.
+    unlabeled: Vec<(String, String, String)>,
+    /// Files removed by `keep`.
+    dropped: u64,
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -182,8 +201,41 @@ impl Operator for FilesSource {
         let stream = async_stream::stream! {
             let patterns = cfg.paths.clone();
             let base = ctx.base_dir.clone();
-            let listed = ctx.pool.run(move || expand(&patterns, &base)).await;
-            let files = match listed {
+            let spec = cfg.labels.clone();
+            let merge = cfg.merge.clone();
+            let keep = cfg.keep.clone();
+            let corpus_default = cfg.corpus.clone();
+            let node = ctx.node_id.to_string();
+            let listed = ctx
+                .pool
+                .run(move || -> std::result::Result<Listing, String> {
+                    let files = expand(&patterns, &base)?;
+                    let labeler = Labeler::new(&spec, &base)?;
+                    let filter = LabelFilter::new(&merge, keep.as_deref())?;
+                    let mut out = Listing::default();
+                    for (rel, path) in files {
+                        let path_s = path.to_string_lossy().to_string();
+                        match labeler.label(&rel, &path) {
+                            Err(msg) => out.unlabeled.push((rel, path_s, msg)),
+                            Ok(l) => match filter.apply(l.label.as_deref()) {
+                                None => out.dropped += 1,
+                                Some(label) => out.rows.push(ClipRow {
+                                    clip_id: rel,
+                                    path: path_s,
+                                    corpus: corpus_default
+                                        .clone()
+                                        .or(l.corpus)
+                                        .unwrap_or_else(|| node.clone()),
+                                    speaker: l.speaker,
+                                    label,
+                                }),
+                            },
+                        }
+                    }
+                    Ok(out)
+                })
+                .await;
+            let listing = match listed {
                 Ok(Ok(f)) => f,
                 Ok(Err(msg)) => {
                     yield Err(SermoError::stage(&ctx.node_id, None, msg));
@@ -194,24 +246,18 @@ impl Operator for FilesSource {
                     return;
                 }
             };
-            ctx.metrics.counter("files.total").add(files.len() as u64);
+            let total = listing.rows.len() + listing.unlabeled.len();
+            ctx.metrics.counter("files.total").add(total as u64);
+            ctx.metrics.counter("labels.dropped").add(listing.dropped);
+            for (rel, path, msg) in &listing.unlabeled {
+                yield Ok(ctx.quarantine(path, rel, "unlabeled", msg.clone()));
+            }
             let emitted = ctx.metrics.counter(&format!("source.{}.rows", ctx.node_id));
-            let corpus = cfg.corpus.clone().unwrap_or_else(|| ctx.node_id.to_string());
-            for chunk in files.chunks(cfg.batch_rows.max(1) as usize) {
+            for chunk in listing.rows.chunks(cfg.batch_rows.max(1) as usize) {
                 if ctx.cancel.is_cancelled() {
                     return;
                 }
-                let rows: Vec<ClipRow> = chunk
-                    .iter()
-                    .map(|(id, p)| ClipRow {
-                        clip_id: id.clone(),
-                        path: p.to_string_lossy().to_string(),
-                        corpus: corpus.clone(),
-                        speaker: None,
-                        label: None,
-                    })
-                    .collect();
-                let refs: Vec<&ClipRow> = rows.iter().collect();
+                let refs: Vec<&ClipRow> = chunk.iter().collect();
                 match RecordBatch::try_new(schema.clone(), clip_columns(&refs)) {
                     Ok(b) => {
                         emitted.add(b.num_rows() as u64);

@@ -1,8 +1,11 @@
 //! One module per component `kind`: `files` → [`files`], `decode` → [`decode`],
-//! `parquet` → [`parquet`]. Each holds the config struct (serde,
+//! `parquet` → [`parquet`], `resample` → [`resample`]. Shared helpers: [`clip`] (row
+//! keys, samples columns) and [`per_clip`] (stateful per-clip streaming). Each holds the config struct (serde,
 //! `deny_unknown_fields`) and its runtime operator; [`crate::registry`] lists them.
 
 pub mod clip;
 pub mod decode;
 pub mod files;
 pub mod parquet;
+pub mod per_clip;
+pub mod resample;

@@ -1,0 +1,4 @@
+//! Pure signal processing: no I/O, no engine, no Arrow. Operators in `src/ops/`
+//! call into these modules on the worker pool.
+
+pub mod resample;

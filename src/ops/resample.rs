@@ -1,0 +1,154 @@
+//! `resample` stage: audio → audio at another sample rate.
+//!
+//! ```toml
+//! [stages.r16k]
+//! kind = "resample"
+//! input = "audio"
+//! rate = 16000          # any target rate
+//! quality = "high"      # high (default) | fast
+//! ```
+//!
+//! Streaming and chunk-exact: a long file decoded in chunks is resampled with one
+//! resampler per clip carried across its rows, so the result equals resampling the
+//! whole file. No delay (the filter delay is trimmed) and exact length
+//! (`round(n · rate / source_rate)` frames per clip). Rows already at `rate` pass
+//! through untouched. The DSP lives in [`crate::dsp::resample`].
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Float64Array, UInt32Array};
+use arrow::datatypes::{DataType, SchemaRef, UInt32Type};
+use arrow::record_batch::RecordBatch;
+use serde::Deserialize;
+
+use super::clip::{replace_columns, row_planes, samples_array};
+use super::per_clip::map_clips;
+use crate::dsp::resample::{Quality, StreamResampler};
+use crate::engine::operator::require_inputs;
+use crate::engine::{
+    BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
+    Role, TaskContext,
+};
+use crate::error::Result;
+use crate::schema::{TableKind, col};
+
+/// Config of the `resample` stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResampleConfig {
+    /// Target sample rate in Hz.
+    pub rate: i64,
+    #[serde(default)]
+    pub quality: Quality,
+}
+
+impl Component for ResampleConfig {
+    const KIND: &'static str = "resample";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str =
+        "resample audio to a target rate (rubato FFT, chunk-exact, no delay)";
+}
+
+impl OperatorConfig for ResampleConfig {
+    fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if !(1..=768_000).contains(&self.rate) {
+            p.push(
+                Problem::new(
+                    "rate",
+                    format!("must be a positive sample rate in Hz, got {}", self.rate),
+                )
+                .with_hint("e.g. rate = 16000"),
+            );
+        }
+        p
+    }
+
+    fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
+        require_inputs(inputs, &[TableKind::Audio])
+    }
+
+    fn build(&self, _ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Resample { cfg: self.clone() }))
+    }
+}
+
+struct Resample {
+    cfg: ResampleConfig,
+}
+
+/// Per-clip state: `None` when the clip is already at the target rate.
+struct ClipState {
+    resampler: Option<StreamResampler>,
+    out_frames: u64,
+}
+
+fn first_u32(row: &RecordBatch, name: &str) -> std::result::Result<u32, String> {
+    row.column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+        .map(|a| a.value(0))
+        .ok_or_else(|| format!("missing UInt32 column `{name}`"))
+}
+
+impl Operator for Resample {
+    fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
+        let schema = inputs
+            .first()
+            .map(|s| s.schema())
+            .unwrap_or_else(|| crate::schema::audio_schema(false));
+        let keep = matches!(
+            schema.field_with_name(col::SAMPLES).map(|f| f.data_type().clone()),
+            Ok(DataType::List(ref f)) if matches!(f.data_type(), DataType::List(_))
+        );
+        let input = crate::engine::stream::merge_inputs(schema.clone(), inputs);
+        let rate = self.cfg.rate as u32;
+        let quality = self.cfg.quality;
+        map_clips(
+            input,
+            schema,
+            ctx,
+            "invalid_format",
+            move |row| {
+                let from = first_u32(row, col::SAMPLE_RATE)?;
+                if from == rate {
+                    return Ok(ClipState {
+                        resampler: None,
+                        out_frames: 0,
+                    });
+                }
+                let channels = row_planes(row, 0)?.len();
+                let r = StreamResampler::new(from, rate, channels, quality)
+                    .map_err(|e| e.to_string())?;
+                Ok(ClipState {
+                    resampler: Some(r),
+                    out_frames: 0,
+                })
+            },
+            move |state, row, last| {
+                let Some(r) = state.resampler.as_mut() else {
+                    return Ok(vec![Frame::Batch(row)]);
+                };
+                let planes = row_planes(&row, 0)?;
+                let slices: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+                let mut out = r.push(&slices).map_err(|e| e.to_string())?;
+                if last {
+                    let tail = r.finish().map_err(|e| e.to_string())?;
+                    for (o, t) in out.iter_mut().zip(tail) {
+                        o.extend(t);
+                    }
+                }
+                let n = out.first().map_or(0, Vec::len) as u64;
+                let start = state.out_frames as f64 / rate as f64;
+                state.out_frames += n;
+                let end = state.out_frames as f64 / rate as f64;
+                let replaced: Vec<(&str, ArrayRef)> = vec![
+                    (col::SAMPLES, samples_array(out, keep)),
+                    (col::SAMPLE_RATE, Arc::new(UInt32Array::from(vec![rate]))),
+                    (col::START_S, Arc::new(Float64Array::from(vec![start]))),
+                    (col::END_S, Arc::new(Float64Array::from(vec![end]))),
+                ];
+                Ok(vec![Frame::Batch(replace_columns(&row, &replaced)?)])
+            },
+        )
+    }
+}
