@@ -208,11 +208,15 @@ pub fn summary(metrics: &Metrics, wall: Duration) -> String {
             Some(format!("{v} to {id}"))
         })
         .collect();
-    let q = if reasons.is_empty() {
+    let mut q = if reasons.is_empty() {
         "0 quarantined".to_string()
     } else {
         format!("{quarantined} quarantined ({})", reasons.join(", "))
     };
+    let dropped = metrics.get("labels.dropped");
+    if dropped > 0 {
+        q.push_str(&format!(", {dropped} dropped by `keep`"));
+    }
     format!(
         "sermo: {total} files, {q}; rows: {}; {} of audio in {} ({:.0}x real time)",
         if sinks.is_empty() {
@@ -282,6 +286,12 @@ fn run(file: &Path, set: &[String], quiet: bool, threads: Option<usize>) -> Exit
             let quarantined = metrics.sum_matching("quarantine.", "");
             if total > 0 && quarantined >= total {
                 eprintln!("sermo: every file failed (see _quarantine.parquet in the output)");
+                return ExitCode::FAILURE;
+            }
+            if plan.fail_on_quarantine && quarantined > 0 {
+                eprintln!(
+                    "sermo: {quarantined} files quarantined and [pipeline] fail_on_quarantine = true"
+                );
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS

@@ -49,6 +49,7 @@ impl Registry {
         r.register::<ops::decode::DecodeConfig>();
         r.register::<ops::resample::ResampleConfig>();
         r.register::<ops::parquet::ParquetSinkConfig>();
+        r.register::<ops::discard::DiscardConfig>();
         r
     }
 

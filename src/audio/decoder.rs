@@ -387,3 +387,25 @@ impl ClipReader {
         f
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_to_reasons() {
+        let e = |k| io_failure(&std::io::Error::from(k), "open").reason;
+        assert_eq!(e(ErrorKind::NotFound), Reason::Missing);
+        // Tests run as root in CI, where chmod cannot deny reads: map it directly.
+        assert_eq!(e(ErrorKind::PermissionDenied), Reason::Permission);
+        assert_eq!(e(ErrorKind::UnexpectedEof), Reason::Truncated);
+        assert_eq!(
+            sym_failure(SymError::DecodeError("x"), "decode").reason,
+            Reason::Corrupt
+        );
+        assert_eq!(
+            sym_failure(SymError::Unsupported("x"), "codec").reason,
+            Reason::Unsupported
+        );
+    }
+}

@@ -19,6 +19,9 @@ struct PipelineSettings {
     channel_capacity: Option<i64>,
     /// Worker threads for CPU-heavy work (default: number of cores).
     threads: Option<i64>,
+    /// Exit non-zero when any file was quarantined (default false).
+    #[serde(default)]
+    fail_on_quarantine: bool,
 }
 
 const DEFAULT_CHANNEL_CAPACITY: usize = 8;
@@ -301,6 +304,7 @@ pub fn compile(
         });
     }
     Ok(Plan {
+        fail_on_quarantine: settings.fail_on_quarantine,
         name: settings.name,
         channel_capacity,
         threads,

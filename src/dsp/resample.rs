@@ -10,17 +10,39 @@
 //! - **exact length**: after [`StreamResampler::finish`] the clip has
 //!   `round(n · out / in)` frames.
 //!
-//! Both qualities use rubato's synchronous FFT resampler (exact rational ratio, an
-//! integer delay of `fft_size_out / 2` output frames, trimmed here): `high` with one
-//! FFT per 1024-frame block, `fast` with 256-frame sub-blocks (a shorter filter),
-//! both with a BlackmanHarris² window. Measured figures: `docs/resampling.md`.
+//! Both qualities use rubato's synchronous FFT resampler (exact rational ratio, a
+//! delay of `fft_size_out / 2` output frames, kept integral by [`fft_geometry`] and
+//! trimmed here): `high` with FFTs over about 1024 input frames, `fast` over about
+//! 512 (a shorter filter), both with a BlackmanHarris² window. Measured figures: `docs/resampling.md`.
 
 use rubato::audioadapter_buffers::direct::SequentialSliceOfVecs;
 use rubato::{Fft, FixedSync, Indexing, Resampler, WindowFunction};
 use serde::Deserialize;
 
-/// Frames per internal block.
+/// Input frames per FFT block (high quality), approximately.
 const BLOCK: usize = 1024;
+/// Input frames per FFT sub-block in fast quality, approximately.
+const FAST_SUB_BLOCK: usize = 512;
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// (chunk_size, sub_chunks) for rubato's `Fft` so that each FFT covers about
+/// `sub_target` input frames *and* both FFT sizes are even. The filter is centred at
+/// half the FFT size on each side: an odd size puts it half a sample off (measured:
+/// 0.5 output frames at 48k->16k, 0.5 input frames at 44.1k->16k), a shift no
+/// integer trim can remove (-11 dB against soxr on a sweep).
+fn fft_geometry(from: u32, to: u32, sub_target: usize, sub_chunks: usize) -> (usize, usize) {
+    let g = gcd(from, to).max(1);
+    let unit_in = (from / g) as usize;
+    let unit_out = (to / g) as usize;
+    let mut fft_chunks = sub_target.div_ceil(unit_in).max(1);
+    if fft_chunks % 2 == 1 {
+        fft_chunks += 1;
+    }
+    (fft_chunks * unit_in * sub_chunks, sub_chunks)
+}
 
 /// Resampling quality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -78,30 +100,36 @@ impl StreamResampler {
         let channels = channels.max(1);
         let ratio = to as f64 / from as f64;
         let inner: Box<dyn Resampler<f32>> = match quality {
-            Quality::High => Box::new(
-                Fft::<f32>::new_custom(
-                    from as usize,
-                    to as usize,
-                    BLOCK,
-                    1,
-                    channels,
-                    WindowFunction::BlackmanHarris2,
-                    FixedSync::Input,
+            Quality::High => {
+                let (chunk, sub) = fft_geometry(from, to, BLOCK, 1);
+                Box::new(
+                    Fft::<f32>::new_custom(
+                        from as usize,
+                        to as usize,
+                        chunk,
+                        sub,
+                        channels,
+                        WindowFunction::BlackmanHarris2,
+                        FixedSync::Input,
+                    )
+                    .map_err(|e| err(e.to_string()))?,
                 )
-                .map_err(|e| err(e.to_string()))?,
-            ),
-            Quality::Fast => Box::new(
-                Fft::<f32>::new_custom(
-                    from as usize,
-                    to as usize,
-                    BLOCK,
-                    BLOCK / 256,
-                    channels,
-                    WindowFunction::BlackmanHarris2,
-                    FixedSync::Input,
+            }
+            Quality::Fast => {
+                let (chunk, sub) = fft_geometry(from, to, FAST_SUB_BLOCK, BLOCK / FAST_SUB_BLOCK);
+                Box::new(
+                    Fft::<f32>::new_custom(
+                        from as usize,
+                        to as usize,
+                        chunk,
+                        sub,
+                        channels,
+                        WindowFunction::BlackmanHarris2,
+                        FixedSync::Input,
+                    )
+                    .map_err(|e| err(e.to_string()))?,
                 )
-                .map_err(|e| err(e.to_string()))?,
-            ),
+            }
         };
         let skip = inner.output_delay();
         let max_out = inner.output_frames_max();
@@ -262,6 +290,52 @@ mod tests {
                     let want = (n as f64 * to as f64 / from as f64).round() as usize;
                     assert_eq!(y.len(), want, "{from}->{to} n={n} {q:?}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn no_fractional_delay_even_near_nyquist() {
+        // A half-sample shift would show most at high frequencies.
+        for (from, to) in [
+            (48000u32, 16000u32),
+            (96000, 16000),
+            (44100, 16000),
+            (16000, 48000),
+        ] {
+            for q in [Quality::High, Quality::Fast] {
+                // `fast` rolls off earlier: probe it inside its flat passband.
+                let frac = if q == Quality::High { 0.4 } else { 0.3 };
+                let f = frac * to.min(from) as f32;
+                let x = sine(from, f, from as usize);
+                let y = resample_mono(&x, from, to, q).unwrap();
+                let want = sine(to, f, y.len());
+                let n = y.len();
+                let err = y[n / 4..3 * n / 4]
+                    .iter()
+                    .zip(&want[n / 4..3 * n / 4])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(err < 5e-3, "{from}->{to} {q:?}: max error {err} at {f} Hz");
+            }
+        }
+    }
+
+    #[test]
+    fn fft_sizes_give_integral_delays() {
+        for (from, to) in [
+            (48000, 16000),
+            (96000, 16000),
+            (44100, 16000),
+            (22050, 16000),
+            (8000, 16000),
+        ] {
+            for (t, s) in [(BLOCK, 1), (FAST_SUB_BLOCK, 4)] {
+                let (chunk, sub) = fft_geometry(from, to, t, s);
+                let g = gcd(from, to) as usize;
+                let fft_chunks = (chunk / sub).div_ceil(from as usize / g);
+                assert_eq!((fft_chunks * to as usize / g) % 2, 0, "{from}->{to}");
+                assert_eq!((fft_chunks * from as usize / g) % 2, 0, "{from}->{to}");
             }
         }
     }

@@ -59,6 +59,8 @@ pub struct PlanNode {
 /// A validated graph in topological order, ready to run.
 pub struct Plan {
     pub name: Option<String>,
+    /// The run fails (exit 1) if any file was quarantined.
+    pub fail_on_quarantine: bool,
     pub channel_capacity: usize,
     pub threads: Option<usize>,
     pub base_dir: PathBuf,

@@ -120,3 +120,16 @@ impl Drop for WorkerPool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_job_is_reported_and_the_worker_survives() {
+        let pool = WorkerPool::new(1).unwrap();
+        let r: Result<(), JobPanic> = pool.run(|| panic!("bad input")).await;
+        assert_eq!(r, Err(JobPanic("bad input".into())));
+        assert_eq!(pool.run(|| 41 + 1).await, Ok(42));
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod clip;
 pub mod decode;
+pub mod discard;
 pub mod files;
 pub mod parquet;
 pub mod per_clip;

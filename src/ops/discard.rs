@@ -1,0 +1,67 @@
+//! `discard` sink: consumes its input and writes nothing; counts rows and
+//! quarantined files. For benchmarks and dry runs of everything upstream.
+//!
+//! ```toml
+//! [sinks.null]
+//! kind = "discard"
+//! input = "feat"
+//! ```
+
+use arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use serde::Deserialize;
+
+use crate::engine::operator::require_inputs;
+use crate::engine::{
+    BatchStream, Component, ConfigContext, Frame, FrameResult, Operator, OperatorConfig, PlanInput,
+    Role, TaskContext,
+};
+use crate::error::Result;
+use crate::schema::{self, TableKind};
+
+/// Config of the `discard` sink (no keys).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardConfig {}
+
+impl Component for DiscardConfig {
+    const KIND: &'static str = "discard";
+    const ROLE: Role = Role::Sink;
+    const SUMMARY: &'static str = "consume and count rows, write nothing (benchmarks, dry runs)";
+}
+
+impl OperatorConfig for DiscardConfig {
+    fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
+        let accepted: Vec<TableKind> = TableKind::ALL
+            .into_iter()
+            .filter(|k| *k != TableKind::Empty)
+            .collect();
+        require_inputs(inputs, &accepted)?;
+        Ok(schema::empty_schema())
+    }
+
+    fn build(&self, _ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Discard))
+    }
+}
+
+struct Discard;
+
+impl Operator for Discard {
+    fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
+        let input = futures::stream::select_all(inputs);
+        let rows = ctx.metrics.counter(&format!("sink.{}.rows", ctx.node_id));
+        let out = input.filter_map(move |item| {
+            let pass: Option<FrameResult> = match item {
+                Ok(Frame::Batch(b)) => {
+                    rows.add(b.num_rows() as u64);
+                    None
+                }
+                Ok(Frame::Quarantine(_)) => None,
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(pass)
+        });
+        BatchStream::new(schema::empty_schema(), out)
+    }
+}
