@@ -36,7 +36,6 @@ fn gcd(a: u32, b: u32) -> u32 {
 fn fft_geometry(from: u32, to: u32, sub_target: usize, sub_chunks: usize) -> (usize, usize) {
     let g = gcd(from, to).max(1);
     let unit_in = (from / g) as usize;
-    let unit_out = (to / g) as usize;
     let mut fft_chunks = sub_target.div_ceil(unit_in).max(1);
     if fft_chunks % 2 == 1 {
         fft_chunks += 1;
