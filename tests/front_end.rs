@@ -713,3 +713,117 @@ async fn ravdess_wav_with_fllr_chunk_equals_its_flac_twin() {
         assert_eq!(a.1, b.1, "{} differs between WAV and FLAC", a.0);
     }
 }
+
+#[test]
+fn exit_codes_follow_quarantine_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("in")).unwrap();
+    std::fs::write(dir.join("in/bad.wav"), b"not audio at all, really not").unwrap();
+    common::write_wav_i16(
+        &dir.join("in/good.wav"),
+        16000,
+        &common::tone(16000, 0.5, 1),
+    );
+    let p = dir.join("p.toml");
+    let write = |paths: &str, extra: &str| {
+        std::fs::write(
+            &p,
+            format!(
+                "[pipeline]\n{extra}\n[sources.s]\nkind = \"files\"\npaths = [{paths}]\n\
+                 [stages.a]\nkind = \"decode\"\ninput = \"s\"\n\
+                 [sinks.t]\nkind = \"parquet\"\ninput = \"a\"\npath = \"out\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let run = || {
+        std::process::Command::new(common::sermo_bin())
+            .arg("run")
+            .arg(&p)
+            .output()
+            .unwrap()
+    };
+
+    // One bad file among good ones: exit 0, counted by reason in the summary.
+    write("\"in/*.wav\"", "");
+    let o = run();
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("2 files, 1 quarantined (1 unsupported)"),
+        "{err}"
+    );
+    assert!(dir.join("out/_SUCCESS").exists());
+
+    // fail_on_quarantine = true: exit 1, output still complete.
+    write("\"in/*.wav\"", "fail_on_quarantine = true");
+    let o = run();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(dir.join("out/_SUCCESS").exists());
+
+    // Every file failed: exit 1.
+    write("\"in/bad.wav\"", "");
+    let o = run();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("every file failed"));
+}
+
+#[test]
+fn labels_keep_and_unlabeled_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("in")).unwrap();
+    for name in [
+        "03a01Fa.wav",
+        "03a01Wa.wav",
+        "08b02Nb.wav",
+        "03a01La.wav",
+        "notemodb.wav",
+    ] {
+        common::write_wav_i16(
+            &dir.join("in").join(name),
+            16000,
+            &common::tone(16000, 0.2, 3),
+        );
+    }
+    let p = dir.join("p.toml");
+    std::fs::write(
+        &p,
+        "[sources.s]\nkind = \"files\"\npaths = [\"in/*.wav\"]\nlabels = \"emodb\"\n\
+         keep = [\"angry\", \"happy\", \"neutral\"]\n\
+         [stages.a]\nkind = \"decode\"\ninput = \"s\"\n\
+         [sinks.t]\nkind = \"parquet\"\ninput = \"a\"\npath = \"out\"\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(common::sermo_bin())
+        .arg("run")
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("1 quarantined (1 unlabeled), 1 dropped by `keep`"),
+        "{err}"
+    );
+    let rows = common::read_parts(&dir.join("out"));
+    let mut got: Vec<(String, String, String)> = Vec::new();
+    for b in &rows {
+        let id = b.column_by_name("clip_id").unwrap().as_string::<i32>();
+        let sp = b.column_by_name("speaker").unwrap().as_string::<i32>();
+        let lb = b.column_by_name("label").unwrap().as_string::<i32>();
+        for i in 0..b.num_rows() {
+            got.push((id.value(i).into(), sp.value(i).into(), lb.value(i).into()));
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("03a01Fa.wav".into(), "03".into(), "happy".into()),
+            ("03a01Wa.wav".into(), "03".into(), "angry".into()),
+            ("08b02Nb.wav".into(), "08".into(), "neutral".into()),
+        ]
+    );
+}

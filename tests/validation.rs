@@ -50,11 +50,9 @@ fn unknown_kind_lists_the_known_ones() {
     let (path, msg, hint) = one(&GOOD.replace("kind = \"decode\"", "kind = \"decoder\""));
     assert_eq!(path, "stages.audio.kind");
     assert_eq!(msg, "unknown kind `decoder`");
-    let hint = hint.expect("hint");
-    assert!(hint.contains("stage kinds: decode"), "{hint}");
-    assert!(
-        hint.contains("source kinds: files") && hint.contains("sink kinds: parquet"),
-        "{hint}"
+    assert_eq!(
+        hint.as_deref(),
+        Some("source kinds: files; stage kinds: decode, resample; sink kinds: discard, parquet")
     );
 }
 
@@ -99,6 +97,14 @@ fn input_that_names_nothing() {
         Some("sources and stages declared: audio, clips")
     );
     let (_, msg, _) = one(&GOOD.replace("input = \"audio\"", "input = \"nope\""));
+    // A resample rate of 0 is a bad value too.
+    let text = format!("{GOOD}\n[stages.r]\nkind = \"resample\"\ninput = \"audio\"\nrate = 0\n");
+    let e = errors(&text);
+    assert!(
+        e.iter().any(|e| e.path == "stages.r.rate"
+            && e.message == "must be a positive sample rate in Hz, got 0"),
+        "{e:#?}"
+    );
     assert_eq!(
         msg,
         "input `nope` of sink `table` matches no source or stage"
