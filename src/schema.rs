@@ -42,6 +42,14 @@ impl TableKind {
         TableKind::Other,
     ];
 
+    /// Every kind that carries rows (all but `Empty`): what a generic sink accepts.
+    pub fn data_kinds() -> Vec<TableKind> {
+        Self::ALL
+            .into_iter()
+            .filter(|k| *k != TableKind::Empty)
+            .collect()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             TableKind::Files => "files",

@@ -52,7 +52,9 @@ fn unknown_kind_lists_the_known_ones() {
     assert_eq!(msg, "unknown kind `decoder`");
     assert_eq!(
         hint.as_deref(),
-        Some("source kinds: files; stage kinds: decode, resample; sink kinds: discard, parquet")
+        Some(
+            "source kinds: files; stage kinds: decode, features, resample; sink kinds: discard, parquet"
+        )
     );
 }
 

@@ -1,4 +1,7 @@
 //! Pure signal processing: no I/O, no engine, no Arrow. Operators in `src/ops/`
 //! call into these modules on the worker pool.
 
+pub mod mel;
 pub mod resample;
+pub mod spectral;
+pub mod stft;

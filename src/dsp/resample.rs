@@ -98,38 +98,22 @@ impl StreamResampler {
         }
         let channels = channels.max(1);
         let ratio = to as f64 / from as f64;
-        let inner: Box<dyn Resampler<f32>> = match quality {
-            Quality::High => {
-                let (chunk, sub) = fft_geometry(from, to, BLOCK, 1);
-                Box::new(
-                    Fft::<f32>::new_custom(
-                        from as usize,
-                        to as usize,
-                        chunk,
-                        sub,
-                        channels,
-                        WindowFunction::BlackmanHarris2,
-                        FixedSync::Input,
-                    )
-                    .map_err(|e| err(e.to_string()))?,
-                )
-            }
-            Quality::Fast => {
-                let (chunk, sub) = fft_geometry(from, to, FAST_SUB_BLOCK, BLOCK / FAST_SUB_BLOCK);
-                Box::new(
-                    Fft::<f32>::new_custom(
-                        from as usize,
-                        to as usize,
-                        chunk,
-                        sub,
-                        channels,
-                        WindowFunction::BlackmanHarris2,
-                        FixedSync::Input,
-                    )
-                    .map_err(|e| err(e.to_string()))?,
-                )
-            }
+        let (chunk, sub) = match quality {
+            Quality::High => fft_geometry(from, to, BLOCK, 1),
+            Quality::Fast => fft_geometry(from, to, FAST_SUB_BLOCK, BLOCK / FAST_SUB_BLOCK),
         };
+        let inner: Box<dyn Resampler<f32>> = Box::new(
+            Fft::<f32>::new_custom(
+                from as usize,
+                to as usize,
+                chunk,
+                sub,
+                channels,
+                WindowFunction::BlackmanHarris2,
+                FixedSync::Input,
+            )
+            .map_err(|e| err(e.to_string()))?,
+        );
         let skip = inner.output_delay();
         let max_out = inner.output_frames_max();
         Ok(StreamResampler {

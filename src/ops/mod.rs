@@ -6,6 +6,7 @@
 pub mod clip;
 pub mod decode;
 pub mod discard;
+pub mod features;
 pub mod files;
 pub mod parquet;
 pub mod per_clip;

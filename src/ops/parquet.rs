@@ -116,11 +116,7 @@ impl OperatorConfig for ParquetSinkConfig {
     }
 
     fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
-        let accepted: Vec<TableKind> = TableKind::ALL
-            .into_iter()
-            .filter(|k| *k != TableKind::Empty)
-            .collect();
-        require_inputs(inputs, &accepted)?;
+        require_inputs(inputs, &TableKind::data_kinds())?;
         Ok(schema::empty_schema())
     }
 

@@ -1,0 +1,203 @@
+//! Frame-wise features matching librosa 0.11: `power_to_db`, MFCC (DCT-II ortho,
+//! liftering), zero-crossing rate, RMS, and `delta` (Savitzky–Golay, `interp` edges).
+//! All arrays are time-major (`frames × dims`, row-major), i.e. librosa's output
+//! transposed.
+
+use super::stft::{PadMode, n_frames, pad};
+
+/// `librosa.power_to_db(S, ref, amin, top_db)` over a whole array, in place.
+pub fn power_to_db(s: &mut [f32], reference: f32, amin: f32, top_db: Option<f32>) {
+    let r = 10.0 * reference.abs().max(amin).log10();
+    let mut max = f32::NEG_INFINITY;
+    for v in s.iter_mut() {
+        *v = 10.0 * v.max(amin).log10() - r;
+        max = max.max(*v);
+    }
+    if let Some(t) = top_db {
+        let floor = max - t;
+        for v in s.iter_mut() {
+            *v = v.max(floor);
+        }
+    }
+}
+
+/// DCT-II with orthonormal scaling: the first `n_out` coefficients, as a matrix
+/// `n_out × n_in` (row-major), optionally liftered.
+pub fn dct_ortho_matrix(n_in: usize, n_out: usize, lifter: f32) -> Vec<f32> {
+    let mut m = Vec::with_capacity(n_in * n_out);
+    for k in 0..n_out {
+        let scale = if k == 0 {
+            (1.0 / n_in as f64).sqrt()
+        } else {
+            (2.0 / n_in as f64).sqrt()
+        };
+        let lift = if lifter > 0.0 {
+            1.0 + (lifter as f64 / 2.0)
+                * (std::f64::consts::PI * (k + 1) as f64 / lifter as f64).sin()
+        } else {
+            1.0
+        };
+        for n in 0..n_in {
+            let c =
+                (std::f64::consts::PI * k as f64 * (2 * n + 1) as f64 / (2 * n_in) as f64).cos();
+            m.push((scale * c * lift) as f32);
+        }
+    }
+    m
+}
+
+/// Multiply each `n_in` row of `x` by `matrix` (`n_out × n_in`), appending to `out`.
+pub fn apply_matrix(x: &[f32], n_in: usize, matrix: &[f32], out: &mut Vec<f32>) {
+    let n_out = matrix.len() / n_in.max(1);
+    for row in x.chunks_exact(n_in) {
+        for k in 0..n_out {
+            let m = &matrix[k * n_in..(k + 1) * n_in];
+            out.push(row.iter().zip(m).map(|(a, b)| a * b).sum());
+        }
+    }
+}
+
+/// `librosa.feature.zero_crossing_rate` (threshold 1e-10, zero counts as positive;
+/// `center` pads with edge values).
+pub fn zero_crossing_rate(y: &[f32], frame_length: usize, hop: usize, center: bool) -> Vec<f32> {
+    let padded;
+    let sig: &[f32] = if center {
+        padded = pad(y, frame_length / 2, PadMode::Edge);
+        &padded
+    } else {
+        y
+    };
+    let n = n_frames(y.len(), frame_length, hop, center);
+    let negative: Vec<bool> = sig.iter().map(|&x| x.abs() > 1e-10 && x < 0.0).collect();
+    (0..n)
+        .map(|t| {
+            let f = &negative[t * hop..t * hop + frame_length];
+            let crossings = f.windows(2).filter(|w| w[0] != w[1]).count();
+            crossings as f32 / frame_length as f32
+        })
+        .collect()
+}
+
+/// `librosa.feature.rms` on the waveform (`center` pads with zeros).
+pub fn rms(y: &[f32], frame_length: usize, hop: usize, center: bool) -> Vec<f32> {
+    let padded;
+    let sig: &[f32] = if center {
+        padded = pad(y, frame_length / 2, PadMode::Constant);
+        &padded
+    } else {
+        y
+    };
+    let n = n_frames(y.len(), frame_length, hop, center);
+    (0..n)
+        .map(|t| {
+            let f = &sig[t * hop..t * hop + frame_length];
+            let p: f64 =
+                f.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>() / frame_length as f64;
+            p.sqrt() as f32
+        })
+        .collect()
+}
+
+// Small dense linear algebra reads clearest with explicit indices.
+#[allow(clippy::needless_range_loop)]
+/// Savitzky–Golay coefficients: value of the `deriv`-th derivative at position `at`
+/// of the degree-`order` least-squares polynomial through points `xs`.
+fn savgol_weights(xs: &[f64], order: usize, deriv: usize, at: f64) -> Vec<f64> {
+    let p = order + 1;
+    // Normal equations A^T A c = A^T y, with A[i][j] = xs[i]^j.
+    let mut ata = vec![vec![0.0f64; p]; p];
+    for &x in xs {
+        for i in 0..p {
+            for j in 0..p {
+                ata[i][j] += x.powi((i + j) as i32);
+            }
+        }
+    }
+    let inv = invert(ata);
+    // d^deriv/dx^deriv of sum_j c_j x^j at `at`: sum_j c_j * j!/(j-deriv)! at^(j-deriv)
+    let dvec: Vec<f64> = (0..p)
+        .map(|j| {
+            if j < deriv {
+                0.0
+            } else {
+                let fall: f64 = ((j - deriv + 1)..=j).map(|v| v as f64).product();
+                fall * at.powi((j - deriv) as i32)
+            }
+        })
+        .collect();
+    // weights_i = dvec^T inv A^T e_i = sum_j (dvec^T inv)_j x_i^j
+    let row: Vec<f64> = (0..p)
+        .map(|j| (0..p).map(|k| dvec[k] * inv[k][j]).sum())
+        .collect();
+    xs.iter()
+        .map(|&x| (0..p).map(|j| row[j] * x.powi(j as i32)).sum())
+        .collect()
+}
+
+#[allow(clippy::needless_range_loop)]
+fn invert(mut a: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    let n = a.len();
+    let mut inv: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+        .collect();
+    for c in 0..n {
+        let piv = (c..n)
+            .max_by(|&x, &y| a[x][c].abs().total_cmp(&a[y][c].abs()))
+            .unwrap_or(c);
+        a.swap(c, piv);
+        inv.swap(c, piv);
+        let d = a[c][c];
+        if d.abs() < 1e-300 {
+            continue;
+        }
+        for j in 0..n {
+            a[c][j] /= d;
+            inv[c][j] /= d;
+        }
+        for r in 0..n {
+            if r != c {
+                let f = a[r][c];
+                for j in 0..n {
+                    a[r][j] -= f * a[c][j];
+                    inv[r][j] -= f * inv[c][j];
+                }
+            }
+        }
+    }
+    inv
+}
+
+/// `librosa.feature.delta(data, width, order, mode="interp")` along time for a
+/// time-major `frames × dims` array. Needs `frames >= width` (librosa raises
+/// otherwise); returns `None` then.
+pub fn delta(x: &[f32], dims: usize, width: usize, order: usize) -> Option<Vec<f32>> {
+    let frames = x.len() / dims.max(1);
+    if width < 3 || width.is_multiple_of(2) || frames < width {
+        return None;
+    }
+    let h = width / 2;
+    let xs: Vec<f64> = (0..width).map(|i| i as f64 - h as f64).collect();
+    let interior = savgol_weights(&xs, order, order, 0.0);
+    let edge_xs: Vec<f64> = (0..width).map(|i| i as f64).collect();
+    let mut out = vec![0.0f32; x.len()];
+    for t in 0..frames {
+        let (weights, base) = if t < h {
+            (savgol_weights(&edge_xs, order, order, t as f64), 0)
+        } else if t + h >= frames {
+            (
+                savgol_weights(&edge_xs, order, order, (t - (frames - width)) as f64),
+                frames - width,
+            )
+        } else {
+            (interior.clone(), t - h)
+        };
+        for d in 0..dims {
+            let mut acc = 0.0f64;
+            for (i, w) in weights.iter().enumerate() {
+                acc += w * x[(base + i) * dims + d] as f64;
+            }
+            out[t * dims + d] = acc as f32;
+        }
+    }
+    Some(out)
+}

@@ -1,0 +1,169 @@
+//! Short-time Fourier transform, matching `librosa.stft` (0.11): periodic Hann
+//! window of `win_length` centred in `n_fft`, optional centring with `n_fft / 2`
+//! samples of padding (`constant` = zeros, `reflect`, `edge`), frames every
+//! `hop_length` samples. Planned once per configuration; no allocation per frame.
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use realfft::{RealFftPlanner, RealToComplex};
+use serde::{Deserialize, Serialize};
+
+/// How the signal is padded when `center` is true (librosa's `pad_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PadMode {
+    #[default]
+    Constant,
+    Reflect,
+    Edge,
+}
+
+/// Periodic Hann window (`scipy.signal.get_window("hann", n, fftbins=True)`).
+pub fn hann_periodic(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|k| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / n as f64).cos()) as f32)
+        .collect()
+}
+
+/// Pad `x` by `pad` samples on each side.
+pub fn pad(x: &[f32], pad: usize, mode: PadMode) -> Vec<f32> {
+    let n = x.len();
+    let mut out = Vec::with_capacity(n + 2 * pad);
+    let at = |i: isize| -> f32 {
+        if n == 0 {
+            return 0.0;
+        }
+        match mode {
+            PadMode::Constant => {
+                if i < 0 || i >= n as isize {
+                    0.0
+                } else {
+                    x[i as usize]
+                }
+            }
+            PadMode::Edge => x[i.clamp(0, n as isize - 1) as usize],
+            PadMode::Reflect => {
+                if n == 1 {
+                    return x[0];
+                }
+                let period = 2 * (n as isize - 1);
+                let mut j = i.rem_euclid(period);
+                if j >= n as isize {
+                    j = period - j;
+                }
+                x[j as usize]
+            }
+        }
+    };
+    for i in -(pad as isize)..(n + pad) as isize {
+        out.push(at(i));
+    }
+    out
+}
+
+/// Number of frames librosa produces for `len` samples.
+pub fn n_frames(len: usize, frame_length: usize, hop: usize, center: bool) -> usize {
+    let padded = if center {
+        len + 2 * (frame_length / 2)
+    } else {
+        len
+    };
+    if padded < frame_length {
+        0
+    } else {
+        1 + (padded - frame_length) / hop.max(1)
+    }
+}
+
+/// A planned STFT.
+pub struct Stft {
+    n_fft: usize,
+    hop: usize,
+    center: bool,
+    pad_mode: PadMode,
+    window: Vec<f32>,
+    fft: Arc<dyn RealToComplex<f32>>,
+}
+
+impl std::fmt::Debug for Stft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stft(n_fft={}, hop={})", self.n_fft, self.hop)
+    }
+}
+
+impl Stft {
+    /// `win_length` ≤ `n_fft` (default `n_fft`); the window is centred in `n_fft`.
+    pub fn new(
+        n_fft: usize,
+        hop: usize,
+        win_length: Option<usize>,
+        center: bool,
+        pad_mode: PadMode,
+    ) -> Self {
+        let win = win_length.unwrap_or(n_fft).min(n_fft);
+        let mut window = vec![0.0f32; n_fft];
+        let offset = (n_fft - win) / 2;
+        window[offset..offset + win].copy_from_slice(&hann_periodic(win));
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n_fft);
+        Stft {
+            n_fft,
+            hop: hop.max(1),
+            center,
+            pad_mode,
+            window,
+            fft,
+        }
+    }
+
+    pub fn n_bins(&self) -> usize {
+        self.n_fft / 2 + 1
+    }
+
+    pub fn n_frames(&self, len: usize) -> usize {
+        n_frames(len, self.n_fft, self.hop, self.center)
+    }
+
+    /// Power spectrogram (|X|²), time-major: `frames × n_bins`, appended to `out`.
+    /// `power = 1.0` gives magnitudes.
+    pub fn power(&self, x: &[f32], power: f32, out: &mut Vec<f32>) {
+        let padded;
+        let sig: &[f32] = if self.center {
+            padded = pad(x, self.n_fft / 2, self.pad_mode);
+            &padded
+        } else {
+            x
+        };
+        let frames = n_frames(x.len(), self.n_fft, self.hop, self.center);
+        let bins = self.n_bins();
+        let mut frame = self.fft.make_input_vec();
+        let mut spec: Vec<Complex<f32>> = self.fft.make_output_vec();
+        let mut scratch = self.fft.make_scratch_vec();
+        out.reserve(frames * bins);
+        for t in 0..frames {
+            let start = t * self.hop;
+            for ((f, s), w) in frame
+                .iter_mut()
+                .zip(&sig[start..start + self.n_fft])
+                .zip(&self.window)
+            {
+                *f = s * w;
+            }
+            if self
+                .fft
+                .process_with_scratch(&mut frame, &mut spec, &mut scratch)
+                .is_err()
+            {
+                out.extend(std::iter::repeat_n(0.0, bins));
+                continue;
+            }
+            if power == 2.0 {
+                out.extend(spec.iter().map(|c| c.norm_sqr()));
+            } else if power == 1.0 {
+                out.extend(spec.iter().map(|c| c.norm()));
+            } else {
+                out.extend(spec.iter().map(|c| c.norm().powf(power)));
+            }
+        }
+    }
+}
