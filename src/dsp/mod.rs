@@ -1,6 +1,8 @@
 //! Pure signal processing: no I/O, no engine, no Arrow. Operators in `src/ops/`
 //! call into these modules on the worker pool.
 
+pub mod augment;
+pub mod chroma;
 pub mod mel;
 pub mod resample;
 pub mod spectral;
