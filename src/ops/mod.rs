@@ -11,3 +11,4 @@ pub mod files;
 pub mod parquet;
 pub mod per_clip;
 pub mod resample;
+pub mod window;

@@ -1,0 +1,351 @@
+//! `window` stage: audio → audio cut to fixed lengths or segments.
+//!
+//! ```toml
+//! [stages.win]
+//! kind = "window"
+//! input = "audio16k"
+//! mode = "segments"     # fixed | segments | random_crop
+//! length_s = 3.0
+//! hop_s = 3.0           # segments: default length_s
+//! last = "pad"          # segments: last partial segment pad | drop | keep
+//! align = "start"       # fixed: start | center
+//! seed = 0              # random_crop: crops depend on (seed, clip_id) only
+//! ```
+//! - `fixed`: trim or zero-pad each clip to `length_s` (one row per clip).
+//! - `segments`: rows of `length_s` every `hop_s`; works on streamed long recordings
+//!   (segments straddling decode chunks are exact: only the samples not yet needed
+//!   are kept). A last partial segment is emitted only if it holds samples no full
+//!   segment covered.
+//! - `random_crop`: one crop of `length_s` per clip at an offset drawn from
+//!   (`seed`, `clip_id`) (clips shorter than `length_s` are zero-padded).
+//!
+//! Each output row is a complete unit (`last_chunk = true`): `segment` counts the
+//! rows of the clip, `start_s`/`end_s` give their position in the clip. `fixed` and
+//! `random_crop` need the whole clip, so they hold one clip in memory; for long
+//! recordings use `segments`.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array, UInt32Array};
+use arrow::datatypes::{DataType, SchemaRef, UInt32Type};
+use arrow::record_batch::RecordBatch;
+use serde::Deserialize;
+
+use super::clip::{replace_columns, row_planes, samples_array};
+use super::per_clip::map_clips;
+use crate::engine::operator::require_inputs;
+use crate::engine::{
+    BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
+    Role, TaskContext,
+};
+use crate::error::Result;
+use crate::schema::{TableKind, col};
+
+/// Windowing mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Fixed,
+    Segments,
+    RandomCrop,
+}
+
+/// What to do with the last partial segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Last {
+    #[default]
+    Pad,
+    Drop,
+    Keep,
+}
+
+/// Where a fixed window sits in a longer clip (and a shorter one in the window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Align {
+    #[default]
+    Start,
+    Center,
+}
+
+/// Config of the `window` stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    pub mode: Mode,
+    pub length_s: f64,
+    pub hop_s: Option<f64>,
+    #[serde(default)]
+    pub last: Last,
+    #[serde(default)]
+    pub align: Align,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl Component for WindowConfig {
+    const KIND: &'static str = "window";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str = "cut clips to a fixed length, into segments, or a random crop";
+}
+
+impl OperatorConfig for WindowConfig {
+    fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if !(self.length_s.is_finite() && self.length_s > 0.0) {
+            p.push(Problem::new(
+                "length_s",
+                format!(
+                    "must be a positive number of seconds, got {}",
+                    self.length_s
+                ),
+            ));
+        }
+        if let Some(h) = self.hop_s {
+            if !(h.is_finite() && h > 0.0) {
+                p.push(Problem::new(
+                    "hop_s",
+                    format!("must be a positive number of seconds, got {h}"),
+                ));
+            }
+            if self.mode != Mode::Segments {
+                p.push(Problem::new("hop_s", "only applies to mode = \"segments\""));
+            }
+        }
+        p
+    }
+
+    fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
+        require_inputs(inputs, &[TableKind::Audio])
+    }
+
+    fn build(&self, _ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Window { cfg: self.clone() }))
+    }
+}
+
+struct Window {
+    cfg: WindowConfig,
+}
+
+/// Per-clip state.
+struct State {
+    rate: u32,
+    len: usize,
+    hop: usize,
+    /// Samples from absolute index `buf_start`, one Vec per channel.
+    buf: Vec<Vec<f32>>,
+    buf_start: u64,
+    total: u64,
+    next_start: u64,
+    last_full_end: Option<u64>,
+    segment: u32,
+    clip_id: String,
+}
+
+/// FNV-1a 64: a hash that stays the same across Rust versions and machines.
+pub fn stable_hash(seed: u64, text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.to_le_bytes().iter().chain(text.as_bytes()) {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn slice_padded(planes: &[Vec<f32>], from: usize, len: usize, pad_before: usize) -> Vec<Vec<f32>> {
+    planes
+        .iter()
+        .map(|p| {
+            let mut out = vec![0.0; pad_before];
+            let end = (from + len.saturating_sub(pad_before)).min(p.len());
+            if from < end {
+                out.extend_from_slice(&p[from..end]);
+            }
+            out.resize(len, 0.0);
+            out
+        })
+        .collect()
+}
+
+fn emit(
+    row: &RecordBatch,
+    planes: Vec<Vec<f32>>,
+    keep: bool,
+    segment: u32,
+    start: f64,
+    end: f64,
+) -> std::result::Result<Frame, String> {
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        (col::SAMPLES, samples_array(planes, keep)),
+        (col::SEGMENT, Arc::new(UInt32Array::from(vec![segment]))),
+        (col::START_S, Arc::new(Float64Array::from(vec![start]))),
+        (col::END_S, Arc::new(Float64Array::from(vec![end]))),
+        (col::LAST_CHUNK, Arc::new(BooleanArray::from(vec![true]))),
+    ];
+    Ok(Frame::Batch(replace_columns(row, &cols)?))
+}
+
+impl State {
+    /// Segments mode: emit every complete segment now available.
+    fn segments(
+        &mut self,
+        row: &RecordBatch,
+        keep: bool,
+        out: &mut Vec<Frame>,
+    ) -> std::result::Result<(), String> {
+        let r = self.rate as f64;
+        while self.next_start + self.len as u64 <= self.total {
+            let from = (self.next_start - self.buf_start) as usize;
+            let planes = slice_padded(&self.buf, from, self.len, 0);
+            let s = self.next_start as f64 / r;
+            out.push(emit(
+                row,
+                planes,
+                keep,
+                self.segment,
+                s,
+                s + self.len as f64 / r,
+            )?);
+            self.last_full_end = Some(self.next_start + self.len as u64);
+            self.next_start += self.hop as u64;
+            self.segment += 1;
+        }
+        // Keep only what a future segment needs.
+        let drop = (self.next_start.saturating_sub(self.buf_start) as usize).min(self.buf[0].len());
+        for p in &mut self.buf {
+            p.drain(..drop);
+        }
+        self.buf_start += drop as u64;
+        Ok(())
+    }
+}
+
+impl Operator for Window {
+    fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
+        let schema = inputs
+            .first()
+            .map(|s| s.schema())
+            .unwrap_or_else(|| crate::schema::audio_schema(false));
+        let keep = matches!(
+            schema.field_with_name(col::SAMPLES).map(|f| f.data_type().clone()),
+            Ok(DataType::List(ref f)) if matches!(f.data_type(), DataType::List(_))
+        );
+        let input = crate::engine::stream::merge_inputs(schema.clone(), inputs);
+        let cfg = Arc::new(self.cfg);
+        let init_cfg = cfg.clone();
+        let dropped = ctx.metrics.counter("window.dropped");
+        map_clips(
+            input,
+            schema,
+            ctx,
+            "invalid_format",
+            move |row| {
+                let rate = row
+                    .column_by_name(col::SAMPLE_RATE)
+                    .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+                    .map(|a| a.value(0))
+                    .ok_or("missing sample_rate")?;
+                let clip_id = row
+                    .column_by_name(col::CLIP_ID)
+                    .and_then(|c| c.as_string_opt::<i32>().map(|a| a.value(0).to_string()))
+                    .unwrap_or_default();
+                let len = ((init_cfg.length_s * rate as f64).round() as usize).max(1);
+                let hop = ((init_cfg.hop_s.unwrap_or(init_cfg.length_s) * rate as f64).round()
+                    as usize)
+                    .max(1);
+                Ok(State {
+                    rate,
+                    len,
+                    hop,
+                    buf: Vec::new(),
+                    buf_start: 0,
+                    total: 0,
+                    next_start: 0,
+                    last_full_end: None,
+                    segment: 0,
+                    clip_id,
+                })
+            },
+            move |st, row, last| {
+                let planes = row_planes(&row, 0)?;
+                let n = planes.first().map_or(0, Vec::len);
+                if st.buf.is_empty() {
+                    st.buf = vec![Vec::new(); planes.len()];
+                }
+                for (b, p) in st.buf.iter_mut().zip(planes) {
+                    b.extend(p);
+                }
+                st.total += n as u64;
+                let mut out = Vec::new();
+                let r = st.rate as f64;
+                match cfg.mode {
+                    Mode::Segments => {
+                        st.segments(&row, keep, &mut out)?;
+                        if last {
+                            let uncovered = st.last_full_end.is_none_or(|e| e < st.total);
+                            if st.next_start < st.total && uncovered {
+                                let from = (st.next_start - st.buf_start) as usize;
+                                let s = st.next_start as f64 / r;
+                                match cfg.last {
+                                    Last::Pad => {
+                                        let planes = slice_padded(&st.buf, from, st.len, 0);
+                                        out.push(emit(
+                                            &row,
+                                            planes,
+                                            keep,
+                                            st.segment,
+                                            s,
+                                            s + st.len as f64 / r,
+                                        )?);
+                                    }
+                                    Last::Keep => {
+                                        let k = (st.total - st.next_start) as usize;
+                                        let planes = slice_padded(&st.buf, from, k, 0);
+                                        out.push(emit(
+                                            &row,
+                                            planes,
+                                            keep,
+                                            st.segment,
+                                            s,
+                                            st.total as f64 / r,
+                                        )?);
+                                    }
+                                    Last::Drop => dropped.add(1),
+                                }
+                            }
+                        }
+                    }
+                    Mode::Fixed | Mode::RandomCrop if last => {
+                        let total = st.total as usize;
+                        let (from, pad_before) = if total >= st.len {
+                            let room = total - st.len;
+                            let off = match (cfg.mode, cfg.align) {
+                                (Mode::RandomCrop, _) => {
+                                    (stable_hash(cfg.seed, &st.clip_id) % (room as u64 + 1))
+                                        as usize
+                                }
+                                (_, Align::Center) => room / 2,
+                                _ => 0,
+                            };
+                            (off, 0)
+                        } else {
+                            let pad = if cfg.align == Align::Center && cfg.mode == Mode::Fixed {
+                                (st.len - total) / 2
+                            } else {
+                                0
+                            };
+                            (0, pad)
+                        };
+                        let planes = slice_padded(&st.buf, from, st.len, pad_before);
+                        let s = from as f64 / r;
+                        out.push(emit(&row, planes, keep, 0, s, s + st.len as f64 / r)?);
+                    }
+                    _ => {}
+                }
+                Ok(out)
+            },
+        )
+    }
+}
