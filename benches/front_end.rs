@@ -75,6 +75,9 @@ fn main() {
         );
     }
     let out = Command::new("python3")
+        .env("OPENBLAS_NUM_THREADS", "1")
+        .env("OMP_NUM_THREADS", "1")
+        .env("MKL_NUM_THREADS", "1")
         .arg(root.join("benches/python/librosa_load.py"))
         .arg(&glob)
         .output();

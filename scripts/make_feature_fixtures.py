@@ -56,6 +56,37 @@ Signals (all made here, deterministically):
   + 0.05 sin(2pi 3000 t), float32.
 * short: 16 kHz, 300 samples of 0.5 sin(2pi 700 t), float32 (shorter than n_fft=512).
 * silence: 16 kHz, 4000 zeros, float32.
+Chroma / spectral-contrast fixtures (a second set, written to
+tests/fixtures/features/chroma/chroma_<case>.json so that the main feature test, which
+reads every *.json directly in tests/fixtures/features, does not pick them up):
+
+    {"case": ..., "librosa_version": "0.11.0", "sr": ...,
+     "params": {n_fft, hop_length, win_length, center, pad_mode, n_chroma, chroma_norm,
+                tuning_resolution, contrast_fmin, contrast_n_bands, contrast_quantile},
+     "signal": [...], "outputs": {...}}
+
+* chroma_tuned: librosa.feature.chroma_stft(y=y, sr, n_fft, hop_length, win_length,
+  window="hann", center, pad_mode, tuning=None, n_chroma=12, norm=np.inf)
+  (tuning estimated inside, from the power spectrogram).
+* chroma_0: the same with tuning=0.0.
+* tuning: [1, 1], librosa.estimate_tuning(S=|stft|**2, sr, bins_per_octave=12), which
+  is exactly the value chroma_stft estimates (asserted: chroma_stft(S=..., tuning=that)
+  equals chroma_tuned).
+* tuning_y: [1, 1], librosa.estimate_tuning(y=y, sr, n_fft) (its own magnitude STFT,
+  hop n_fft // 4, window n_fft).
+* contrast / contrast_linear: librosa.feature.spectral_contrast(S=|stft|, sr, n_fft,
+  fmin=200, n_bands=6, quantile=0.02, linear=False / True). n_bands falls back to 4
+  only if librosa reports "Frequency band exceeds Nyquist" (not needed at 16 kHz:
+  200 * 2**5 = 6400 Hz < 8000 Hz); params record the value used.
+* chroma_filters_0 / chroma_filters_tuned (defaults_22k, speech_16k only):
+  librosa.filters.chroma(sr, n_fft, tuning=0.0 / the estimate, n_chroma=12), 12 x bins.
+
+Chroma cases: speech_16k, defaults_22k, odd_16k, short_16k, silence_16k (signals and
+STFT settings as the feature cases of the same name) and tuning_tone_plus03 /
+tuning_tone_minus02: 16 kHz, 1 s, 0.5 sin(2pi f t) with f = 440 * 2**(0.3/12) and
+440 * 2**(-0.2/12), n_fft 4096, hop 1024 (librosa's estimate on the power spectrogram is
+biased towards 0 for short windows: 0.21 / -0.17 at n_fft 512; at 4096 it gives 0.31 /
+-0.22; the script asserts it lies within 0.03 of the true deviation).
 """
 import json
 import warnings
@@ -279,6 +310,131 @@ def main():
         shapes = ", ".join(f"{k}{tuple(v['shape'])}" for k, v in doc["outputs"].items())
         print(f"{path.relative_to(ROOT)}  {len(text.encode())} bytes  "
               f"signal={len(y)}  {shapes}")
+
+    write_chroma_fixtures(signals)
+
+
+# ------------------------------------------------------------------- chroma / contrast
+
+CHROMA_DIR = OUT_DIR / "chroma"
+TONE_PARAMS = dict(n_fft=4096, hop_length=1024, win_length=None, center=True,
+                   pad_mode="constant")
+TONE_DEVIATIONS = {"tuning_tone_plus03": 0.3, "tuning_tone_minus02": -0.2}
+
+
+def make_tone(dev):
+    return _sine_mix(16000, 16000, [(0.5, 440.0 * 2.0 ** (dev / 12.0))])
+
+
+# (case, signal, sr, stft params, extras)
+CHROMA_CASES = [
+    ("speech_16k", "speech16k", 16000, SPEECH_16K, {"filters"}),
+    ("defaults_22k", "speech22k", 22050, DEFAULTS_22K, {"filters"}),
+    ("odd_16k", "tone_odd", 16000, SPEECH_16K, set()),
+    ("short_16k", "short", 16000, SPEECH_16K, set()),
+    ("silence_16k", "silence", 16000, SPEECH_16K, set()),
+    ("tuning_tone_plus03", "tone_plus03", 16000, TONE_PARAMS, set()),
+    ("tuning_tone_minus02", "tone_minus02", 16000, TONE_PARAMS, set()),
+]
+CONTRAST_FMIN = 200.0
+CONTRAST_N_BANDS = 6
+CONTRAST_QUANTILE = 0.02
+N_CHROMA = 12
+
+
+def compute_chroma(y, sr, p, extras):
+    assert y.dtype == np.float32
+    stft_kw = dict(
+        n_fft=p["n_fft"], hop_length=p["hop_length"], win_length=p["win_length"],
+        window="hann", center=p["center"], pad_mode=p["pad_mode"],
+    )
+    out = {}
+    out["chroma_tuned"] = librosa.feature.chroma_stft(
+        y=y, sr=sr, tuning=None, n_chroma=N_CHROMA, norm=np.inf, **stft_kw
+    )
+    out["chroma_0"] = librosa.feature.chroma_stft(
+        y=y, sr=sr, tuning=0.0, n_chroma=N_CHROMA, norm=np.inf, **stft_kw
+    )
+    power = np.abs(librosa.stft(y, **stft_kw)) ** 2
+    tuning = librosa.estimate_tuning(S=power, sr=sr, bins_per_octave=N_CHROMA)
+    again = librosa.feature.chroma_stft(
+        S=power, sr=sr, n_fft=p["n_fft"], tuning=tuning, n_chroma=N_CHROMA, norm=np.inf
+    )
+    np.testing.assert_array_equal(again, out["chroma_tuned"])
+    out["tuning"] = np.array([[tuning]])
+    out["tuning_y"] = np.array(
+        [[librosa.estimate_tuning(y=y, sr=sr, n_fft=p["n_fft"])]]
+    )
+
+    mag = np.abs(librosa.stft(y, **stft_kw))
+    n_bands = CONTRAST_N_BANDS
+    try:
+        librosa.feature.spectral_contrast(
+            S=mag, sr=sr, n_fft=p["n_fft"], fmin=CONTRAST_FMIN, n_bands=n_bands,
+            quantile=CONTRAST_QUANTILE,
+        )
+    except librosa.util.exceptions.ParameterError as e:
+        if "Nyquist" not in str(e):
+            raise
+        n_bands = 4
+    for name, linear in (("contrast", False), ("contrast_linear", True)):
+        out[name] = librosa.feature.spectral_contrast(
+            S=mag, sr=sr, n_fft=p["n_fft"], fmin=CONTRAST_FMIN, n_bands=n_bands,
+            quantile=CONTRAST_QUANTILE, linear=linear,
+        )
+    if "filters" in extras:
+        out["chroma_filters_0"] = librosa.filters.chroma(
+            sr=sr, n_fft=p["n_fft"], tuning=0.0, n_chroma=N_CHROMA
+        )
+        out["chroma_filters_tuned"] = librosa.filters.chroma(
+            sr=sr, n_fft=p["n_fft"], tuning=tuning, n_chroma=N_CHROMA
+        )
+    return out, n_bands
+
+
+def write_chroma_fixtures(signals):
+    CHROMA_DIR.mkdir(parents=True, exist_ok=True)
+    signals = dict(signals)
+    signals["tone_plus03"] = (make_tone(0.3), 16000)
+    signals["tone_minus02"] = (make_tone(-0.2), 16000)
+    for case, sig_name, sr, p, extras in CHROMA_CASES:
+        y, sig_sr = signals[sig_name]
+        assert sig_sr == sr
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            outputs, n_bands = compute_chroma(y, sr, p, extras)
+        for w in caught:
+            print(f"  [chroma_{case}] librosa warning: {w.message}")
+        if case in TONE_DEVIATIONS:
+            est = float(outputs["tuning"][0, 0])
+            assert abs(est - TONE_DEVIATIONS[case]) <= 0.03, (case, est)
+        doc = {
+            "case": case,
+            "librosa_version": librosa.__version__,
+            "sr": sr,
+            "params": {
+                "n_fft": p["n_fft"],
+                "hop_length": p["hop_length"],
+                "win_length": p["win_length"],
+                "center": p["center"],
+                "pad_mode": p["pad_mode"],
+                "n_chroma": N_CHROMA,
+                "chroma_norm": "inf",
+                "tuning_resolution": 0.01,
+                "contrast_fmin": CONTRAST_FMIN,
+                "contrast_n_bands": n_bands,
+                "contrast_quantile": CONTRAST_QUANTILE,
+            },
+            "signal": [f32_exact(v) for v in y.tolist()],
+            "outputs": {name: encode(arr) for name, arr in outputs.items()},
+        }
+        text = dump(doc)
+        assert len(text.encode()) <= MAX_BYTES, f"chroma_{case}: too big"
+        path = CHROMA_DIR / f"chroma_{case}.json"
+        path.write_text(text)
+        shapes = ", ".join(f"{k}{tuple(v['shape'])}" for k, v in doc["outputs"].items())
+        print(f"{path.relative_to(ROOT)}  {len(text.encode())} bytes  "
+              f"signal={len(y)}  tuning={float(outputs['tuning'][0, 0]):.2f}  {shapes}")
 
 
 if __name__ == "__main__":

@@ -176,20 +176,21 @@ pub fn generate_noise(len: usize, color: NoiseColor, rng: &mut impl Rng) -> Vec<
         .collect()
 }
 
-fn mean_square(x: impl Iterator<Item = f64>) -> (f64, usize) {
+fn mean_square(x: impl Iterator<Item = f64>) -> f64 {
     let mut s = 0.0f64;
     let mut n = 0usize;
     for v in x {
         s += v * v;
         n += 1;
     }
-    (if n == 0 { 0.0 } else { s / n as f64 }, n)
+    if n == 0 { 0.0 } else { s / n as f64 }
 }
 
 /// Gain that puts noise of power `p_noise` at `snr_db` below power `p_signal`;
 /// `None` when nothing should be added.
 fn snr_gain(p_signal: f64, p_noise: f64, snr_db: f32) -> Option<f64> {
-    if !(p_signal > 0.0 && p_noise > 0.0) || !snr_db.is_finite() {
+    let usable = p_signal > 0.0 && p_noise > 0.0 && snr_db.is_finite();
+    if !usable {
         return None;
     }
     let g = (p_signal / (p_noise * 10f64.powf(snr_db as f64 / 10.0))).sqrt();
@@ -200,12 +201,12 @@ fn snr_gain(p_signal: f64, p_noise: f64, snr_db: f32) -> Option<f64> {
 /// drawn for it). A silent or empty `y`, or a non-finite `snr_db`, leaves `y`
 /// unchanged (and draws nothing when `y` is silent).
 pub fn add_noise(y: &mut [f32], snr_db: f32, color: NoiseColor, rng: &mut impl Rng) {
-    let (p_signal, _) = mean_square(y.iter().map(|&v| v as f64));
+    let p_signal = mean_square(y.iter().map(|&v| v as f64));
     if p_signal <= 0.0 || !snr_db.is_finite() {
         return;
     }
     let noise = noise_f64(y.len(), color, rng);
-    let (p_noise, _) = mean_square(noise.iter().copied());
+    let p_noise = mean_square(noise.iter().copied());
     if let Some(g) = snr_gain(p_signal, p_noise, snr_db) {
         for (v, n) in y.iter_mut().zip(&noise) {
             *v = (*v as f64 + g * n) as f32;
@@ -223,8 +224,8 @@ pub fn add_noise_from(y: &mut [f32], noise: &[f32], snr_db: f32, offset: usize) 
     }
     let m = noise.len();
     let seg = |i: usize| noise[(offset % m + i % m) % m] as f64;
-    let (p_signal, _) = mean_square(y.iter().map(|&v| v as f64));
-    let (p_noise, _) = mean_square((0..y.len()).map(seg));
+    let p_signal = mean_square(y.iter().map(|&v| v as f64));
+    let p_noise = mean_square((0..y.len()).map(seg));
     if let Some(g) = snr_gain(p_signal, p_noise, snr_db) {
         for (i, v) in y.iter_mut().enumerate() {
             *v = (*v as f64 + g * seg(i)) as f32;
@@ -238,7 +239,7 @@ pub fn add_noise_from(y: &mut [f32], noise: &[f32], snr_db: f32, offset: usize) 
 
 /// Shift `y` by `samples` (positive: later, like `np.roll`), keeping its length;
 /// the vacated samples are zero unless `circular`, in which case they wrap round.
-pub fn shift(y: &mut Vec<f32>, samples: isize, circular: bool) {
+pub fn shift(y: &mut [f32], samples: isize, circular: bool) {
     let n = y.len();
     if n == 0 || samples == 0 {
         return;
@@ -483,15 +484,15 @@ pub fn rational_approx(x: f64, max_den: u32) -> Option<(u32, u32)> {
         }
         r = 1.0 / frac;
     }
-    let (p, q) = if q1 == 0 {
-        // x > max representable with q ≥ 1 convergents: only a = floor(x) / 1.
-        (x.round() as u64, 1)
-    } else {
-        let k = (max_den - q0) / q1;
-        let (bp, bq) = (p0 + k * p1, q0 + k * q1);
-        let e1 = (bp as f64 / bq as f64 - x).abs();
-        let e2 = (p1 as f64 / q1 as f64 - x).abs();
-        if e2 <= e1 { (p1, q1) } else { (bp, bq) }
+    let (p, q) = match (max_den - q0).checked_div(q1) {
+        // No convergent at all (a huge first term): the nearest integer.
+        None => (x.round() as u64, 1),
+        Some(k) => {
+            let (bp, bq) = (p0 + k * p1, q0 + k * q1);
+            let e1 = (bp as f64 / bq as f64 - x).abs();
+            let e2 = (p1 as f64 / q1 as f64 - x).abs();
+            if e2 <= e1 { (p1, q1) } else { (bp, bq) }
+        }
     };
     if p == 0 || p > u32::MAX as u64 || q > u32::MAX as u64 {
         return None;

@@ -26,39 +26,34 @@ pub fn hann_periodic(n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Pad `x` by `pad` samples on each side.
+/// Pad `x` by `pad` samples on each side (numpy's `np.pad` modes).
 pub fn pad(x: &[f32], pad: usize, mode: PadMode) -> Vec<f32> {
     let n = x.len();
     let mut out = Vec::with_capacity(n + 2 * pad);
-    let at = |i: isize| -> f32 {
-        if n == 0 {
-            return 0.0;
+    let reflect = |i: isize| -> f32 {
+        if n == 1 {
+            return x[0];
         }
-        match mode {
-            PadMode::Constant => {
-                if i < 0 || i >= n as isize {
-                    0.0
-                } else {
-                    x[i as usize]
-                }
-            }
-            PadMode::Edge => x[i.clamp(0, n as isize - 1) as usize],
-            PadMode::Reflect => {
-                if n == 1 {
-                    return x[0];
-                }
-                let period = 2 * (n as isize - 1);
-                let mut j = i.rem_euclid(period);
-                if j >= n as isize {
-                    j = period - j;
-                }
-                x[j as usize]
-            }
+        let period = 2 * (n as isize - 1);
+        let mut j = i.rem_euclid(period);
+        if j >= n as isize {
+            j = period - j;
+        }
+        x[j as usize]
+    };
+    let fill = |out: &mut Vec<f32>, range: std::ops::Range<isize>| {
+        for i in range {
+            out.push(match mode {
+                _ if n == 0 => 0.0,
+                PadMode::Constant => 0.0,
+                PadMode::Edge => x[i.clamp(0, n as isize - 1) as usize],
+                PadMode::Reflect => reflect(i),
+            });
         }
     };
-    for i in -(pad as isize)..(n + pad) as isize {
-        out.push(at(i));
-    }
+    fill(&mut out, -(pad as isize)..0);
+    out.extend_from_slice(x);
+    fill(&mut out, n as isize..(n + pad) as isize);
     out
 }
 

@@ -817,6 +817,31 @@ impl Operator for Features {
     }
 }
 
+/// The stage's extraction outside a pipeline (benchmarks, embedders): the same
+/// plans and code as the `features` stage.
+pub struct Extractor {
+    cfg: FeaturesConfig,
+    plans: PlanCache,
+}
+
+impl Extractor {
+    pub fn new(cfg: FeaturesConfig) -> Self {
+        Extractor {
+            cfg,
+            plans: PlanCache::default(),
+        }
+    }
+
+    /// Every enabled feature of one mono clip: (name, dims per frame, frames × dims).
+    pub fn run(&self, sr: u32, y: &[f32]) -> Vec<(&'static str, usize, Vec<f32>)> {
+        let plan = self.plans.get(&self.cfg, sr);
+        compute(&self.cfg, &plan, y)
+            .into_iter()
+            .map(|(n, m)| (n, m.dims, m.data))
+            .collect()
+    }
+}
+
 /// Settings of a features table, from its schema metadata.
 pub fn settings_of(schema: &Schema) -> Option<FeaturesConfig> {
     serde_json::from_str(schema.metadata().get(FEATURES_KEY)?).ok()
