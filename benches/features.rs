@@ -56,7 +56,13 @@ fn load(root: &Path, n: usize) -> Vec<Vec<f32>> {
                     a.extend(b);
                 }
             }
-            resample_mono(&to_mono(planes, ChannelMode::Mix), rate, 16000, Quality::High).ok()
+            resample_mono(
+                &to_mono(planes, ChannelMode::Mix),
+                rate,
+                16000,
+                Quality::High,
+            )
+            .ok()
         })
         .collect()
 }
@@ -70,14 +76,24 @@ fn cfg(text: &str) -> FeaturesConfig {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let n: usize = std::env::var("SERMO_BENCH_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(240);
+    let n: usize = std::env::var("SERMO_BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(240);
     let clips = load(root, n);
     let audio_s: f64 = clips.iter().map(|c| c.len() as f64 / 16000.0).sum();
-    println!("{} clips, {:.1} min of 16 kHz audio, one core", clips.len(), audio_s / 60.0);
+    println!(
+        "{} clips, {:.1} min of 16 kHz audio, one core",
+        clips.len(),
+        audio_s / 60.0
+    );
     let speech = "n_fft = 512\nwin_length = 400\nhop_length = 160\n";
     let tasks: Vec<(&str, FeaturesConfig)> = vec![
         ("mfcc_defaults", cfg("[mfcc]\nn_mfcc = 40\n")),
-        ("mfcc_speech", cfg(&format!("{speech}[mfcc]\nn_mfcc = 40\nn_mels = 40\n"))),
+        (
+            "mfcc_speech",
+            cfg(&format!("{speech}[mfcc]\nn_mfcc = 40\nn_mels = 40\n")),
+        ),
         (
             "zcr_rms_mfcc",
             cfg(&format!(
@@ -97,7 +113,10 @@ fn main() {
         }
         let s = t.elapsed().as_secs_f64();
         sermo_s.push((name.to_string(), s));
-        println!("sermo   {name:<16} {s:>7.3} s  {:>8.0}x real time  ({frames} frames)", audio_s / s);
+        println!(
+            "sermo   {name:<16} {s:>7.3} s  {:>8.0}x real time  ({frames} frames)",
+            audio_s / s
+        );
     }
 
     // librosa on the same samples.
@@ -136,7 +155,10 @@ fn main() {
                 }
             }
         }
-        Ok(o) => eprintln!("librosa skipped: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Ok(o) => eprintln!(
+            "librosa skipped: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
         Err(e) => eprintln!("librosa skipped: {e}"),
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -153,7 +175,8 @@ fn main() {
         };
         let mut walls = Vec::new();
         for threads in [1usize, 2] {
-            let out = std::env::temp_dir().join(format!("sermo-bench-run-{}-{threads}", std::process::id()));
+            let out = std::env::temp_dir()
+                .join(format!("sermo-bench-run-{}-{threads}", std::process::id()));
             let text = format!(
                 "[sources.s]\nkind = \"files\"\npaths = [\"{}/Actor_*/*.flac\"]\nlabels = \"ravdess\"\n\
                  [stages.a]\nkind = \"decode\"\ninput = \"s\"\n\
@@ -164,7 +187,9 @@ fn main() {
                 ravdess.display(),
                 out.display()
             );
-            let plan = match PipelineFile::parse(&text, root, &[]).and_then(|f| f.compile(&Registry::builtin())) {
+            let plan = match PipelineFile::parse(&text, root, &[])
+                .and_then(|f| f.compile(&Registry::builtin()))
+            {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("{e}");
@@ -173,7 +198,11 @@ fn main() {
             };
             let m = Metrics::default();
             let t = Instant::now();
-            if let Err(e) = rt.block_on(plan.run(RunOptions { metrics: m.clone(), threads: Some(threads), ..Default::default() })) {
+            if let Err(e) = rt.block_on(plan.run(RunOptions {
+                metrics: m.clone(),
+                threads: Some(threads),
+                ..Default::default()
+            })) {
                 eprintln!("{e}");
                 return;
             }

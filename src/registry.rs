@@ -48,6 +48,7 @@ impl Registry {
         r.register::<ops::files::FilesConfig>();
         r.register::<ops::decode::DecodeConfig>();
         r.register::<ops::resample::ResampleConfig>();
+        r.register::<ops::augment::AugmentConfig>();
         r.register::<ops::window::WindowConfig>();
         r.register::<ops::features::FeaturesConfig>();
         r.register::<ops::parquet::ParquetSinkConfig>();

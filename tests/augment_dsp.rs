@@ -497,3 +497,25 @@ fn gain_exact_values() {
     gain(&mut h, -6.0);
     assert!((h[0] as f64 - 0.501_187_233_627_272_3).abs() < 1e-7);
 }
+
+#[test]
+#[ignore = "prints throughput; run with --ignored"]
+fn throughput() {
+    let x = speech_like(SR as usize * 30);
+    let t = std::time::Instant::now();
+    let y = time_stretch(&x, 1.1);
+    eprintln!("time_stretch 30 s: {:?} ({} samples)", t.elapsed(), y.len());
+    for steps in [2.0f32, -3.0, 19.019, 0.001] {
+        let t = std::time::Instant::now();
+        let y = pitch_shift(&x, SR, steps).unwrap();
+        eprintln!(
+            "pitch_shift {steps:+} st, 30 s: {:?} ({} samples)",
+            t.elapsed(),
+            y.len()
+        );
+    }
+    let t = std::time::Instant::now();
+    let mut y = x.clone();
+    add_noise(&mut y, 10.0, NoiseColor::Pink, &mut rng_for(1, "t", "t"));
+    eprintln!("add_noise pink 30 s: {:?}", t.elapsed());
+}

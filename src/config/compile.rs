@@ -22,6 +22,9 @@ struct PipelineSettings {
     /// Exit non-zero when any file was quarantined (default false).
     #[serde(default)]
     fail_on_quarantine: bool,
+    /// Seed of every random draw (augmentation, crops); default 0.
+    #[serde(default)]
+    seed: u64,
 }
 
 const DEFAULT_CHANNEL_CAPACITY: usize = 8;
@@ -57,7 +60,12 @@ pub fn compile(
     registry: &Registry,
 ) -> Result<Plan, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    let ctx = ConfigContext { base_dir };
+    let seed = table
+        .get("pipeline")
+        .and_then(|p| p.get("seed"))
+        .and_then(|s| s.as_integer())
+        .unwrap_or(0) as u64;
+    let ctx = ConfigContext { base_dir, seed };
 
     for key in table.keys() {
         if !matches!(key.as_str(), "pipeline" | "sources" | "stages" | "sinks") {
@@ -304,6 +312,7 @@ pub fn compile(
         });
     }
     Ok(Plan {
+        seed: settings.seed,
         fail_on_quarantine: settings.fail_on_quarantine,
         name: settings.name,
         channel_capacity,

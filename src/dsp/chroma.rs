@@ -354,7 +354,8 @@ fn median_f32(v: &mut [f32]) -> f32 {
 pub fn normalize(x: &mut [f32], norm: Option<f64>) {
     let Some(p) = norm else { return };
     let length = if p == f64::INFINITY {
-        x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v.abs() as f64))
+        x.iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(v.abs() as f64))
     } else if p == f64::NEG_INFINITY {
         x.iter().fold(f64::INFINITY, |m, &v| m.min(v.abs() as f64))
     } else if p == 0.0 {
@@ -547,7 +548,10 @@ fn normalize_f64(x: &mut [f64], norm: Option<f64>) {
     } else if p == 0.0 {
         x.iter().filter(|v| **v != 0.0).count() as f64
     } else if p > 0.0 {
-        x.iter().map(|&v| v.abs().powf(p)).sum::<f64>().powf(1.0 / p)
+        x.iter()
+            .map(|&v| v.abs().powf(p))
+            .sum::<f64>()
+            .powf(1.0 / p)
     } else {
         return;
     };
@@ -733,7 +737,9 @@ impl SpectralContrast {
             return Err(ContrastError::Invalid("n_bands must be a positive integer"));
         }
         if !(quantile > 0.0 && quantile < 1.0) {
-            return Err(ContrastError::Invalid("quantile must lie in the range (0, 1)"));
+            return Err(ContrastError::Invalid(
+                "quantile must lie in the range (0, 1)",
+            ));
         }
         if !(fmin > 0.0) {
             return Err(ContrastError::Invalid("fmin must be a positive number"));
@@ -755,12 +761,17 @@ impl SpectralContrast {
         for k in 0..=n_bands {
             let (low, high) = (octa[k], octa[k + 1]);
             let inside = |f: &f64| *f >= low && *f <= high;
-            let (Some(first), Some(last)) = (freq.iter().position(inside), freq.iter().rposition(inside))
+            let (Some(first), Some(last)) =
+                (freq.iter().position(inside), freq.iter().rposition(inside))
             else {
                 return Err(ContrastError::EmptyBand { band: k, low, high });
             };
             // One bin below the band (k > 0); everything above for the last band.
-            let start = if k > 0 { first.saturating_sub(1) } else { first };
+            let start = if k > 0 {
+                first.saturating_sub(1)
+            } else {
+                first
+            };
             let end = if k == n_bands { n_bins - 1 } else { last };
             let count = end - start + 1;
             // The last row is dropped except in the top band.

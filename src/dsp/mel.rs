@@ -116,7 +116,7 @@ impl MelBank {
     pub fn apply(&self, spectrum: &[f32], out: &mut Vec<f32>) {
         for b in &self.bands {
             let s = &spectrum[b.start..b.start + b.weights.len()];
-            out.push(s.iter().zip(&b.weights).map(|(x, w)| x * w).sum());
+            out.push(super::spectral::dot(s, &b.weights));
         }
     }
 }

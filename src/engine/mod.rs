@@ -59,6 +59,8 @@ pub struct PlanNode {
 /// A validated graph in topological order, ready to run.
 pub struct Plan {
     pub name: Option<String>,
+    /// The pipeline's seed.
+    pub seed: u64,
     /// The run fails (exit 1) if any file was quarantined.
     pub fail_on_quarantine: bool,
     pub channel_capacity: usize,
@@ -142,6 +144,7 @@ impl Plan {
 
         // Build every operator before starting any task, so a build error runs nothing.
         let cfg_ctx = ConfigContext {
+            seed: self.seed,
             base_dir: &self.base_dir,
         };
         let mut built = Vec::new();

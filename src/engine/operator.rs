@@ -71,6 +71,8 @@ impl Problem {
 pub struct ConfigContext<'a> {
     /// Folder of the pipeline file: relative paths resolve from here.
     pub base_dir: &'a Path,
+    /// The pipeline's `seed` (random draws derive from it).
+    pub seed: u64,
 }
 
 impl ConfigContext<'_> {

@@ -249,6 +249,9 @@ impl Component for FeaturesConfig {
         "spectrogram, mel, log_mel, mfcc, zcr, rms with librosa parity (+ deltas, summary, stack)";
 }
 
+/// Input columns carried over besides the row keys, when present.
+const PASSTHROUGH: [&str; 1] = ["variant"];
+
 const ORDER: [&str; 6] = ["spectrogram", "mel", "log_mel", "mfcc", "zcr", "rms"];
 
 impl FeaturesConfig {
@@ -304,9 +307,16 @@ impl FeaturesConfig {
         }
     }
 
-    fn output_schema(&self) -> SchemaRef {
+    /// Output schema: row keys (plus `variant` when the input has one), then one
+    /// column per feature.
+    fn output_schema(&self, input: Option<&Schema>) -> SchemaRef {
         let base = schema::features_base_schema();
         let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for extra in PASSTHROUGH {
+            if let Some(f) = input.and_then(|s| s.field_with_name(extra).ok()) {
+                fields.push(f.clone());
+            }
+        }
         for (name, d, k) in self.enabled() {
             fields.push(Field::new(name, self.column_type(d * (1 + k)), false));
         }
@@ -441,7 +451,7 @@ impl OperatorConfig for FeaturesConfig {
         {
             return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into());
         }
-        Ok(self.output_schema())
+        Ok(self.output_schema(Some(&s)))
     }
 
     fn build(&self, _ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
@@ -703,11 +713,17 @@ fn row_features(
     let y = row_planes(row, 0)?.into_iter().next().unwrap_or_default();
     let feats = compute(cfg, &plan, &y);
     let mut cols: Vec<ArrayRef> = Vec::new();
-    for f in schema::features_base_schema().fields() {
+    let keys = schema::features_base_schema();
+    let carried = keys.fields().iter().map(|f| f.name().as_str()).chain(
+        PASSTHROUGH
+            .into_iter()
+            .filter(|p| schema.field_with_name(p).is_ok()),
+    );
+    for name in carried {
         cols.push(
-            row.column_by_name(f.name())
+            row.column_by_name(name)
                 .cloned()
-                .ok_or_else(|| format!("missing column `{}`", f.name()))?,
+                .ok_or_else(|| format!("missing column `{name}`"))?,
         );
     }
     for (_, m) in &feats {
@@ -755,8 +771,8 @@ impl Operator for Features {
             .first()
             .map(|s| s.schema())
             .unwrap_or_else(|| schema::audio_schema(false));
+        let out_schema = self.cfg.output_schema(Some(&in_schema));
         let input = crate::engine::stream::merge_inputs(in_schema, inputs);
-        let out_schema = self.cfg.output_schema();
         let cfg = self.cfg;
         let plans = Arc::new(PlanCache::default());
         let concurrency = ctx.pool.threads() * 2;
@@ -857,7 +873,7 @@ mod tests {
             "n_fft = 512\nstack = [\"zcr\", \"mfcc\"]\n[mfcc]\nn_mfcc = 13\ndeltas = 1\n[zcr]\n[log_mel]\ntop_db = 60.0\n",
         )
         .unwrap();
-        let schema = cfg.output_schema();
+        let schema = cfg.output_schema(None);
         let json = &schema.metadata()[FEATURES_KEY];
         let back: FeaturesConfig = serde_json::from_str(json).unwrap();
         assert_eq!(back, cfg);

@@ -3,6 +3,7 @@
 //! keys, samples columns) and [`per_clip`] (stateful per-clip streaming). Each holds the config struct (serde,
 //! `deny_unknown_fields`) and its runtime operator; [`crate::registry`] lists them.
 
+pub mod augment;
 pub mod clip;
 pub mod decode;
 pub mod discard;
