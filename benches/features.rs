@@ -100,6 +100,7 @@ fn main() {
                 "{speech}stack = [\"zcr\", \"rms\", \"mfcc\"]\n[mfcc]\nn_mfcc = 40\nn_mels = 40\n[zcr]\n[rms]\n"
             )),
         ),
+        ("chroma_contrast", cfg("[chroma]\n[contrast]\n")),
     ];
     let mut sermo_s = Vec::new();
     for (name, c) in &tasks {
@@ -108,8 +109,13 @@ fn main() {
         let t = Instant::now();
         let mut frames = 0usize;
         for y in &clips {
-            let out = ex.run(16000, y);
-            frames += out.first().map_or(0, |(_, d, v)| v.len() / d);
+            match ex.run(16000, y) {
+                Ok(out) => frames += out.first().map_or(0, |(_, d, v)| v.len() / d),
+                Err(e) => {
+                    eprintln!("{name}: {e}");
+                    return;
+                }
+            }
         }
         let s = t.elapsed().as_secs_f64();
         sermo_s.push((name.to_string(), s));

@@ -13,8 +13,11 @@ use sermo::dsp::chroma::{
 use sermo::dsp::stft::{PadMode, Stft, pad};
 
 /// Magnitude STFT computed the way librosa really does it: the float32 frames are
-/// multiplied by the float64 window and transformed in float64, then rounded to
-/// float32. (`Stft` transforms in float32; see `contrast_stft` below.)
+/// multiplied by the float64 window and transformed in float64, rounded to complex64,
+/// then `np.abs` in float32. `Stft` transforms in float32, which is fine for chroma
+/// but not for spectral contrast: its valleys are the quietest bins of each band, far
+/// below the frame maximum, where float32 FFT round-off dominates (see
+/// `contrast_via_sermo_stft`).
 fn magnitude_f64(
     y: &[f32],
     n_fft: usize,
@@ -241,27 +244,9 @@ fn chroma_and_contrast_match_librosa() {
             }
         }
 
-        // Spectral contrast on the magnitude spectrogram.
-        let mut mag32 = Vec::new();
-        stft.power(&y, 1.0, &mut mag32);
+        // Spectral contrast on a librosa-precision magnitude spectrogram (see
+        // `contrast_via_sermo_stft` for the float32 `Stft`).
         let mag = magnitude_f64(&y, p.n_fft, p.hop, p.win, p.center, p.pad);
-        {
-            let a = spectral_contrast(&mag32, p.sr, p.n_fft, p.fmin, p.n_bands, p.quantile, false)
-                .expect("c");
-            let b = spectral_contrast(&mag, p.sr, p.n_fft, p.fmin, p.n_bands, p.quantile, false)
-                .expect("c");
-            let e = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            let e2 = mag32
-                .iter()
-                .zip(&mag)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            eprintln!("{} stft32 vs stft64 contrast {e:.3e} mag {e2:.3e}", c.name);
-        }
         let n_out = p.n_bands + 1;
         let sc = SpectralContrast::new(p.sr, p.n_fft, p.fmin, p.n_bands, p.quantile, false)
             .expect("contrast plan");
@@ -301,126 +286,38 @@ fn contrast_rejects_bands_past_nyquist() {
     ));
 }
 
+/// Spectral contrast straight from sermo's float32 `Stft`. Ignored: fails today (up
+/// to ~4 dB off on the pure-tone cases, ~0.05 dB on speech) because the float32 FFT's
+/// round-off floor (~1e-7 × frame max) swamps the band valleys; librosa does the FFT
+/// in float64: `Stft::power_precise` does, as librosa.
 #[test]
-#[ignore]
-fn tmp_fuzz() {
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string("/tmp/chfuzz/cases.json").unwrap()).unwrap();
-    let (mut bad_t, mut bad_ty, mut worst_c, mut worst_ct, mut worst_cl, mut worst_ct32) =
-        (0, 0, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
-    for (i, c) in v.as_array().unwrap().iter().enumerate() {
-        let sr = c["sr"].as_u64().unwrap() as u32;
-        let n_fft = c["n_fft"].as_u64().unwrap() as usize;
-        let hop = c["hop"].as_u64().unwrap() as usize;
-        let win = c["win"].as_u64().map(|x| x as usize);
-        let y = f32s(&c["signal"]);
-        let stft = Stft::new(n_fft, hop, win, true, PadMode::Constant);
-        let mut power = Vec::new();
-        stft.power(&y, 2.0, &mut power);
-        let t = estimate_tuning(&power, stft.n_bins(), sr, 0.01, 12);
-        let want = c["tuning"].as_f64().unwrap();
-        if (t - want).abs() > 1e-9 {
-            let m64 = magnitude_f64(&y, n_fft, hop, win, true, PadMode::Constant);
-            let p64: Vec<f32> = m64.iter().map(|m| m * m).collect();
-            let t64 = estimate_tuning(&p64, stft.n_bins(), sr, 0.01, 12);
-            let ch64 = ChromaStft::new(sr, n_fft, 12, None).compute(&p64);
-            let w = f32s(&c["chroma"]);
-            let e = ch64
+fn contrast_via_sermo_stft() {
+    let mut failures = Vec::new();
+    for c in cases() {
+        let p = params(&c);
+        let y = f32s(&c.v["signal"]);
+        let stft = Stft::new(p.n_fft, p.hop, p.win, p.center, p.pad);
+        let mut mag = Vec::new();
+        stft.power_precise(&y, 1.0, &mut mag);
+        for (name, linear) in [("contrast", false), ("contrast_linear", true)] {
+            let got = spectral_contrast(&mag, p.sr, p.n_fft, p.fmin, p.n_bands, p.quantile, linear)
+                .expect("contrast");
+            let want = reference(&c, name).expect("output").2;
+            let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let err = got
                 .iter()
-                .zip(&w)
+                .zip(&want)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
-            bad_t += 1;
             eprintln!(
-                "case {i} sr {sr} n_fft {n_fft}: tuning {t} vs {want}; from f64 fft {t64}, chroma diff {e}"
+                "{:<28} {name:<20} (Stft f32) max|diff| {err:.3e}  bound {:.3e}",
+                c.name,
+                1e-3 * scale
             );
-        }
-        let ty = estimate_tuning_from_signal(&y, sr, n_fft, 0.01, 12);
-        let want = c["tuning_y"].as_f64().unwrap();
-        if (ty - want).abs() > 1e-9 {
-            bad_ty += 1;
-            eprintln!("case {i} sr {sr} n_fft {n_fft}: tuning_y {ty} vs {want}");
-        }
-        let ch = ChromaStft::new(sr, n_fft, 12, None).compute(&power);
-        let w = f32s(&c["chroma"]);
-        let e = ch
-            .iter()
-            .zip(&w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        worst_c = worst_c.max(e);
-        if let Some(nb) = c["n_bands"].as_u64() {
-            let mag = magnitude_f64(&y, n_fft, hop, win, true, PadMode::Constant);
-            for (name, lin) in [("contrast", false), ("contrast_linear", true)] {
-                let got =
-                    spectral_contrast(&mag, sr, n_fft, 200.0, nb as usize, 0.02, lin).unwrap();
-                let w = f32s(&c[name]);
-                let scale = w.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-12);
-                let e = got
-                    .iter()
-                    .zip(&w)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0f32, f32::max)
-                    / scale;
-                if lin {
-                    worst_cl = worst_cl.max(e)
-                } else {
-                    worst_ct = worst_ct.max(e)
-                }
-                if e > 1e-4 {
-                    eprintln!("case {i} sr {sr} n_fft {n_fft} nb {nb}: {name} rel {e}");
-                }
-                if !lin {
-                    let mut m32 = Vec::new();
-                    stft.power(&y, 1.0, &mut m32);
-                    let got =
-                        spectral_contrast(&m32, sr, n_fft, 200.0, nb as usize, 0.02, lin).unwrap();
-                    let e = got
-                        .iter()
-                        .zip(&w)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0f32, f32::max)
-                        / scale;
-                    worst_ct32 = worst_ct32.max(e);
-                }
+            if err > 1e-3 * scale.max(1e-12) {
+                failures.push(format!("{} {name}: {err}", c.name));
             }
         }
     }
-    eprintln!(
-        "bad tuning {bad_t} bad tuning_y {bad_ty} worst chroma {worst_c:.3e} contrast rel {worst_ct:.3e} linear rel {worst_cl:.3e} contrast(Stft f32) rel {worst_ct32:.3e}"
-    );
-}
-
-#[test]
-#[ignore]
-fn tmp_case30() {
-    use sermo::dsp::chroma::{PiptrackOptions, piptrack};
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string("/tmp/chfuzz/case30.json").unwrap()).unwrap();
-    let s = f32s(&v["S"]);
-    let bins = v["bins"].as_u64().unwrap() as usize;
-    let sr = v["sr"].as_u64().unwrap() as u32;
-    let t = estimate_tuning(&s, bins, sr, 0.01, 12);
-    eprintln!("tuning {t} vs {}", v["tuning"]);
-    let mine = piptrack(&s, bins, sr, 2 * (bins - 1), &PiptrackOptions::default());
-    let theirs = v["peaks"].as_array().unwrap();
-    eprintln!("peaks {} vs {}", mine.len(), theirs.len());
-    let mut j = 0;
-    for p in &mine {
-        let q = &theirs[j.min(theirs.len() - 1)];
-        let (qt, qf, qp, qm) = (
-            q[0].as_u64().unwrap() as usize,
-            q[1].as_u64().unwrap() as usize,
-            q[2].as_f64().unwrap() as f32,
-            q[3].as_f64().unwrap() as f32,
-        );
-        if (p.frame, p.bin) != (qt, qf) {
-            eprintln!("mismatch at {j}: mine {:?} theirs {:?}", p, q);
-            break;
-        }
-        if p.freq != qp || p.mag != qm {
-            eprintln!("value diff {:?} vs {qp} {qm}", p);
-        }
-        j += 1;
-    }
+    assert!(failures.is_empty(), "{failures:?}");
 }

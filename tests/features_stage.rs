@@ -207,3 +207,46 @@ fn features_validation() {
         "{e:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroma_and_contrast_columns_equal_the_dsp() {
+    use sermo::dsp::chroma::{chroma_stft, spectral_contrast};
+    use sermo::dsp::stft::{PadMode, Stft};
+    let tmp = tempfile::tempdir().unwrap();
+    // Keep the 16 kHz audio too, to recompute from exactly the same samples.
+    let text = pipeline("[stages.f.chroma]\n[stages.f.contrast]\nn_bands = 5\n").replace(
+        "[sinks.t]",
+        "[sinks.audio]\nkind = \"parquet\"\ninput = \"r\"\npath = \"audio\"\n[sinks.t]",
+    );
+    let feats = run(&text, tmp.path()).await;
+    let audio = common::read_parts(&tmp.path().join("audio"));
+    let samples = common::clip_samples(&audio);
+    let stft = Stft::new(512, 160, Some(400), true, PadMode::Constant);
+    let mut checked = 0;
+    for b in &feats {
+        let ids = b.column_by_name("clip_id").unwrap().as_string::<i32>();
+        let ch = b.column_by_name("chroma").unwrap().as_list::<i32>();
+        let co = b.column_by_name("contrast").unwrap().as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let y = &samples.iter().find(|(id, _)| id == ids.value(i)).unwrap().1;
+            let (mut power, mut mag) = (Vec::new(), Vec::new());
+            stft.power(y, 2.0, &mut power);
+            stft.power_precise(y, 1.0, &mut mag);
+            let want_ch = chroma_stft(&power, 16000, 512, 12, None);
+            let want_co = spectral_contrast(&mag, 16000, 512, 200.0, 5, 0.02, false).unwrap();
+            let got = |l: &arrow::array::ListArray| {
+                let v = l.value(i);
+                v.as_fixed_size_list()
+                    .values()
+                    .as_primitive::<Float32Type>()
+                    .values()
+                    .to_vec()
+            };
+            assert_eq!(got(ch), want_ch);
+            assert_eq!(got(co), want_co);
+            assert_eq!(want_co.len() % 6, 0);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
+}

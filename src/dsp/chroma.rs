@@ -736,12 +736,12 @@ impl SpectralContrast {
         if n_bands < 1 {
             return Err(ContrastError::Invalid("n_bands must be a positive integer"));
         }
-        if !(quantile > 0.0 && quantile < 1.0) {
+        if quantile.is_nan() || quantile <= 0.0 || quantile >= 1.0 {
             return Err(ContrastError::Invalid(
                 "quantile must lie in the range (0, 1)",
             ));
         }
-        if !(fmin > 0.0) {
+        if fmin.is_nan() || fmin <= 0.0 {
             return Err(ContrastError::Invalid("fmin must be a positive number"));
         }
         let n_bins = n_fft / 2 + 1;
@@ -861,7 +861,7 @@ impl SpectralContrast {
 fn power_to_db_f64(s: &mut [f64]) {
     let mut max = f64::NEG_INFINITY;
     for v in s.iter_mut() {
-        *v = 10.0 * v.max(1e-10).log10() - 0.0;
+        *v = 10.0 * v.max(1e-10).log10();
         max = max.max(*v);
     }
     let floor = max - 80.0;

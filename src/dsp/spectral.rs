@@ -89,12 +89,24 @@ pub fn zero_crossing_rate(y: &[f32], frame_length: usize, hop: usize, center: bo
         y
     };
     let n = n_frames(y.len(), frame_length, hop, center);
-    let negative: Vec<bool> = sig.iter().map(|&x| x.abs() > 1e-10 && x < 0.0).collect();
+    // cross[i] = 1 when samples i-1 and i differ in sign; prefix sums make every
+    // frame O(1) (a frame counts the crossings inside it, not at its first sample).
+    let negative = |x: f32| x.abs() > 1e-10 && x < 0.0;
+    let mut prefix = Vec::with_capacity(sig.len() + 1);
+    prefix.push(0u32);
+    let mut acc = 0u32;
+    for i in 0..sig.len() {
+        if i > 0 && negative(sig[i]) != negative(sig[i - 1]) {
+            acc += 1;
+        }
+        prefix.push(acc);
+    }
     (0..n)
         .map(|t| {
-            let f = &negative[t * hop..t * hop + frame_length];
-            let crossings = f.windows(2).filter(|w| w[0] != w[1]).count();
-            crossings as f32 / frame_length as f32
+            let (a, b) = (t * hop, t * hop + frame_length);
+            // crossings at positions a+1 ..= b-1
+            let c = prefix[b] - prefix[a + 1];
+            c as f32 / frame_length as f32
         })
         .collect()
 }

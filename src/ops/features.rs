@@ -17,7 +17,8 @@
 //! [stages.feat.rms]
 //! ```
 //! Features: `spectrogram` (power or magnitude), `mel`, `log_mel`, `mfcc`, `zcr`,
-//! `rms`. Each becomes a column named after it, time-major
+//! `rms`, `chroma` (chroma_stft, tuning estimated or given), `contrast`
+//! (spectral_contrast). Each becomes a column named after it, time-major
 //! `List<FixedSizeList<Float32, D>>` (frames × D, librosa's output transposed;
 //! deltas are appended along D), or `FixedSizeList<Float32, D>` with `summary`.
 //! The settings are written to the schema metadata under `sermo.features`.
@@ -35,6 +36,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::clip::row_planes;
+use crate::dsp::chroma::{ChromaStft, SpectralContrast};
 use crate::dsp::mel::MelBank;
 use crate::dsp::spectral::{
     apply_matrix, dct_ortho_matrix, delta, power_to_db, rms, zero_crossing_rate,
@@ -158,6 +160,47 @@ pub struct SpecOpts {
     pub deltas: usize,
 }
 
+/// `chroma` (librosa.feature.chroma_stft on the power spectrogram, norm = inf).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChromaOpts {
+    #[serde(default = "d_n_chroma")]
+    pub n_chroma: usize,
+    /// Tuning in fractions of a bin; omitted = estimated per clip (librosa's default).
+    pub tuning: Option<f64>,
+    #[serde(default)]
+    pub deltas: usize,
+}
+
+/// `contrast` (librosa.feature.spectral_contrast on the magnitude spectrogram).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContrastOpts {
+    #[serde(default = "d_fmin_contrast")]
+    pub fmin: f64,
+    #[serde(default = "d_n_bands")]
+    pub n_bands: usize,
+    #[serde(default = "d_quantile")]
+    pub quantile: f64,
+    #[serde(default)]
+    pub linear: bool,
+    #[serde(default)]
+    pub deltas: usize,
+}
+
+fn d_n_chroma() -> usize {
+    12
+}
+fn d_fmin_contrast() -> f64 {
+    200.0
+}
+fn d_n_bands() -> usize {
+    6
+}
+fn d_quantile() -> f64 {
+    0.02
+}
+
 /// `zcr` and `rms`: framed on the waveform.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -240,6 +283,8 @@ pub struct FeaturesConfig {
     pub mfcc: Option<MfccOpts>,
     pub zcr: Option<FrameOpts>,
     pub rms: Option<FrameOpts>,
+    pub chroma: Option<ChromaOpts>,
+    pub contrast: Option<ContrastOpts>,
 }
 
 impl Component for FeaturesConfig {
@@ -252,7 +297,16 @@ impl Component for FeaturesConfig {
 /// Input columns carried over besides the row keys, when present.
 const PASSTHROUGH: [&str; 1] = ["variant"];
 
-const ORDER: [&str; 6] = ["spectrogram", "mel", "log_mel", "mfcc", "zcr", "rms"];
+const ORDER: [&str; 8] = [
+    "spectrogram",
+    "mel",
+    "log_mel",
+    "mfcc",
+    "zcr",
+    "rms",
+    "chroma",
+    "contrast",
+];
 
 impl FeaturesConfig {
     /// Enabled features in output order with their base dimension (per frame,
@@ -276,6 +330,12 @@ impl FeaturesConfig {
         }
         if let Some(r) = &self.rms {
             v.push(("rms", 1, r.deltas));
+        }
+        if let Some(c) = &self.chroma {
+            v.push(("chroma", c.n_chroma, c.deltas));
+        }
+        if let Some(c) = &self.contrast {
+            v.push(("contrast", c.n_bands + 1, c.deltas));
         }
         v
     }
@@ -399,6 +459,31 @@ impl OperatorConfig for FeaturesConfig {
                 ));
             }
         }
+        if let Some(c) = &self.chroma
+            && c.n_chroma == 0
+        {
+            p.push(Problem::new("chroma.n_chroma", "must be at least 1, got 0"));
+        }
+        if let Some(c) = &self.contrast {
+            if c.n_bands == 0 {
+                p.push(Problem::new(
+                    "contrast.n_bands",
+                    "must be at least 1, got 0",
+                ));
+            }
+            if !(c.quantile > 0.0 && c.quantile < 1.0) {
+                p.push(Problem::new(
+                    "contrast.quantile",
+                    format!("must be in (0, 1), got {}", c.quantile),
+                ));
+            }
+            if c.fmin.is_nan() || c.fmin <= 0.0 {
+                p.push(Problem::new(
+                    "contrast.fmin",
+                    format!("must be positive, got {}", c.fmin),
+                ));
+            }
+        }
         if let Some(m) = &self.mfcc {
             if m.dct_type != 2 {
                 p.push(Problem::new(
@@ -471,6 +556,9 @@ struct Planned {
     mel: Option<MelBank>,
     log_mel: Option<MelBank>,
     mfcc: Option<(MelBank, Vec<f32>)>,
+    chroma: Option<ChromaStft>,
+    /// Built per sample rate; an error (bands past Nyquist) quarantines the clip.
+    contrast: Option<std::result::Result<SpectralContrast, String>>,
 }
 
 fn mel_bank(sr: u32, n_fft: usize, m: &MelOptsInner) -> MelBank {
@@ -500,6 +588,14 @@ impl Planned {
                 .log_mel
                 .as_ref()
                 .map(|m| mel_bank(sr, cfg.n_fft, &m.mel())),
+            chroma: cfg
+                .chroma
+                .as_ref()
+                .map(|c| ChromaStft::new(sr, cfg.n_fft, c.n_chroma, c.tuning)),
+            contrast: cfg.contrast.as_ref().map(|c| {
+                SpectralContrast::new(sr, cfg.n_fft, c.fmin, c.n_bands, c.quantile, c.linear)
+                    .map_err(|e| e.to_string())
+            }),
             mfcc: cfg.mfcc.as_ref().map(|m| {
                 (
                     mel_bank(sr, cfg.n_fft, &m.mel()),
@@ -563,9 +659,14 @@ fn mel_of(spec: &[f32], bins: usize, bank: &MelBank) -> Vec<f32> {
 }
 
 /// All enabled features of one clip, in [`FeaturesConfig::enabled`] order.
-fn compute(cfg: &FeaturesConfig, plan: &Planned, y: &[f32]) -> Vec<(&'static str, Mat)> {
+fn compute(
+    cfg: &FeaturesConfig,
+    plan: &Planned,
+    y: &[f32],
+) -> std::result::Result<Vec<(&'static str, Mat)>, String> {
     let bins = plan.stft.n_bins();
-    let needs_power = cfg.mel.is_some() || cfg.log_mel.is_some() || cfg.mfcc.is_some();
+    let needs_power =
+        cfg.mel.is_some() || cfg.log_mel.is_some() || cfg.mfcc.is_some() || cfg.chroma.is_some();
     let mut power = Vec::new();
     if needs_power {
         plan.stft.power(y, 2.0, &mut power);
@@ -642,7 +743,36 @@ fn compute(cfg: &FeaturesConfig, plan: &Planned, y: &[f32]) -> Vec<(&'static str
         let data = rms(y, len, hop, center);
         out.push(("rms", with_deltas(Mat { dims: 1, data }, r.deltas)));
     }
-    out
+    if let (Some(c), Some(ch)) = (&cfg.chroma, &plan.chroma) {
+        let data = ch.compute(&power);
+        out.push((
+            "chroma",
+            with_deltas(
+                Mat {
+                    dims: c.n_chroma,
+                    data,
+                },
+                c.deltas,
+            ),
+        ));
+    }
+    if let (Some(c), Some(sc)) = (&cfg.contrast, &plan.contrast) {
+        let sc = sc.as_ref().map_err(|e| format!("contrast: {e}"))?;
+        let mut mag = Vec::new();
+        plan.stft.power_precise(y, 1.0, &mut mag);
+        let data = sc.compute(&mag);
+        out.push((
+            "contrast",
+            with_deltas(
+                Mat {
+                    dims: c.n_bands + 1,
+                    data,
+                },
+                c.deltas,
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 fn pooled(m: &Mat, summary: Summary) -> Vec<f32> {
@@ -711,7 +841,7 @@ fn row_features(
         .ok_or("missing sample_rate")?;
     let plan = plans.get(cfg, sr);
     let y = row_planes(row, 0)?.into_iter().next().unwrap_or_default();
-    let feats = compute(cfg, &plan, &y);
+    let feats = compute(cfg, &plan, &y)?;
     let mut cols: Vec<ArrayRef> = Vec::new();
     let keys = schema::features_base_schema();
     let carried = keys.fields().iter().map(|f| f.name().as_str()).chain(
@@ -833,6 +963,9 @@ impl Operator for Features {
     }
 }
 
+/// One extracted feature: (name, dims per frame, frames × dims values).
+pub type Extracted = (&'static str, usize, Vec<f32>);
+
 /// The stage's extraction outside a pipeline (benchmarks, embedders): the same
 /// plans and code as the `features` stage.
 pub struct Extractor {
@@ -849,12 +982,12 @@ impl Extractor {
     }
 
     /// Every enabled feature of one mono clip: (name, dims per frame, frames × dims).
-    pub fn run(&self, sr: u32, y: &[f32]) -> Vec<(&'static str, usize, Vec<f32>)> {
+    pub fn run(&self, sr: u32, y: &[f32]) -> std::result::Result<Vec<Extracted>, String> {
         let plan = self.plans.get(&self.cfg, sr);
-        compute(&self.cfg, &plan, y)
+        Ok(compute(&self.cfg, &plan, y)?
             .into_iter()
             .map(|(n, m)| (n, m.dims, m.data))
-            .collect()
+            .collect())
     }
 }
 
