@@ -27,13 +27,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, AsArray, Float64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use futures::StreamExt;
 use rand::Rng;
 use serde::Deserialize;
 
-use super::clip::{replace_columns, row_planes, samples_array};
+use super::clip::{keeps_channels, replace_columns, row_planes, row_str, row_u32, samples_array};
+use super::per_row::map_rows;
 use crate::audio::ClipReader;
 use crate::audio::channels::{ChannelMode, to_mono};
 use crate::dsp::augment::{
@@ -42,10 +42,10 @@ use crate::dsp::augment::{
 use crate::dsp::resample::{Quality, resample_mono};
 use crate::engine::operator::require_inputs;
 use crate::engine::{
-    BatchStream, Component, ConfigContext, Frame, FrameResult, Operator, OperatorConfig, PlanInput,
-    Problem, Role, TaskContext,
+    BatchStream, Component, ConfigContext, Operator, OperatorConfig, PlanInput, Problem, Role,
+    TaskContext,
 };
-use crate::error::{Result, SermoError};
+use crate::error::Result;
 use crate::schema::{TableKind, col};
 
 /// Name of the column recording the variant.
@@ -340,15 +340,8 @@ fn rows_for(
     keep: bool,
     row: &RecordBatch,
 ) -> std::result::Result<Vec<RecordBatch>, String> {
-    let clip_id = row
-        .column_by_name(col::CLIP_ID)
-        .and_then(|c| c.as_string_opt::<i32>().map(|a| a.value(0).to_string()))
-        .unwrap_or_default();
-    let rate = row
-        .column_by_name(col::SAMPLE_RATE)
-        .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-        .map(|a| a.value(0))
-        .ok_or("missing sample_rate")?;
+    let clip_id = row_str(row, col::CLIP_ID);
+    let rate = row_u32(row, col::SAMPLE_RATE)?;
     let start = row
         .column_by_name(col::START_S)
         .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Float64Type>())
@@ -383,10 +376,7 @@ impl Operator for Augment {
             .first()
             .map(|s| s.schema())
             .unwrap_or_else(|| crate::schema::audio_schema(false));
-        let keep = matches!(
-            in_schema.field_with_name(col::SAMPLES).map(|f| f.data_type().clone()),
-            Ok(DataType::List(ref f)) if matches!(f.data_type(), DataType::List(_))
-        );
+        let keep = keeps_channels(&in_schema);
         let out_schema = match self.cfg.plan(&[PlanInput {
             id: "",
             kind: "",
@@ -396,88 +386,23 @@ impl Operator for Augment {
             Err(_) => in_schema.clone(),
         };
         let input = crate::engine::stream::merge_inputs(in_schema, inputs);
-        let (cfg, seed, files) = (self.cfg, self.seed, Arc::new(self.noise_files));
-        let bank = Arc::new(NoiseBank::default());
-        let concurrency = ctx.pool.threads() * 2;
+        let (cfg, seed, files) = (self.cfg, self.seed, self.noise_files);
+        let bank = NoiseBank::default();
         let schema = out_schema.clone();
-        let out = input
-            .map(move |item| {
-                let (ctx, cfg, files, bank, schema) = (
-                    ctx.clone(),
-                    cfg.clone(),
-                    files.clone(),
-                    bank.clone(),
-                    schema.clone(),
-                );
-                async move {
-                    let batch = match item {
-                        Ok(Frame::Batch(b)) => b,
-                        other => return vec![other],
-                    };
-                    let node = ctx.node_id.to_string();
-                    let job = ctx
-                        .pool
-                        .run(move || {
-                            (0..batch.num_rows())
-                                .map(|i| {
-                                    let row = batch.slice(i, 1);
-                                    let noise = if files.is_empty() {
-                                        Ok(None)
-                                    } else {
-                                        let rate = row
-                                            .column_by_name(col::SAMPLE_RATE)
-                                            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-                                            .map(|a| a.value(0))
-                                            .unwrap_or(16000);
-                                        bank.get(&files, rate).map(Some)
-                                    };
-                                    let r = noise.and_then(|n| {
-                                        rows_for(
-                                            &cfg,
-                                            seed,
-                                            n.as_deref().map(|v| v.as_slice()),
-                                            &schema,
-                                            keep,
-                                            &row,
-                                        )
-                                    });
-                                    r.map_err(|e| (row, e))
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                        .await;
-                    match job {
-                        Err(p) => vec![Err(SermoError::stage(&node, None, p.to_string()))],
-                        Ok(rows) => rows
-                            .into_iter()
-                            .flat_map(|r| match r {
-                                Ok(bs) => bs
-                                    .into_iter()
-                                    .map(|b| Ok(Frame::Batch(b)))
-                                    .collect::<Vec<FrameResult>>(),
-                                Err((row, e)) => {
-                                    let get = |n: &str| {
-                                        row.column_by_name(n)
-                                            .and_then(|c| {
-                                                c.as_string_opt::<i32>()
-                                                    .map(|a| a.value(0).to_string())
-                                            })
-                                            .unwrap_or_default()
-                                    };
-                                    vec![Ok(ctx.quarantine(
-                                        &get(col::PATH),
-                                        &get(col::CLIP_ID),
-                                        "invalid_format",
-                                        e,
-                                    ))]
-                                }
-                            })
-                            .collect::<Vec<FrameResult>>(),
-                    }
-                }
-            })
-            .buffered(concurrency)
-            .flat_map(futures::stream::iter);
-        BatchStream::new(out_schema, out)
+        map_rows(input, out_schema, ctx, "invalid_format", move |row| {
+            let noise = if files.is_empty() {
+                None
+            } else {
+                Some(bank.get(&files, row_u32(row, col::SAMPLE_RATE)?)?)
+            };
+            rows_for(
+                &cfg,
+                seed,
+                noise.as_deref().map(|v| v.as_slice()),
+                &schema,
+                keep,
+                row,
+            )
+        })
     }
 }

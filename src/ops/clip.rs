@@ -149,3 +149,32 @@ pub fn replace_columns(
     }
     RecordBatch::try_new(schema, cols).map_err(|e| e.to_string())
 }
+
+/// The Utf8 value of column `name` in row 0 (empty when absent or null).
+pub fn row_str(row: &RecordBatch, name: &str) -> String {
+    use arrow::array::AsArray;
+    row.column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .filter(|a| !a.is_empty() && a.is_valid(0))
+        .map(|a| a.value(0).to_string())
+        .unwrap_or_default()
+}
+
+/// The UInt32 value of column `name` in row 0.
+pub fn row_u32(row: &RecordBatch, name: &str) -> Result<u32, String> {
+    use arrow::array::AsArray;
+    row.column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt32Type>())
+        .filter(|a| !a.is_empty())
+        .map(|a| a.value(0))
+        .ok_or_else(|| format!("missing UInt32 column `{name}`"))
+}
+
+/// Whether an audio schema keeps channels (`samples` is `List<List<Float32>>`).
+pub fn keeps_channels(schema: &arrow::datatypes::Schema) -> bool {
+    use arrow::datatypes::DataType;
+    matches!(
+        schema.field_with_name(crate::schema::col::SAMPLES).map(|f| f.data_type()),
+        Ok(DataType::List(f)) if matches!(f.data_type(), DataType::List(_))
+    )
+}

@@ -28,14 +28,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, ListArray};
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, ListArray};
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::clip::row_planes;
+use super::clip::{row_planes, row_u32};
+use super::per_row::map_rows;
 use crate::dsp::chroma::{ChromaStft, SpectralContrast};
 use crate::dsp::mel::MelBank;
 use crate::dsp::spectral::{
@@ -44,10 +44,10 @@ use crate::dsp::spectral::{
 use crate::dsp::stft::{PadMode, Stft};
 use crate::engine::operator::require_inputs;
 use crate::engine::{
-    BatchStream, Component, ConfigContext, Frame, FrameResult, Operator, OperatorConfig, PlanInput,
-    Problem, Role, TaskContext,
+    BatchStream, Component, ConfigContext, Operator, OperatorConfig, PlanInput, Problem, Role,
+    TaskContext,
 };
-use crate::error::{Result, SermoError};
+use crate::error::Result;
 use crate::schema::{self, TableKind, col};
 
 /// Schema metadata key holding the feature settings (JSON).
@@ -834,11 +834,7 @@ fn row_features(
     schema: &SchemaRef,
     row: &RecordBatch,
 ) -> std::result::Result<RecordBatch, String> {
-    let sr = row
-        .column_by_name(col::SAMPLE_RATE)
-        .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-        .map(|a| a.value(0))
-        .ok_or("missing sample_rate")?;
+    let sr = row_u32(row, col::SAMPLE_RATE)?;
     let plan = plans.get(cfg, sr);
     let y = row_planes(row, 0)?.into_iter().next().unwrap_or_default();
     let feats = compute(cfg, &plan, &y)?;
@@ -904,62 +900,11 @@ impl Operator for Features {
         let out_schema = self.cfg.output_schema(Some(&in_schema));
         let input = crate::engine::stream::merge_inputs(in_schema, inputs);
         let cfg = self.cfg;
-        let plans = Arc::new(PlanCache::default());
-        let concurrency = ctx.pool.threads() * 2;
+        let plans = PlanCache::default();
         let schema = out_schema.clone();
-        let out = input
-            .map(move |item| {
-                let ctx = ctx.clone();
-                let cfg = cfg.clone();
-                let plans = plans.clone();
-                let schema = schema.clone();
-                async move {
-                    let batch = match item {
-                        Ok(Frame::Batch(b)) => b,
-                        other => return vec![other],
-                    };
-                    let node = ctx.node_id.to_string();
-                    let job = ctx
-                        .pool
-                        .run(move || {
-                            (0..batch.num_rows())
-                                .map(|i| {
-                                    let row = batch.slice(i, 1);
-                                    row_features(&cfg, &plans, &schema, &row).map_err(|e| (row, e))
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                        .await;
-                    match job {
-                        Err(p) => vec![Err(SermoError::stage(&node, None, p.to_string()))],
-                        Ok(rows) => rows
-                            .into_iter()
-                            .map(|r| match r {
-                                Ok(b) => Ok(Frame::Batch(b)),
-                                Err((row, e)) => {
-                                    let get = |n: &str| {
-                                        row.column_by_name(n)
-                                            .and_then(|c| {
-                                                c.as_string_opt::<i32>()
-                                                    .map(|a| a.value(0).to_string())
-                                            })
-                                            .unwrap_or_default()
-                                    };
-                                    Ok(ctx.quarantine(
-                                        &get(col::PATH),
-                                        &get(col::CLIP_ID),
-                                        "invalid_format",
-                                        e,
-                                    ))
-                                }
-                            })
-                            .collect::<Vec<FrameResult>>(),
-                    }
-                }
-            })
-            .buffered(concurrency)
-            .flat_map(futures::stream::iter);
-        BatchStream::new(out_schema, out)
+        map_rows(input, out_schema, ctx, "invalid_format", move |row| {
+            row_features(&cfg, &plans, &schema, row).map(|b| vec![b])
+        })
     }
 }
 

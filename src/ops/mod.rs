@@ -11,5 +11,6 @@ pub mod features;
 pub mod files;
 pub mod parquet;
 pub mod per_clip;
+pub mod per_row;
 pub mod resample;
 pub mod window;

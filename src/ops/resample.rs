@@ -16,9 +16,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Float64Array, UInt32Array};
-use arrow::datatypes::{DataType, SchemaRef, UInt32Type};
-use arrow::record_batch::RecordBatch;
+use arrow::array::{ArrayRef, Float64Array, UInt32Array};
+use arrow::datatypes::SchemaRef;
 use serde::Deserialize;
 
 use super::clip::{replace_columns, row_planes, samples_array};
@@ -83,23 +82,13 @@ struct ClipState {
     out_frames: u64,
 }
 
-fn first_u32(row: &RecordBatch, name: &str) -> std::result::Result<u32, String> {
-    row.column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-        .map(|a| a.value(0))
-        .ok_or_else(|| format!("missing UInt32 column `{name}`"))
-}
-
 impl Operator for Resample {
     fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
         let schema = inputs
             .first()
             .map(|s| s.schema())
             .unwrap_or_else(|| crate::schema::audio_schema(false));
-        let keep = matches!(
-            schema.field_with_name(col::SAMPLES).map(|f| f.data_type().clone()),
-            Ok(DataType::List(ref f)) if matches!(f.data_type(), DataType::List(_))
-        );
+        let keep = super::clip::keeps_channels(&schema);
         let input = crate::engine::stream::merge_inputs(schema.clone(), inputs);
         let rate = self.cfg.rate as u32;
         let quality = self.cfg.quality;
@@ -109,7 +98,7 @@ impl Operator for Resample {
             ctx,
             "invalid_format",
             move |row| {
-                let from = first_u32(row, col::SAMPLE_RATE)?;
+                let from = super::clip::row_u32(row, col::SAMPLE_RATE)?;
                 if from == rate {
                     return Ok(ClipState {
                         resampler: None,

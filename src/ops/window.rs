@@ -26,8 +26,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array, UInt32Array};
-use arrow::datatypes::{DataType, SchemaRef, UInt32Type};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, UInt32Array};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 
@@ -228,10 +228,7 @@ impl Operator for Window {
             .first()
             .map(|s| s.schema())
             .unwrap_or_else(|| crate::schema::audio_schema(false));
-        let keep = matches!(
-            schema.field_with_name(col::SAMPLES).map(|f| f.data_type().clone()),
-            Ok(DataType::List(ref f)) if matches!(f.data_type(), DataType::List(_))
-        );
+        let keep = super::clip::keeps_channels(&schema);
         let input = crate::engine::stream::merge_inputs(schema.clone(), inputs);
         let cfg = Arc::new(self.cfg);
         let init_cfg = cfg.clone();
@@ -242,15 +239,8 @@ impl Operator for Window {
             ctx,
             "invalid_format",
             move |row| {
-                let rate = row
-                    .column_by_name(col::SAMPLE_RATE)
-                    .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-                    .map(|a| a.value(0))
-                    .ok_or("missing sample_rate")?;
-                let clip_id = row
-                    .column_by_name(col::CLIP_ID)
-                    .and_then(|c| c.as_string_opt::<i32>().map(|a| a.value(0).to_string()))
-                    .unwrap_or_default();
+                let rate = super::clip::row_u32(row, col::SAMPLE_RATE)?;
+                let clip_id = super::clip::row_str(row, col::CLIP_ID);
                 let len = ((init_cfg.length_s * rate as f64).round() as usize).max(1);
                 let hop = ((init_cfg.hop_s.unwrap_or(init_cfg.length_s) * rate as f64).round()
                     as usize)
