@@ -306,17 +306,31 @@ fn run(file: &Path, set: &[String], quiet: bool, threads: Option<usize>) -> Exit
 }
 
 fn progress_bar(plan: &Plan) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} files  {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    // Until the sources have listed their files there is no total to show.
+    let listing = ProgressStyle::with_template("{prefix} {spinner} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(listing);
+    bar.set_message("listing files…");
     bar.set_prefix(plan.name.clone().unwrap_or_else(|| "sermo".into()));
     bar
 }
 
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} files  {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
 fn update_bar(bar: &ProgressBar, m: &Metrics, elapsed: Duration) {
     let total = m.get("files.total");
+    if total == 0 {
+        bar.tick();
+        return;
+    }
+    if bar.length().is_none() {
+        bar.set_style(bar_style());
+    }
     let done = m.get("files.done") + m.sum_matching("quarantine.", "");
     let audio = m.get("audio.micros") as f64 / 1e6;
     bar.set_length(total);
