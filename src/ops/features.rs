@@ -290,8 +290,7 @@ pub struct FeaturesConfig {
 impl Component for FeaturesConfig {
     const KIND: &'static str = "features";
     const ROLE: Role = Role::Stage;
-    const SUMMARY: &'static str =
-        "spectrogram, mel, log_mel, mfcc, zcr, rms with librosa parity (+ deltas, summary, stack)";
+    const SUMMARY: &'static str = "spectrogram, mel, log_mel, mfcc, zcr, rms, chroma, contrast with librosa parity (+ deltas, summary, stack)";
 }
 
 /// Input columns carried over besides the row keys, when present.
