@@ -957,3 +957,26 @@ mod tests {
         assert_eq!(settings_of(&schema), Some(cfg));
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    #[test]
+    #[ignore = "profiling aid: cargo test --release --lib features::speed -- --ignored"]
+    fn speech_mfcc_loop() {
+        let cfg: FeaturesConfig = toml::from_str(
+            "n_fft = 512\nwin_length = 400\nhop_length = 160\nstack = [\"zcr\", \"rms\", \"mfcc\"]\n[mfcc]\nn_mfcc = 40\nn_mels = 40\n[zcr]\n[rms]\n",
+        )
+        .unwrap();
+        let ex = Extractor::new(cfg);
+        let y: Vec<f32> = (0..48000)
+            .map(|i| ((i as f32 * 0.01).sin() + (i as f32 * 0.37).sin()) * 0.3)
+            .collect();
+        let t = std::time::Instant::now();
+        for _ in 0..400 {
+            let _ = ex.run(16000, &y).unwrap();
+        }
+        eprintln!("{:.0}x real time", 400.0 * 3.0 / t.elapsed().as_secs_f64());
+    }
+}
