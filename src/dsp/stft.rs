@@ -131,91 +131,85 @@ impl Stft {
         n_frames(len, self.n_fft, self.hop, self.center)
     }
 
+    /// Drive the windowed FFT over every frame of `x` (padded when `center`),
+    /// calling `emit` with each frame's spectrum, or `None` if the FFT failed. One
+    /// loop for both precisions: `T` is f32 ([`Stft::power`]) or f64
+    /// ([`Stft::power_precise`]).
+    fn for_each_frame<T: realfft::FftNum>(
+        &self,
+        x: &[f32],
+        fft: &Arc<dyn RealToComplex<T>>,
+        window: &[T],
+        widen: impl Fn(f32) -> T,
+        mut emit: impl FnMut(Option<&[Complex<T>]>),
+    ) {
+        let padded;
+        let sig: &[f32] = if self.center {
+            padded = pad(x, self.n_fft / 2, self.pad_mode);
+            &padded
+        } else {
+            x
+        };
+        let mut frame = fft.make_input_vec();
+        let mut spec = fft.make_output_vec();
+        let mut scratch = fft.make_scratch_vec();
+        for t in 0..n_frames(x.len(), self.n_fft, self.hop, self.center) {
+            let start = t * self.hop;
+            for ((f, s), w) in frame
+                .iter_mut()
+                .zip(&sig[start..start + self.n_fft])
+                .zip(window)
+            {
+                *f = widen(*s) * *w;
+            }
+            let ok = fft
+                .process_with_scratch(&mut frame, &mut spec, &mut scratch)
+                .is_ok();
+            emit(ok.then_some(spec.as_slice()));
+        }
+    }
+
     /// Like [`Stft::power`] but transformed in float64 (librosa multiplies the
     /// float32 frame by a float64 window, so its FFT runs in float64), rounded to
     /// float32 at the end. About twice the cost; needed where the quietest bins matter
     /// (spectral contrast's valleys lie 100 dB below the peak, under float32 FFT
     /// round-off).
     pub fn power_precise(&self, x: &[f32], power: f32, out: &mut Vec<f32>) {
-        let padded;
-        let sig: &[f32] = if self.center {
-            padded = pad(x, self.n_fft / 2, self.pad_mode);
-            &padded
-        } else {
-            x
-        };
-        let frames = n_frames(x.len(), self.n_fft, self.hop, self.center);
         let bins = self.n_bins();
-        let mut frame = self.fft64.make_input_vec();
-        let mut spec = self.fft64.make_output_vec();
-        let mut scratch = self.fft64.make_scratch_vec();
-        out.reserve(frames * bins);
-        for t in 0..frames {
-            let start = t * self.hop;
-            for ((f, s), w) in frame
-                .iter_mut()
-                .zip(&sig[start..start + self.n_fft])
-                .zip(&self.window64)
-            {
-                *f = *s as f64 * w;
-            }
-            if self
-                .fft64
-                .process_with_scratch(&mut frame, &mut spec, &mut scratch)
-                .is_err()
-            {
-                out.extend(std::iter::repeat_n(0.0, bins));
-                continue;
-            }
-            // sqrt(re² + im²), not `norm()` (libm hypot guards against an overflow
-            // audio magnitudes cannot reach, at several times the cost).
-            out.extend(spec.iter().map(|c| {
-                let m = c.norm_sqr().sqrt() as f32;
-                if power == 1.0 { m } else { m.powf(power) }
-            }));
-        }
+        out.reserve(self.n_frames(x.len()) * bins);
+        self.for_each_frame(
+            x,
+            &self.fft64,
+            &self.window64,
+            f64::from,
+            |spec| match spec {
+                None => out.extend(std::iter::repeat_n(0.0, bins)),
+                // sqrt(re² + im²), not `norm()` (libm hypot guards against an overflow
+                // audio magnitudes cannot reach, at several times the cost).
+                Some(spec) => out.extend(spec.iter().map(|c| {
+                    let m = c.norm_sqr().sqrt() as f32;
+                    if power == 1.0 { m } else { m.powf(power) }
+                })),
+            },
+        );
     }
 
     /// Power spectrogram (|X|²), time-major: `frames × n_bins`, appended to `out`.
     /// `power = 1.0` gives magnitudes.
     pub fn power(&self, x: &[f32], power: f32, out: &mut Vec<f32>) {
-        let padded;
-        let sig: &[f32] = if self.center {
-            padded = pad(x, self.n_fft / 2, self.pad_mode);
-            &padded
-        } else {
-            x
-        };
-        let frames = n_frames(x.len(), self.n_fft, self.hop, self.center);
         let bins = self.n_bins();
-        let mut frame = self.fft.make_input_vec();
-        let mut spec: Vec<Complex<f32>> = self.fft.make_output_vec();
-        let mut scratch = self.fft.make_scratch_vec();
-        out.reserve(frames * bins);
-        for t in 0..frames {
-            let start = t * self.hop;
-            for ((f, s), w) in frame
-                .iter_mut()
-                .zip(&sig[start..start + self.n_fft])
-                .zip(&self.window)
-            {
-                *f = s * w;
-            }
-            if self
-                .fft
-                .process_with_scratch(&mut frame, &mut spec, &mut scratch)
-                .is_err()
-            {
-                out.extend(std::iter::repeat_n(0.0, bins));
-                continue;
-            }
-            if power == 2.0 {
-                out.extend(spec.iter().map(|c| c.norm_sqr()));
-            } else if power == 1.0 {
-                out.extend(spec.iter().map(|c| c.norm_sqr().sqrt()));
-            } else {
-                out.extend(spec.iter().map(|c| c.norm_sqr().sqrt().powf(power)));
-            }
-        }
+        out.reserve(self.n_frames(x.len()) * bins);
+        self.for_each_frame(
+            x,
+            &self.fft,
+            &self.window,
+            |s| s,
+            |spec| match spec {
+                None => out.extend(std::iter::repeat_n(0.0, bins)),
+                Some(spec) if power == 2.0 => out.extend(spec.iter().map(|c| c.norm_sqr())),
+                Some(spec) if power == 1.0 => out.extend(spec.iter().map(|c| c.norm_sqr().sqrt())),
+                Some(spec) => out.extend(spec.iter().map(|c| c.norm_sqr().sqrt().powf(power))),
+            },
+        );
     }
 }
