@@ -28,7 +28,8 @@ pub const EXIT_INTERRUPTED: u8 = 130;
         sermo run pipelines/quickstart.toml --set sinks.table.path=/tmp/out --set stages.audio.channels=first\n  \
         sermo validate pipelines/quickstart.toml\n  \
         sermo graph pipelines/quickstart.toml > graph.mmd\n  \
-        sermo kinds"
+        sermo kinds\n  \
+        sermo run pipelines/quickstart.toml --shard 3/8 && sermo commit out/table --shards 8"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -50,6 +51,29 @@ pub enum Command {
         /// Worker threads for CPU-heavy work (default: the number of cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Process one shard of the clips: `I/N`, or `N` with I taken from
+        /// SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX. Sinks write into `PATH/shard=I/`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Resume into output written with other settings (normally refused).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Join the shards of a sharded run: check every shard's marker, schema and
+    /// config hash, then write `_manifest.json` and `_SUCCESS` (fails listing the
+    /// missing shards).
+    Commit {
+        /// The sink directory (holding `shard=0/` ...).
+        out: PathBuf,
+        #[arg(long)]
+        shards: u32,
+    },
+    /// Show which shards of a sharded run are complete, and the `--array=` list of
+    /// the ones to resubmit.
+    Status {
+        out: PathBuf,
+        #[arg(long)]
+        shards: u32,
     },
     /// Report every problem of a pipeline file (exit 2 if any) without running it.
     Validate {
@@ -78,7 +102,48 @@ pub fn main() -> ExitCode {
             set,
             quiet,
             threads,
-        } => run(&file, &set, quiet, threads),
+            shard,
+            force,
+        } => {
+            let shard = match shard
+                .as_deref()
+                .map(crate::shards::parse_shard_arg)
+                .transpose()
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("sermo: --shard: {e}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            run(&file, &set, quiet, threads, shard, force)
+        }
+        Command::Commit { out, shards } => match crate::shards::commit(&out, shards) {
+            Ok(m) => {
+                println!(
+                    "{}: committed {} shards, {} rows in {} files ({} quarantined)",
+                    out.display(),
+                    m.shards,
+                    m.rows,
+                    m.files,
+                    m.quarantined
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sermo: commit {}: {e}", out.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Status { out, shards } => {
+            let st = crate::shards::status(&out, shards);
+            print!("{}", st.render());
+            if st.missing.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
         Command::Validate { file, set } => match load(&file, &set) {
             Ok(plan) => {
                 println!(
@@ -217,6 +282,14 @@ pub fn summary(metrics: &Metrics, wall: Duration) -> String {
     if dropped > 0 {
         q.push_str(&format!(", {dropped} dropped by `keep`"));
     }
+    let resumed = metrics.get("files.resumed");
+    if resumed > 0 {
+        q.push_str(&format!(", {resumed} already committed (resume)"));
+    }
+    let other = metrics.get("files.other_shards");
+    if other > 0 {
+        q.push_str(&format!(", {other} in other shards"));
+    }
     format!(
         "sermo: {total} files, {q}; rows: {}; {} of audio in {} ({:.0}x real time)",
         if sinks.is_empty() {
@@ -230,7 +303,14 @@ pub fn summary(metrics: &Metrics, wall: Duration) -> String {
     )
 }
 
-fn run(file: &Path, set: &[String], quiet: bool, threads: Option<usize>) -> ExitCode {
+fn run(
+    file: &Path,
+    set: &[String],
+    quiet: bool,
+    threads: Option<usize>,
+    shard: Option<crate::engine::Shard>,
+    force: bool,
+) -> ExitCode {
     let plan = match load(file, set) {
         Ok(p) => p,
         Err(e) => return report(&e),
@@ -253,6 +333,8 @@ fn run(file: &Path, set: &[String], quiet: bool, threads: Option<usize>) -> Exit
         metrics: metrics.clone(),
         cancel: cancel.clone(),
         threads,
+        shard,
+        force,
     };
     let start = Instant::now();
     let result = rt.block_on(async {
@@ -288,6 +370,16 @@ fn run(file: &Path, set: &[String], quiet: bool, threads: Option<usize>) -> Exit
                 eprintln!("sermo: every file failed (see _quarantine.parquet in the output)");
                 return ExitCode::FAILURE;
             }
+            // Quarantine rows in the outputs, committed by this run or an earlier one
+            // it resumed.
+            let in_tables = metrics
+                .snapshot()
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("sink.") && k.ends_with(".quarantined"))
+                .map(|(_, v)| v)
+                .max()
+                .unwrap_or(0);
+            let quarantined = quarantined.max(in_tables);
             if plan.fail_on_quarantine && quarantined > 0 {
                 eprintln!(
                     "sermo: {quarantined} files quarantined and [pipeline] fail_on_quarantine = true"

@@ -11,6 +11,7 @@
 //! - [`ops`]: one module per component kind.
 //! - [`audio`]: decoding and channel handling used by the operators.
 //! - [`schema`]: Arrow schemas of every edge type (mirrored in `schemas/*.json`).
+//! - [`shards`]: `sermo commit` / `sermo status` for sharded (Slurm array) runs.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sermo::error::SermoError> {
@@ -30,6 +31,7 @@ pub mod labels;
 pub mod ops;
 pub mod registry;
 pub mod schema;
+pub mod shards;
 
 /// The README's Rust examples compile (`cargo test --doc`).
 #[doc = include_str!("../README.md")]

@@ -762,8 +762,14 @@ fn exit_codes_follow_quarantine_policy() {
     assert_eq!(o.status.code(), Some(1));
     assert!(dir.join("out/_SUCCESS").exists());
 
-    // Every file failed: exit 1.
+    // Other files into the same output: resume refused (settings changed).
     write("\"in/bad.wav\"", "");
+    let o = run();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("resume refused"));
+
+    // Every file failed: exit 1.
+    std::fs::remove_dir_all(dir.join("out")).unwrap();
     let o = run();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("every file failed"));

@@ -6,6 +6,7 @@ use std::path::{Component as PathComponent, Path, PathBuf};
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::engine::hash;
 use crate::engine::{ConfigContext, OperatorConfig, Plan, PlanInput, PlanNode, Role};
 use crate::registry::Registry;
 
@@ -36,6 +37,8 @@ struct Declared {
     kind: String,
     inputs: Vec<String>,
     config: Option<Box<dyn OperatorConfig>>,
+    /// Canonical JSON of the component's own keys (for lineage hashes).
+    settings: String,
 }
 
 fn is_valid_id(id: &str) -> bool {
@@ -302,16 +305,38 @@ pub fn compile(
         let (Some(config), Some(schema)) = (d.config, schemas[i].clone()) else {
             return Err(vec![ConfigError::new(d.id, "internal: unplanned node")]);
         };
+        let inputs: Vec<usize> = edges[i].iter().map(|&j| position[j]).collect();
+        let settings_hash = hash::hex(hash::stable_hash_parts(&[
+            d.kind.as_bytes(),
+            d.settings.as_bytes(),
+        ]));
+        // Lineage: this node's settings, the seed and its inputs' lineage, in order.
+        let mut parts: Vec<Vec<u8>> = vec![
+            settings_hash.clone().into_bytes(),
+            settings.seed.to_le_bytes().to_vec(),
+        ];
+        for &j in &inputs {
+            let n: &PlanNode = &nodes[j];
+            parts.push(n.lineage_hash.clone().into_bytes());
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        let lineage_hash = hash::hex(hash::stable_hash_parts(&refs));
         nodes.push(PlanNode {
             id: d.id,
             role: d.role,
             kind: d.kind,
-            inputs: edges[i].iter().map(|&j| position[j]).collect(),
+            inputs,
             schema,
             config,
+            settings_hash,
+            lineage_hash,
         });
     }
+    let pipeline_hash = hash::hex(hash::stable_hash(
+        serde_json::to_string(table).unwrap_or_default().as_bytes(),
+    ));
     Ok(Plan {
+        pipeline_hash,
         seed: settings.seed,
         fail_on_quarantine: settings.fail_on_quarantine,
         name: settings.name,
@@ -411,7 +436,7 @@ fn declare(
             );
             None
         }
-        Some(entry) => match entry.parse(toml::Value::Table(rest)) {
+        Some(entry) => match entry.parse(toml::Value::Table(rest.clone())) {
             Ok(cfg) => {
                 for p in cfg.check(ctx) {
                     let path = match &p.key {
@@ -430,12 +455,15 @@ fn declare(
             }
         },
     };
+    // toml::Table is ordered by key, so this JSON is canonical.
+    let settings = serde_json::to_string(&rest).unwrap_or_default();
     Some(Declared {
         id: id.to_string(),
         role,
         kind,
         inputs: names,
         config,
+        settings,
     })
 }
 

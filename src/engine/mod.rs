@@ -11,11 +11,13 @@
 //!   remove their unfinished temporary files on drop.
 
 pub mod cancel;
+pub mod hash;
 pub mod metrics;
 pub mod operator;
 pub mod pool;
 pub mod stream;
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,6 +44,94 @@ pub struct TaskContext {
     pub cancel: Cancel,
     /// Folder of the pipeline file.
     pub base_dir: PathBuf,
+    /// The slice of the units this run processes (`--shard I/N`), if any.
+    pub shard: Option<Shard>,
+    /// Units already complete in every sink that cares (resume): sources skip them.
+    pub skip: Option<Arc<HashSet<String>>>,
+    /// `--force`: a sink may resume into output written with other settings.
+    pub force: bool,
+    /// Hashes identifying the pipeline and this node's settings and inputs.
+    pub lineage: Arc<Lineage>,
+    /// Schemas of the node's inputs, in order.
+    pub input_schemas: Vec<SchemaRef>,
+}
+
+/// `--shard I/N`: this run processes the units whose stable hash mod N is I.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parse `I/N` (0 <= I < N).
+    pub fn parse(s: &str) -> std::result::Result<Shard, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not I/N (e.g. 3/16)"))?;
+        let index: u32 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard index `{i}` is not a number"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard count `{n}` is not a number"))?;
+        Shard::new(index, count)
+    }
+
+    pub fn new(index: u32, count: u32) -> std::result::Result<Shard, String> {
+        if count == 0 {
+            return Err("the shard count must be at least 1".into());
+        }
+        if index >= count {
+            return Err(format!(
+                "shard index {index} is out of range for {count} shards (0..{})",
+                count - 1
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard a unit belongs to: stable hash of its key mod N.
+    pub fn of(key: &str, count: u32) -> u32 {
+        (hash::stable_hash(key.as_bytes()) % count.max(1) as u64) as u32
+    }
+
+    /// Whether this shard processes `key`.
+    pub fn owns(&self, key: &str) -> bool {
+        Shard::of(key, self.count) == self.index
+    }
+
+    /// Folder name of the shard's output inside a sink's directory.
+    pub fn dir_name(&self) -> String {
+        format!("shard={}", self.index)
+    }
+}
+
+/// Hashes a node can record next to its output, to refuse mixing outputs of
+/// different settings.
+#[derive(Debug, Clone, Default)]
+pub struct Lineage {
+    /// Hash of the whole pipeline (after `--set`).
+    pub pipeline_hash: String,
+    /// Hash of this node's settings, the seed and all its upstream nodes.
+    pub node_hash: String,
+    /// Every upstream node (and this one): id -> hash of its kind and settings.
+    pub settings: BTreeMap<String, String>,
+    /// Lineage hashes of the node's inputs, in order.
+    pub inputs: Vec<String>,
+}
+
+/// What a node needs from its sources on this run (resume).
+#[derive(Debug, Clone)]
+pub enum Resume {
+    /// Needs every unit (the default).
+    NeedsAll,
+    /// Does not care which units arrive (e.g. `discard`).
+    Indifferent,
+    /// Has these units already; needs the others.
+    Has(Arc<HashSet<String>>),
 }
 
 /// A node of a planned graph.
@@ -54,11 +144,17 @@ pub struct PlanNode {
     /// Output schema.
     pub schema: SchemaRef,
     pub config: Box<dyn OperatorConfig>,
+    /// Hash of the node's kind and settings.
+    pub settings_hash: String,
+    /// Hash of its settings, the seed and its inputs' lineage hashes.
+    pub lineage_hash: String,
 }
 
 /// A validated graph in topological order, ready to run.
 pub struct Plan {
     pub name: Option<String>,
+    /// Hash of the pipeline (after `--set` overrides).
+    pub pipeline_hash: String,
     /// The pipeline's seed.
     pub seed: u64,
     /// The run fails (exit 1) if any file was quarantined.
@@ -76,6 +172,10 @@ pub struct RunOptions {
     pub cancel: Cancel,
     /// Worker threads; default: the plan's `threads`, else the number of cores.
     pub threads: Option<usize>,
+    /// Process only one shard of the units (`--shard I/N`).
+    pub shard: Option<Shard>,
+    /// Let sinks resume into output written with other settings (`--force`).
+    pub force: bool,
 }
 
 /// What a completed run reports.
@@ -134,12 +234,21 @@ impl Plan {
             }
         }
 
-        let ctx_for = |node: &PlanNode| TaskContext {
+        let ctx_for = |node: &PlanNode, skip: Option<Arc<HashSet<String>>>| TaskContext {
             node_id: Arc::from(node.id.as_str()),
             pool: pool.clone(),
             metrics: opts.metrics.clone(),
             cancel: cancel.clone(),
             base_dir: self.base_dir.clone(),
+            shard: opts.shard,
+            skip,
+            force: opts.force,
+            lineage: Arc::new(self.lineage(node)),
+            input_schemas: node
+                .inputs
+                .iter()
+                .map(|&j| self.nodes[j].schema.clone())
+                .collect(),
         };
 
         // Build every operator before starting any task, so a build error runs nothing.
@@ -151,11 +260,22 @@ impl Plan {
         for node in &self.nodes {
             built.push(node.config.build(&cfg_ctx)?);
         }
+        // Prepare every operator (sinks read what they already hold), then work out
+        // which units the sources may skip: those every interested node already has.
+        let mut needs = Vec::new();
+        for (node, op) in self.nodes.iter().zip(built.iter_mut()) {
+            let answer = op.prepare(&ctx_for(node, None))?;
+            // Only sinks decide what may be skipped.
+            if node.role == Role::Sink {
+                needs.push(answer);
+            }
+        }
+        let skip = skippable(&needs).map(Arc::new);
 
         let mut handles = Vec::new();
         for (((node, op), inputs), outs) in self.nodes.iter().zip(built).zip(receivers).zip(senders)
         {
-            let ctx = ctx_for(node);
+            let ctx = ctx_for(node, skip.clone());
             let id = node.id.clone();
             let errors = first_error.clone();
             let cancel = cancel.clone();
@@ -193,6 +313,54 @@ impl Plan {
             threads,
         })
     }
+}
+
+impl Plan {
+    /// The lineage of a node: its hashes and those of everything upstream.
+    pub fn lineage(&self, node: &PlanNode) -> Lineage {
+        let mut settings = BTreeMap::new();
+        let mut todo = vec![node];
+        while let Some(n) = todo.pop() {
+            if settings
+                .insert(n.id.clone(), n.settings_hash.clone())
+                .is_none()
+            {
+                todo.extend(n.inputs.iter().map(|&j| &self.nodes[j]));
+            }
+        }
+        Lineage {
+            pipeline_hash: self.pipeline_hash.clone(),
+            node_hash: node.lineage_hash.clone(),
+            settings,
+            inputs: node
+                .inputs
+                .iter()
+                .map(|&j| self.nodes[j].lineage_hash.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Units that no node needs: in every `Has` set, with at least one `Has` and no
+/// `NeedsAll`.
+fn skippable(needs: &[Resume]) -> Option<HashSet<String>> {
+    let mut sets = Vec::new();
+    for n in needs {
+        match n {
+            Resume::NeedsAll => return None,
+            Resume::Indifferent => {}
+            Resume::Has(s) => sets.push(s.clone()),
+        }
+    }
+    sets.sort_by_key(|s| s.len());
+    let (first, rest) = sets.split_first()?;
+    Some(
+        first
+            .iter()
+            .filter(|k| rest.iter().all(|s| s.contains(*k)))
+            .cloned()
+            .collect(),
+    )
 }
 
 /// Drive one node's output stream, fanning every frame out to its consumers.

@@ -132,6 +132,12 @@ pub trait Component: OperatorConfig + DeserializeOwned + 'static {
 
 /// A runtime operator: consumes its input streams and returns its output stream.
 pub trait Operator: Send {
+    /// Called once before any task starts: a sink inspects what it already holds
+    /// (and may refuse to run); the answer tells the sources what they may skip.
+    fn prepare(&mut self, _ctx: &TaskContext) -> Result<super::Resume> {
+        Ok(super::Resume::NeedsAll)
+    }
+
     fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream;
 }
 

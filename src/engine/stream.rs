@@ -32,6 +32,11 @@ pub enum Frame {
     Batch(RecordBatch),
     /// A file that failed upstream; forwarded untouched by every stage.
     Quarantine(Quarantined),
+    /// Unit `key` (a clip) is complete: every row and quarantine record of it has
+    /// been sent before this frame. Stages that keep order forward it in place; a
+    /// stage that reorders units (decode) emits its own after a unit's last output.
+    /// Sinks use it to commit whole units only (resume).
+    Done(std::sync::Arc<str>),
 }
 
 /// One item of a [`BatchStream`]: a frame, or a fatal error that ends the run.

@@ -15,6 +15,7 @@
 //! Files are decoded concurrently on the worker pool; the chunks of one file stay in
 //! order, different files may complete out of order.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -116,12 +117,22 @@ impl Operator for Decode {
         let cfg = Arc::new(self.cfg);
         let parallel = ctx.pool.threads() * 2;
         let node = ctx.node_id.clone();
+        // Clips received as rows whose upstream `Done` has not arrived yet: decode
+        // emits its own `Done` after a clip's last chunk (files finish out of order),
+        // so the upstream one is dropped; others (clips quarantined upstream) pass.
+        let mut decoding: HashSet<Arc<str>> = HashSet::new();
         let items = input.flat_map(move |frame| {
             let items: Vec<Item> = match frame {
                 Ok(Frame::Batch(b)) => match clip_rows(&b) {
-                    Ok(rows) => rows.into_iter().map(Item::File).collect(),
+                    Ok(rows) => {
+                        for r in &rows {
+                            decoding.insert(Arc::from(r.clip_id.as_str()));
+                        }
+                        rows.into_iter().map(Item::File).collect()
+                    }
                     Err(e) => vec![Item::Pass(Err(SermoError::stage(&node, None, e)))],
                 },
+                Ok(Frame::Done(id)) if decoding.remove(&id) => Vec::new(),
                 other => vec![Item::Pass(other)],
             };
             futures::stream::iter(items)
@@ -151,10 +162,12 @@ fn decode_file(
             Ok(Ok(r)) => r,
             Ok(Err(f)) => {
                 yield Ok(ctx.quarantine(&row.path, &row.clip_id, f.reason.as_str(), f.message));
+                yield Ok(Frame::Done(Arc::from(row.clip_id.as_str())));
                 return;
             }
             Err(panic) => {
                 yield Ok(ctx.quarantine(&row.path, &row.clip_id, Reason::DecoderPanic.as_str(), panic.to_string()));
+                yield Ok(Frame::Done(Arc::from(row.clip_id.as_str())));
                 return;
             }
         };
@@ -174,6 +187,7 @@ fn decode_file(
                 Ok(x) => x,
                 Err(panic) => {
                     yield Ok(ctx.quarantine(&row.path, &row.clip_id, Reason::DecoderPanic.as_str(), panic.to_string()));
+                    yield Ok(Frame::Done(Arc::from(row.clip_id.as_str())));
                     return;
                 }
             };
@@ -183,6 +197,7 @@ fn decode_file(
                 Ok(None) => break,
                 Err(f) => {
                     yield Ok(ctx.quarantine(&row.path, &row.clip_id, f.reason.as_str(), f.message));
+                    yield Ok(Frame::Done(Arc::from(row.clip_id.as_str())));
                     return;
                 }
             };
@@ -193,6 +208,7 @@ fn decode_file(
                     format!("{secs:.3} s is shorter than min_duration_s = {}", cfg.min_duration_s),
                 );
                 yield Ok(ctx.quarantine(&row.path, &row.clip_id, f.reason.as_str(), f.message));
+                yield Ok(Frame::Done(Arc::from(row.clip_id.as_str())));
                 return;
             }
             let last = chunk.last;
@@ -212,6 +228,7 @@ fn decode_file(
             }
         }
         ctx.metrics.counter("files.done").add(1);
+        yield Ok(Frame::Done(Arc::from(row.clip_id.as_str())));
     }
 }
 

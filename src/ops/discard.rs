@@ -44,6 +44,10 @@ impl OperatorConfig for DiscardConfig {
 struct Discard;
 
 impl Operator for Discard {
+    fn prepare(&mut self, _ctx: &TaskContext) -> Result<crate::engine::Resume> {
+        Ok(crate::engine::Resume::Indifferent)
+    }
+
     fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
         let input = futures::stream::select_all(inputs);
         let rows = ctx.metrics.counter(&format!("sink.{}.rows", ctx.node_id));
@@ -53,7 +57,7 @@ impl Operator for Discard {
                     rows.add(b.num_rows() as u64);
                     None
                 }
-                Ok(Frame::Quarantine(_)) => None,
+                Ok(Frame::Quarantine(_) | Frame::Done(_)) => None,
                 Err(e) => Some(Err(e)),
             };
             futures::future::ready(pass)

@@ -14,9 +14,14 @@
 //! `clip_id` is the path relative to the glob's base directory (the part before the
 //! first wildcard), so it is stable across machines and runs. A path without
 //! wildcards is taken as is, even if missing: the decoder quarantines it as `missing`.
+//!
+//! With `--shard I/N` only the clips whose stable hash of `clip_id` mod N is I are
+//! emitted; clips every resuming sink already holds are skipped. Each row is
+//! followed by a `Done` frame for its clip.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -246,14 +251,38 @@ impl Operator for FilesSource {
                     return;
                 }
             };
-            let total = listing.rows.len() + listing.unlabeled.len();
-            ctx.metrics.counter("files.total").add(total as u64);
+            // This run's slice (`--shard`) minus what the sinks already hold (resume).
+            let wanted = |id: &str| {
+                ctx.shard.is_none_or(|s| s.owns(id))
+                    && !ctx.skip.as_ref().is_some_and(|k| k.contains(id))
+            };
+            let in_shard = |id: &str| ctx.shard.is_none_or(|s| s.owns(id));
+            let (mut outside, mut skipped) = (0u64, 0u64);
+            let mut count = |id: &str| {
+                if !in_shard(id) {
+                    outside += 1;
+                } else {
+                    skipped += 1;
+                }
+            };
+            let mut rows = Vec::with_capacity(listing.rows.len());
+            for r in listing.rows {
+                if wanted(&r.clip_id) { rows.push(r) } else { count(&r.clip_id) }
+            }
+            let mut unlabeled = Vec::new();
+            for u in listing.unlabeled {
+                if wanted(&u.0) { unlabeled.push(u) } else { count(&u.0) }
+            }
+            ctx.metrics.counter("files.total").add((rows.len() + unlabeled.len()) as u64);
+            ctx.metrics.counter("files.other_shards").add(outside);
+            ctx.metrics.counter("files.resumed").add(skipped);
             ctx.metrics.counter("labels.dropped").add(listing.dropped);
-            for (rel, path, msg) in &listing.unlabeled {
+            for (rel, path, msg) in &unlabeled {
                 yield Ok(ctx.quarantine(path, rel, "unlabeled", msg.clone()));
+                yield Ok(Frame::Done(Arc::from(rel.as_str())));
             }
             let emitted = ctx.metrics.counter(&format!("source.{}.rows", ctx.node_id));
-            for chunk in listing.rows.chunks(cfg.batch_rows.max(1) as usize) {
+            for chunk in rows.chunks(cfg.batch_rows.max(1) as usize) {
                 if ctx.cancel.is_cancelled() {
                     return;
                 }
@@ -267,6 +296,10 @@ impl Operator for FilesSource {
                         yield Err(SermoError::stage(&ctx.node_id, None, e.to_string()));
                         return;
                     }
+                }
+                // Each row is a complete unit of the files table.
+                for r in chunk {
+                    yield Ok(Frame::Done(Arc::from(r.clip_id.as_str())));
                 }
             }
         };

@@ -78,6 +78,9 @@ where
                 clips.remove(&q.clip_id);
                 return futures::future::ready(vec![Ok(Frame::Quarantine(q))]).boxed();
             }
+            Ok(Frame::Done(id)) => {
+                return futures::future::ready(vec![Ok(Frame::Done(id))]).boxed();
+            }
             Err(e) => return futures::future::ready(vec![Err(e)]).boxed(),
         };
         let last = row_is_last(&row, 0);

@@ -80,18 +80,27 @@ pub fn generated_corpus(dir: &Path, n: usize, rate: u32, secs: f32) {
 
 /// Read every `part-*.parquet` of a sink directory, in file order.
 pub fn read_parts(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
-    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            n.starts_with("part-") && n.ends_with(".parquet")
-        })
-        .collect();
+    read_part_files(dir)
+        .into_iter()
+        .flat_map(|(_, b)| b)
+        .collect()
+}
+
+/// Every `part-*.parquet` under `dir` (any depth, sorted by path) with its batches.
+pub fn read_part_files(dir: &Path) -> Vec<(PathBuf, Vec<arrow::record_batch::RecordBatch>)> {
+    let mut parts = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            let n = e.file_name().to_string_lossy().to_string();
+            if p.is_dir() {
+                todo.push(p);
+            } else if n.starts_with("part-") && n.ends_with(".parquet") {
+                parts.push(p);
+            }
+        }
+    }
     parts.sort();
     let mut out = Vec::new();
     for p in parts {
@@ -100,9 +109,8 @@ pub fn read_parts(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
             .expect("parquet")
             .build()
             .expect("reader");
-        for b in r {
-            out.push(b.expect("batch"));
-        }
+        let batches: Vec<_> = r.map(|b| b.expect("batch")).collect();
+        out.push((p, batches));
     }
     out
 }
