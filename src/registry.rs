@@ -27,7 +27,7 @@ impl Entry {
 /// Known component kinds.
 #[derive(Clone, Default)]
 pub struct Registry {
-    entries: BTreeMap<&'static str, Entry>,
+    entries: BTreeMap<(&'static str, Role), Entry>,
 }
 
 fn parse_as<T: Component>(v: toml::Value) -> Result<Box<dyn OperatorConfig>, String> {
@@ -52,6 +52,7 @@ impl Registry {
         r.register::<ops::window::WindowConfig>();
         r.register::<ops::features::FeaturesConfig>();
         r.register::<ops::parquet::ParquetSinkConfig>();
+        r.register::<ops::parquet::ParquetSourceConfig>();
         r.register::<ops::discard::DiscardConfig>();
         r
     }
@@ -59,7 +60,7 @@ impl Registry {
     /// Register component `T` under `T::KIND`.
     pub fn register<T: Component>(&mut self) -> &mut Self {
         self.entries.insert(
-            T::KIND,
+            (T::KIND, T::ROLE),
             Entry {
                 kind: T::KIND,
                 role: T::ROLE,
@@ -70,8 +71,17 @@ impl Registry {
         self
     }
 
+    /// The component `kind` in `role`, else any component named `kind`.
+    pub fn get_in(&self, kind: &str, role: Role) -> Option<&Entry> {
+        self.entries
+            .values()
+            .find(|e| e.kind == kind && e.role == role)
+            .or_else(|| self.get(kind))
+    }
+
+    /// Some component named `kind` (several roles may share a name, e.g. `parquet`).
     pub fn get(&self, kind: &str) -> Option<&Entry> {
-        self.entries.get(kind)
+        self.entries.values().find(|e| e.kind == kind)
     }
 
     /// Kinds of the given role, sorted.

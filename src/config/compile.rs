@@ -255,7 +255,7 @@ pub fn compile(
         if !ready || missing_inputs || edges[i].len() != d.inputs.len() {
             continue;
         }
-        match cfg.plan(&inputs) {
+        match cfg.plan_in(&inputs, &ctx) {
             Ok(s) => schemas[i] = Some(s),
             Err(msg) => errors.push(ConfigError::new(
                 format!("{}.{}", d.role.table(), d.id),
@@ -414,7 +414,7 @@ fn declare(
         )),
     }
 
-    let config = match registry.get(&kind) {
+    let config = match registry.get_in(&kind, role) {
         None => {
             errors.push(
                 ConfigError::new(format!("{at}.kind"), format!("unknown kind `{kind}`"))

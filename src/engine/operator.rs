@@ -113,6 +113,16 @@ pub trait OperatorConfig: Debug + Send + Sync {
     /// acceptable. Sources get no inputs; sinks return [`crate::schema::empty_schema`].
     fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String>;
 
+    /// [`OperatorConfig::plan`] for components that must look at the outside world
+    /// (a source reading a table's schema); the default ignores `ctx`.
+    fn plan_in(
+        &self,
+        inputs: &[PlanInput],
+        _ctx: &ConfigContext,
+    ) -> std::result::Result<SchemaRef, String> {
+        self.plan(inputs)
+    }
+
     /// The path this component writes to, if it writes (two sinks may not share one).
     fn output_path(&self, _ctx: &ConfigContext) -> Option<PathBuf> {
         None
