@@ -32,6 +32,7 @@ pub mod ops;
 pub mod registry;
 pub mod schema;
 pub mod shards;
+pub mod train;
 
 /// The README's Rust examples compile (`cargo test --doc`).
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,231 @@
+//! Feature rows → examples → padded tensor batches (burn's `Batcher` idea).
+//!
+//! A feature column is `List<FixedSizeList<Float32, D>>` (frames × D) or
+//! `FixedSizeList<Float32, D>` (one pooled vector, taken as one frame). The
+//! selected columns are concatenated per frame, standardized per dimension with
+//! statistics of the training set only ([`Standardizer`], saved with the model),
+//! and padded to the longest example of a batch with a mask.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, FixedSizeListArray, Float32Array, ListArray};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::col;
+
+/// One clip (or segment): its frames and what it is.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// `frames × dims`, row-major.
+    pub x: Vec<f32>,
+    pub frames: usize,
+    /// Class index (into the label list), if the row has a known label.
+    pub label: Option<usize>,
+    pub label_text: Option<String>,
+    /// Value of the grouping column (speaker, session, ...).
+    pub group: String,
+    pub clip_id: String,
+    pub segment: u32,
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+/// The frames × dims values of row `i` of a feature column.
+fn column_rows(c: &dyn Array, i: usize) -> Result<(Vec<f32>, usize, usize), String> {
+    match c.data_type() {
+        DataType::List(_) => {
+            let l: &ListArray = c.as_list::<i32>();
+            let inner = l.value(i);
+            let fsl: &FixedSizeListArray = inner
+                .as_fixed_size_list_opt()
+                .ok_or("not a list of fixed-size lists")?;
+            let d = fsl.value_length() as usize;
+            let vals: &Float32Array = fsl
+                .values()
+                .as_primitive_opt()
+                .ok_or("values are not Float32")?;
+            let start = fsl.offset() * d;
+            let v = vals.values()[start..start + fsl.len() * d].to_vec();
+            Ok((v, fsl.len(), d))
+        }
+        DataType::FixedSizeList(_, _) => {
+            let fsl = c.as_fixed_size_list();
+            let d = fsl.value_length() as usize;
+            let row = fsl.value(i);
+            let vals: &Float32Array = row.as_primitive_opt().ok_or("values are not Float32")?;
+            Ok((vals.values().to_vec(), 1, d))
+        }
+        t => Err(format!("is {t}, not a feature column")),
+    }
+}
+
+/// Width (dims per frame) of a feature column type.
+pub fn column_width(t: &DataType) -> Option<usize> {
+    match t {
+        DataType::List(f) => match f.data_type() {
+            DataType::FixedSizeList(_, d) => Some(*d as usize),
+            _ => None,
+        },
+        DataType::FixedSizeList(_, d) => Some(*d as usize),
+        _ => None,
+    }
+}
+
+fn text(b: &RecordBatch, name: &str, i: usize) -> Option<String> {
+    let c = b.column_by_name(name)?;
+    let c = c.as_string_opt::<i32>()?;
+    c.is_valid(i).then(|| c.value(i).to_string())
+}
+
+/// Turn rows into examples: `features` columns concatenated per frame, `group_by`
+/// as the group, `labels` giving class indices.
+pub fn examples(
+    batch: &RecordBatch,
+    features: &[String],
+    group_by: &str,
+    labels: &BTreeMap<String, usize>,
+) -> Result<Vec<Example>, String> {
+    let mut out = Vec::with_capacity(batch.num_rows());
+    let cols: Vec<&dyn Array> = features
+        .iter()
+        .map(|f| {
+            batch
+                .column_by_name(f)
+                .map(|c| c.as_ref())
+                .ok_or_else(|| format!("no feature column `{f}`"))
+        })
+        .collect::<Result<_, _>>()?;
+    let segment = batch.column_by_name(col::SEGMENT).and_then(|c| {
+        c.as_primitive_opt::<arrow::datatypes::UInt32Type>()
+            .cloned()
+    });
+    let f64col = |n: &str| {
+        batch.column_by_name(n).and_then(|c| {
+            c.as_primitive_opt::<arrow::datatypes::Float64Type>()
+                .cloned()
+        })
+    };
+    let (start, end) = (f64col(col::START_S), f64col(col::END_S));
+    for i in 0..batch.num_rows() {
+        let mut parts = Vec::new();
+        for (name, c) in features.iter().zip(&cols) {
+            parts.push(column_rows(*c, i).map_err(|e| format!("column `{name}` {e}"))?);
+        }
+        let frames = parts.iter().map(|p| p.1).max().unwrap_or(0);
+        if parts.iter().any(|p| p.1 != frames && p.1 != 1) {
+            return Err(format!(
+                "the feature columns {} have different frame counts; compute them with the same hop",
+                features.join(", ")
+            ));
+        }
+        let dims: usize = parts.iter().map(|p| p.2).sum();
+        let mut x = Vec::with_capacity(frames * dims);
+        for t in 0..frames {
+            for (v, n, d) in &parts {
+                let tt = if *n == 1 { 0 } else { t };
+                x.extend_from_slice(&v[tt * d..(tt + 1) * d]);
+            }
+        }
+        let label_text = text(batch, col::LABEL, i);
+        out.push(Example {
+            x,
+            frames,
+            label: label_text.as_ref().and_then(|l| labels.get(l).copied()),
+            label_text,
+            group: text(batch, group_by, i).unwrap_or_default(),
+            clip_id: text(batch, col::CLIP_ID, i).unwrap_or_default(),
+            segment: segment.as_ref().map(|s| s.value(i)).unwrap_or(0),
+            start_s: start.as_ref().map(|s| s.value(i)).unwrap_or(0.0),
+            end_s: end.as_ref().map(|s| s.value(i)).unwrap_or(0.0),
+        });
+    }
+    Ok(out)
+}
+
+/// Per-dimension standardization fitted on training examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Standardizer {
+    /// Mean and std over every frame of `examples` (std floored at 1e-5).
+    pub fn fit(examples: &[&Example], dims: usize) -> Standardizer {
+        let mut sum = vec![0f64; dims];
+        let mut sq = vec![0f64; dims];
+        let mut n = 0f64;
+        for e in examples {
+            for f in e.x.chunks_exact(dims) {
+                for (k, &v) in f.iter().enumerate() {
+                    sum[k] += v as f64;
+                    sq[k] += (v as f64) * (v as f64);
+                }
+                n += 1.0;
+            }
+        }
+        let n = n.max(1.0);
+        let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+        let std = sq
+            .iter()
+            .zip(&sum)
+            .map(|(q, s)| ((q / n - (s / n) * (s / n)).max(0.0).sqrt() as f32).max(1e-5))
+            .collect();
+        Standardizer { mean, std }
+    }
+
+    pub fn apply(&self, x: &mut [f32]) {
+        let d = self.mean.len();
+        for f in x.chunks_exact_mut(d) {
+            for k in 0..d {
+                f[k] = (f[k] - self.mean[k]) / self.std[k];
+            }
+        }
+    }
+}
+
+/// A padded batch.
+pub struct Batch<B: Backend> {
+    pub x: Tensor<B, 3>,
+    pub mask: Tensor<B, 2>,
+    pub targets: Tensor<B, 1, Int>,
+}
+
+/// Pad `examples` (standardized copies) into one batch. `max_frames` cuts longer
+/// examples (their first frames are kept).
+pub fn batch<B: Backend>(
+    examples: &[&Example],
+    dims: usize,
+    norm: &Standardizer,
+    max_frames: usize,
+    device: &B::Device,
+) -> Batch<B> {
+    let t = examples
+        .iter()
+        .map(|e| e.frames.min(max_frames))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let b = examples.len();
+    let mut x = vec![0f32; b * t * dims];
+    let mut mask = vec![0f32; b * t];
+    let mut targets = Vec::with_capacity(b);
+    for (i, e) in examples.iter().enumerate() {
+        let n = e.frames.min(t);
+        let dst = &mut x[i * t * dims..(i * t + n) * dims];
+        dst.copy_from_slice(&e.x[..n * dims]);
+        norm.apply(dst);
+        for m in &mut mask[i * t..i * t + n] {
+            *m = 1.0;
+        }
+        targets.push(e.label.unwrap_or(0) as i64);
+    }
+    Batch {
+        x: Tensor::from_data(TensorData::new(x, [b, t, dims]), device),
+        mask: Tensor::from_data(TensorData::new(mask, [b, t]), device),
+        targets: Tensor::from_data(TensorData::new(targets, [b]), device),
+    }
+}
