@@ -12,6 +12,7 @@
 //! - [`audio`]: decoding and channel handling used by the operators.
 //! - [`schema`]: Arrow schemas of every edge type (mirrored in `schemas/*.json`).
 //! - [`shards`]: `sermo commit` / `sermo status` for sharded (Slurm array) runs.
+//! - [`train`]: speaker-independent splits, cross-validation folds, metrics.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sermo::error::SermoError> {

@@ -1,10 +1,18 @@
 //! Training and evaluation of SER models with burn (CPU: ndarray backend).
 //!
 //! Layout after burn's examples: [`model`] (the modules and their configs),
-//! [`data`] (rows → examples → padded batches), [`training`] (the loop).
+//! [`data`] (rows → examples → padded batches), [`training`] (the loop). Pure parts
+//! with no deep-learning code:
+//! - [`split`]: speaker-independent (or any group column) train/valid/test splits
+//!   and group-wise cross-validation folds; random row splits are allowed but
+//!   flagged as leaking speakers.
+//! - [`metrics`]: confusion matrix, accuracy, UAR, precision/recall/F1, and mean ±
+//!   std over cross-validation folds, with text rendering and serde.
 
 pub mod data;
+pub mod metrics;
 pub mod model;
+pub mod split;
 pub mod training;
 
 /// The CPU backend used for training.
