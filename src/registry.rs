@@ -54,6 +54,7 @@ impl Registry {
         r.register::<ops::parquet::ParquetSinkConfig>();
         r.register::<ops::parquet::ParquetSourceConfig>();
         r.register::<ops::discard::DiscardConfig>();
+        r.register::<ops::train::TrainConfig>();
         r
     }
 

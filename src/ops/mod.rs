@@ -13,4 +13,5 @@ pub mod parquet;
 pub mod per_clip;
 pub mod per_row;
 pub mod resample;
+pub mod train;
 pub mod window;

@@ -1,0 +1,574 @@
+//! `train` sink: trains one of the literature's SER models on a feature table,
+//! with a speaker-independent split or cross-validation, and writes the artifacts.
+//!
+//! ```toml
+//! [sinks.model]
+//! kind = "train"
+//! input = "feats"
+//! model = "cnn1d"                  # mlp | cnn1d | cnn2d | lstm
+//! features = ["stacked"]           # feature columns, concatenated per frame
+//! epochs = 60
+//! batch_size = 32
+//! learning_rate = 1e-3
+//! weight_decay = 1e-4
+//! schedule = "cosine"              # cosine | step | constant
+//! warmup_epochs = 0
+//! class_weights = "balanced"       # or "none"
+//! early_stopping = { patience = 10 }
+//! grad_clip = 1.0
+//! split = { by = "speaker", test = ["03", "08"], valid = ["09"] }
+//! # cv = { by = "speaker", folds = 10 }   (instead of split; folds = speakers: LOSO)
+//! seed = 7
+//! device = "cpu"                   # cpu | auto (cuda: not in this build yet)
+//! out = "runs/emodb-cnn1d"
+//! [sinks.model.params]             # model hyper-parameters (docs/models.md)
+//! dropout = 0.3
+//! ```
+//! Artifacts in `out` (per fold in `fold-K/` with `cv`): `model.mpk` (burn record),
+//! `config.json` (model config, labels in order, feature columns and settings, the
+//! standardizer, training settings, split, data hash), `metrics.json`,
+//! `history.parquet`; with `cv` a top-level `metrics.json` with every fold and
+//! mean ± std. Training needs the whole table: the rows are held in memory as
+//! compact f32 examples (a feature table, not audio).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::hash;
+use crate::engine::{
+    BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
+    Role, TaskContext,
+};
+use crate::error::{Result, SermoError};
+use crate::schema::{self, col};
+use crate::train::data::{Example, Standardizer, column_width, examples};
+use crate::train::metrics::{Confusion, CvReport, Report};
+use crate::train::model::{ModelConfig, ModelKind, ModelParams};
+use crate::train::split::{Assignment, Cv, Part, Split};
+use crate::train::training::{
+    ClassWeights, Epoch, Schedule, TrainSettings, argmax, predict, train,
+};
+use crate::train::{Cpu, CpuAutodiff};
+
+/// `early_stopping = { patience = N }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    pub patience: usize,
+}
+
+/// Where to train.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    #[default]
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+/// Config of the `train` sink.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelKind,
+    pub features: Vec<String>,
+    #[serde(default = "d_epochs")]
+    pub epochs: usize,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    #[serde(default = "d_lr")]
+    pub learning_rate: f64,
+    #[serde(default = "d_wd")]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    #[serde(default = "d_step")]
+    pub step_epochs: usize,
+    #[serde(default)]
+    pub class_weights: ClassWeights,
+    pub early_stopping: Option<EarlyStopping>,
+    pub grad_clip: Option<f32>,
+    #[serde(default = "d_max_frames")]
+    pub max_frames: usize,
+    pub split: Option<Split>,
+    pub cv: Option<Cv>,
+    /// Class order (default: the sorted labels of the table).
+    pub labels: Option<Vec<String>>,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub device: DeviceChoice,
+    pub out: String,
+    #[serde(default)]
+    pub params: ModelParams,
+}
+
+fn d_epochs() -> usize {
+    60
+}
+fn d_batch() -> usize {
+    32
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_wd() -> f64 {
+    1e-4
+}
+fn d_step() -> usize {
+    20
+}
+fn d_max_frames() -> usize {
+    2000
+}
+
+impl Component for TrainConfig {
+    const KIND: &'static str = "train";
+    const ROLE: Role = Role::Sink;
+    const SUMMARY: &'static str = "train an SER model (mlp, cnn1d, cnn2d, lstm) with speaker-independent splits or CV; write model, metrics, history";
+}
+
+impl TrainConfig {
+    fn settings(&self) -> TrainSettings {
+        TrainSettings {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            warmup_epochs: self.warmup_epochs,
+            step_epochs: self.step_epochs,
+            class_weights: self.class_weights,
+            patience: self.early_stopping.as_ref().map(|e| e.patience),
+            grad_clip: self.grad_clip,
+            max_frames: self.max_frames,
+            seed: self.seed,
+        }
+    }
+
+    fn group_column(&self) -> Option<&str> {
+        match (&self.split, &self.cv) {
+            (Some(s), _) if s.by != "random" => Some(&s.by),
+            (_, Some(c)) => Some(&c.by),
+            _ => None,
+        }
+    }
+}
+
+impl OperatorConfig for TrainConfig {
+    fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if self.features.is_empty() {
+            p.push(
+                Problem::new("features", "is empty")
+                    .with_hint("name feature columns, e.g. features = [\"stacked\"]"),
+            );
+        }
+        match (&self.split, &self.cv) {
+            (None, None) => p.push(
+                Problem::new("split", "give `split` or `cv`")
+                    .with_hint("split = { by = \"speaker\", test = [\"03\"], valid = [\"09\"] } or cv = { by = \"speaker\", folds = 10 }"),
+            ),
+            (Some(_), Some(_)) => p.push(Problem::new("cv", "give `split` or `cv`, not both")),
+            _ => {}
+        }
+        for (k, v) in [
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("max_frames", self.max_frames),
+        ] {
+            if v == 0 {
+                p.push(Problem::new(k, "must be at least 1"));
+            }
+        }
+        if !(self.learning_rate > 0.0) {
+            p.push(Problem::new(
+                "learning_rate",
+                format!("must be positive, got {}", self.learning_rate),
+            ));
+        }
+        if self.device == DeviceChoice::Cuda {
+            p.push(
+                Problem::new("device", "this build has no CUDA backend")
+                    .with_hint("use device = \"cpu\" or \"auto\""),
+            );
+        }
+        if self.out.trim().is_empty() {
+            p.push(Problem::new("out", "is empty"));
+        }
+        let cfg = ModelConfig {
+            kind: self.model,
+            input_dim: 1,
+            classes: 2,
+            params: self.params.clone(),
+        };
+        for msg in cfg.check() {
+            p.push(Problem::new("params", msg));
+        }
+        p
+    }
+
+    fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
+        let s = inputs
+            .first()
+            .map(|i| i.schema.clone())
+            .ok_or("has no input")?;
+        for f in &self.features {
+            match s.field_with_name(f) {
+                Err(_) => {
+                    return Err(format!(
+                        "needs feature column `{f}`, which its input lacks (columns: {})",
+                        s.fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                Ok(field) if column_width(field.data_type()).is_none() => {
+                    return Err(format!(
+                        "column `{f}` is {}, not a feature column",
+                        field.data_type()
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        if s.field_with_name(col::LABEL).is_err() {
+            return Err("needs a `label` column".into());
+        }
+        if let Some(g) = self.group_column()
+            && s.field_with_name(g).is_err()
+        {
+            return Err(format!("splits by `{g}`, which its input lacks"));
+        }
+        Ok(schema::empty_schema())
+    }
+
+    fn output_path(&self, ctx: &ConfigContext) -> Option<PathBuf> {
+        Some(ctx.resolve(&self.out))
+    }
+
+    fn build(&self, ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(TrainSink {
+            cfg: self.clone(),
+            out: ctx.resolve(&self.out),
+        }))
+    }
+}
+
+struct TrainSink {
+    cfg: TrainConfig,
+    out: PathBuf,
+}
+
+/// `config.json` of a trained model: everything inference needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelArtifact {
+    pub sermo_version: String,
+    pub model: ModelConfig,
+    pub labels: Vec<String>,
+    pub features: Vec<String>,
+    /// The feature stage's settings (`sermo.features` of the table), if known.
+    pub feature_settings: Option<serde_json::Value>,
+    pub standardizer: Standardizer,
+    pub max_frames: usize,
+    pub training: TrainSettings,
+    pub split: String,
+    pub leakage: bool,
+    pub best_epoch: usize,
+    /// Hash of the clip ids of each part.
+    pub data_hash: BTreeMap<String, String>,
+}
+
+/// File name of the burn record (the recorder adds `.mpk`).
+pub const MODEL_FILE: &str = "model";
+
+fn history_batch(h: &[Epoch]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let f = |name: &str, t: DataType, n: bool| Field::new(name, t, n);
+    let schema = Arc::new(Schema::new(vec![
+        f("epoch", DataType::UInt32, false),
+        f("train_loss", DataType::Float64, false),
+        f("train_acc", DataType::Float64, false),
+        f("val_loss", DataType::Float64, true),
+        f("val_acc", DataType::Float64, true),
+        f("lr", DataType::Float64, false),
+        f("seconds", DataType::Float64, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(UInt32Array::from_iter_values(
+                h.iter().map(|e| e.epoch as u32),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                h.iter().map(|e| e.train_loss),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                h.iter().map(|e| e.train_acc),
+            )),
+            Arc::new(Float64Array::from_iter(h.iter().map(|e| e.val_loss))),
+            Arc::new(Float64Array::from_iter(h.iter().map(|e| e.val_acc))),
+            Arc::new(Float64Array::from_iter_values(h.iter().map(|e| e.lr))),
+            Arc::new(Float64Array::from_iter_values(h.iter().map(|e| e.seconds))),
+        ],
+    )
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> std::result::Result<(), String> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+    std::fs::write(path, s + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn data_hash(ex: &[Example], idx: &[usize]) -> String {
+    let mut ids: Vec<&str> = idx.iter().map(|&i| ex[i].clip_id.as_str()).collect();
+    ids.sort_unstable();
+    hash::hex(hash::stable_hash(ids.join("\n").as_bytes()))
+}
+
+/// Train and evaluate one assignment; write its artifacts into `dir`.
+fn run_fold(
+    cfg: &TrainConfig,
+    ex: &[Example],
+    labels: &[String],
+    dims: usize,
+    assignment: &Assignment,
+    feature_settings: &Option<serde_json::Value>,
+    dir: &Path,
+    name: &str,
+) -> std::result::Result<Report, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let pick =
+        |p: Part| -> Vec<&Example> { assignment.indices(p).into_iter().map(|i| &ex[i]).collect() };
+    let (tr, va, te) = (pick(Part::Train), pick(Part::Valid), pick(Part::Test));
+    if tr.is_empty() || te.is_empty() {
+        return Err(format!(
+            "{name}: empty train or test set ({})",
+            assignment.describe()
+        ));
+    }
+    let norm = Standardizer::fit(&tr, dims);
+    let model_cfg = ModelConfig {
+        kind: cfg.model,
+        input_dim: dims,
+        classes: labels.len(),
+        params: cfg.params.clone(),
+    };
+    let settings = cfg.settings();
+    let device = Default::default();
+    let trained = train::<CpuAutodiff>(&model_cfg, &settings, &tr, &va, &norm, &device, |e| {
+        if e.epoch == 1 || e.epoch % 10 == 0 || e.epoch == settings.epochs {
+            eprintln!(
+                "  {name} epoch {:>3}: train loss {:.4} acc {:.3}{} ({:.1} s)",
+                e.epoch,
+                e.train_loss,
+                e.train_acc,
+                match (e.val_loss, e.val_acc) {
+                    (Some(l), Some(a)) => format!(", valid loss {l:.4} acc {a:.3}"),
+                    _ => String::new(),
+                },
+                e.seconds
+            );
+        }
+    });
+    let probs = predict::<Cpu>(
+        &trained.model,
+        &te,
+        dims,
+        &norm,
+        settings.batch_size,
+        settings.max_frames,
+        &device,
+    );
+    let mut conf = Confusion::new(labels.to_vec());
+    for (p, e) in probs.iter().zip(&te) {
+        if let Some(t) = e.label {
+            conf.add(t, argmax(p));
+        }
+    }
+    let report = conf.report();
+    let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    trained
+        .model
+        .clone()
+        .save_file(dir.join(MODEL_FILE), &rec)
+        .map_err(|e| format!("cannot save the model in {}: {e}", dir.display()))?;
+    let mut hashes = BTreeMap::new();
+    for p in Part::ALL {
+        hashes.insert(p.name().to_string(), data_hash(ex, &assignment.indices(p)));
+    }
+    let artifact = ModelArtifact {
+        sermo_version: env!("CARGO_PKG_VERSION").to_string(),
+        model: model_cfg,
+        labels: labels.to_vec(),
+        features: cfg.features.clone(),
+        feature_settings: feature_settings.clone(),
+        standardizer: norm,
+        max_frames: settings.max_frames,
+        training: settings,
+        split: assignment.describe(),
+        leakage: assignment.leakage(),
+        best_epoch: trained.best_epoch,
+        data_hash: hashes,
+    };
+    write_json(&dir.join("config.json"), &artifact)?;
+    write_json(&dir.join("metrics.json"), &report)?;
+    let hb = history_batch(&trained.history).map_err(|e| e.to_string())?;
+    let f = std::fs::File::create(dir.join("history.parquet")).map_err(|e| e.to_string())?;
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(f, hb.schema(), None).map_err(|e| e.to_string())?;
+    w.write(&hb).map_err(|e| e.to_string())?;
+    w.close().map_err(|e| e.to_string())?;
+    eprintln!(
+        "sermo: {name}: {} — accuracy {:.3}, UAR {:.3} on {} test rows (best epoch {})",
+        assignment.describe(),
+        report.accuracy,
+        report.uar,
+        te.len(),
+        trained.best_epoch
+    );
+    Ok(report)
+}
+
+/// Everything after the input: splits, folds, artifacts.
+fn fit_all(
+    cfg: &TrainConfig,
+    out: &Path,
+    ex: Vec<Example>,
+    labels: Vec<String>,
+    dims: usize,
+    feature_settings: Option<serde_json::Value>,
+) -> std::result::Result<(), String> {
+    let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    match (&cfg.split, &cfg.cv) {
+        (Some(split), _) => {
+            let a = split
+                .assign_seeded(&groups, cfg.seed)
+                .map_err(|e| e.to_string())?;
+            let r = run_fold(cfg, &ex, &labels, dims, &a, &feature_settings, out, "split")?;
+            println!("{}", r.render());
+        }
+        (None, Some(cv)) => {
+            let folds = cv.folds(&groups, cfg.seed).map_err(|e| e.to_string())?;
+            let mut reports = Vec::new();
+            for (k, a) in folds.iter().enumerate() {
+                let dir = out.join(format!("fold-{k}"));
+                reports.push(run_fold(
+                    cfg,
+                    &ex,
+                    &labels,
+                    dims,
+                    a,
+                    &feature_settings,
+                    &dir,
+                    &format!("fold {k}"),
+                )?);
+            }
+            let cvr = CvReport::from_folds(reports);
+            write_json(&out.join("metrics.json"), &cvr)?;
+            println!("{}", cvr.render());
+        }
+        (None, None) => return Err("give `split` or `cv`".into()),
+    }
+    Ok(())
+}
+
+impl Operator for TrainSink {
+    fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
+        let in_schema = inputs
+            .first()
+            .map(|s| s.schema())
+            .unwrap_or_else(schema::empty_schema);
+        let mut input = crate::engine::stream::merge_inputs(in_schema.clone(), inputs);
+        let stream = async_stream::stream! {
+            let stage = ctx.node_id.to_string();
+            let cfg = self.cfg;
+            let group_by = cfg.group_column().unwrap_or(col::SPEAKER).to_string();
+            let mut batches = Vec::new();
+            while let Some(item) = input.next().await {
+                match item {
+                    Ok(Frame::Batch(b)) => batches.push(b),
+                    Ok(_) => {}
+                    Err(e) => { yield Err(e); return; }
+                }
+            }
+            if ctx.cancel.is_cancelled() {
+                return;
+            }
+            let out = self.out.clone();
+            let feature_settings = in_schema
+                .metadata()
+                .get(crate::ops::features::FEATURES_KEY)
+                .and_then(|s| serde_json::from_str(s).ok());
+            let job = ctx.pool.run(move || -> std::result::Result<(), String> {
+                // Labels: the configured order, else the sorted labels present.
+                let present: BTreeSet<String> = batches.iter().flat_map(|b| {
+                    use arrow::array::{Array, AsArray};
+                    b.column_by_name(col::LABEL)
+                        .and_then(|c| c.as_string_opt::<i32>().cloned())
+                        .map(|c| (0..c.len()).filter(|&i| c.is_valid(i)).map(|i| c.value(i).to_string()).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                }).collect();
+                let labels: Vec<String> = cfg.labels.clone().unwrap_or_else(|| present.into_iter().collect());
+                if labels.len() < 2 {
+                    return Err(format!("needs at least 2 classes, found {labels:?}"));
+                }
+                let index: BTreeMap<String, usize> = labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect();
+                let mut ex = Vec::new();
+                for b in &batches {
+                    ex.extend(examples(b, &cfg.features, &group_by, &index)?);
+                }
+                drop(batches);
+                // Rows without a known class cannot be learned or scored.
+                let before = ex.len();
+                ex.retain(|e| e.label.is_some() && e.frames > 0);
+                if ex.len() < before {
+                    eprintln!("sermo: train: {} rows without a class in {labels:?} left out", before - ex.len());
+                }
+                let dims = ex.first().map(|e| e.x.len() / e.frames.max(1)).ok_or("no rows to train on")?;
+                fit_all(&cfg, &out, ex, labels, dims, feature_settings)
+            }).await;
+            match job {
+                Ok(Ok(())) => {}
+                Ok(Err(m)) => yield Err(SermoError::stage(&stage, Some(self.out.clone()), m)),
+                Err(p) => yield Err(SermoError::stage(&stage, None, p.to_string())),
+            }
+        };
+        BatchStream::new(schema::empty_schema(), stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_parses_with_defaults() {
+        let c: TrainConfig = toml::from_str(
+            r#"model = "cnn1d"
+features = ["stacked"]
+out = "runs/x"
+cv = { by = "speaker", folds = 10 }
+[params]
+dropout = 0.2
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.epochs, 60);
+        assert_eq!(c.params.filters, vec![128, 64, 32]);
+        assert_eq!(c.params.dropout, 0.2);
+    }
+}
