@@ -91,6 +91,27 @@ pub enum Command {
     Kinds,
     /// Print the Arrow schema (JSON) of a table kind; without NAME, list them.
     Schema { name: Option<String> },
+    /// Run a polars SQL query over sermo tables (--table NAME=PATH); print or --out the result.
+    Query(crate::analysis::QueryArgs),
+    /// Rows, class balance, durations, feature mean/std and quarantine counts of a table.
+    Stats(crate::analysis::StatsArgs),
+    /// Evaluate a trained model on a feature table (e.g. cross-corpus): accuracy,
+    /// UAR, macro F1, per-class metrics and the confusion matrix.
+    Eval {
+        /// The model directory (`config.json` + `model.mpk`; one fold of a CV run).
+        #[arg(long)]
+        model: PathBuf,
+        /// The feature table (a sermo table directory or Parquet file/dataset).
+        #[arg(long)]
+        table: PathBuf,
+        /// `model`: score every row whose label the model knows; `common`: only the
+        /// labels the model and the table share, predictions restricted to them.
+        #[arg(long, value_enum, default_value = "model")]
+        labels: crate::train::inference::EvalLabels,
+        /// Also write the metrics as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Entry point of the binary.
@@ -195,7 +216,57 @@ pub fn main() -> ExitCode {
                 },
             }
         }
+        Command::Query(args) => crate::analysis::run_query(&args),
+        Command::Stats(args) => crate::analysis::run_stats(&args),
+        Command::Eval {
+            model,
+            table,
+            labels,
+            out,
+        } => eval(&model, &table, labels, out.as_deref()),
     }
+}
+
+fn eval(
+    model: &Path,
+    table: &Path,
+    labels: crate::train::inference::EvalLabels,
+    out: Option<&Path>,
+) -> ExitCode {
+    let r = match crate::train::inference::evaluate(model, table, labels) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sermo: eval: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "model {} on {}: {} of {} rows scored (labels: {})",
+        r.model, r.table, r.scored, r.rows, r.labels_mode
+    );
+    for (l, n) in &r.left_out {
+        println!("  left out: {n} rows labelled {l}");
+    }
+    if r.feature_settings_match == Some(false) {
+        eprintln!(
+            "sermo: eval: warning: the table's feature settings differ from the model's (config.json `feature_settings`)"
+        );
+    }
+    println!("{}", r.report.render());
+    if let Some(p) = out {
+        let text = match serde_json::to_string_pretty(&r) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("sermo: eval: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = std::fs::write(p, text + "\n") {
+            eprintln!("sermo: eval: cannot write {}: {e}", p.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn count(plan: &Plan, role: Role) -> usize {

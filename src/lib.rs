@@ -12,7 +12,8 @@
 //! - [`audio`]: decoding and channel handling used by the operators.
 //! - [`schema`]: Arrow schemas of every edge type (mirrored in `schemas/*.json`).
 //! - [`shards`]: `sermo commit` / `sermo status` for sharded (Slurm array) runs.
-//! - [`train`]: speaker-independent splits, cross-validation folds, metrics.
+//! - [`train`]: burn models, training loop, speaker-independent splits, CV, metrics.
+//! - [`analysis`]: `sermo query` (polars SQL) and `sermo stats` (feature `analysis`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sermo::error::SermoError> {
@@ -22,7 +23,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod analysis;
 pub mod audio;
+pub mod charts;
 pub mod cli;
 pub mod config;
 pub mod dsp;

@@ -53,15 +53,21 @@ fn toy(n_per_class: usize, classes: usize) -> Vec<Example> {
 }
 
 fn config(kind: ModelKind) -> ModelConfig {
-    let mut params = ModelParams::default();
-    // Small widths keep the test fast; the defaults are the papers'.
-    params.filters = vec![16, 16, 8];
-    params.channels = vec![8, 8, 8, 8, 8];
-    params.hidden = 32;
-    params.dense = 16;
-    params.lstm_hidden = 16;
-    params.fc = 16;
-    params.dropout = 0.1;
+    let params = ModelParams {
+        filters: vec![16, 16, 8],
+        channels: vec![8, 8, 8, 8, 8],
+        hidden: 32,
+        dense: 16,
+        lstm_hidden: 16,
+        fc: 16,
+        fcn_channels: vec![8, 8, 8, 8, 8],
+        attention_dim: 16,
+        d_model: 32,
+        heads: 4,
+        d_ff: 64,
+        dropout: 0.1,
+        ..Default::default()
+    };
     ModelConfig {
         kind,
         input_dim: DIMS,

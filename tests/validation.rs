@@ -53,7 +53,7 @@ fn unknown_kind_lists_the_known_ones() {
     assert_eq!(
         hint.as_deref(),
         Some(
-            "source kinds: files; stage kinds: augment, decode, features, resample, window; sink kinds: discard, parquet"
+            "source kinds: files, parquet; stage kinds: augment, decode, features, resample, window; sink kinds: discard, parquet, train"
         )
     );
 }

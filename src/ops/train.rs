@@ -5,7 +5,7 @@
 //! [sinks.model]
 //! kind = "train"
 //! input = "feats"
-//! model = "cnn1d"                  # mlp | cnn1d | cnn2d | lstm
+//! model = "cnn1d"                  # mlp | cnn1d | cnn2d | lstm | attention_fcn | q2l
 //! features = ["stacked"]           # feature columns, concatenated per frame
 //! epochs = 60
 //! batch_size = 32
@@ -19,7 +19,7 @@
 //! split = { by = "speaker", test = ["03", "08"], valid = ["09"] }
 //! # cv = { by = "speaker", folds = 10 }   (instead of split; folds = speakers: LOSO)
 //! seed = 7
-//! device = "cpu"                   # cpu | auto (cuda: not in this build yet)
+//! device = "cpu"                   # cpu | auto (cuda: not in this build, see docs/models.md)
 //! out = "runs/emodb-cnn1d"
 //! [sinks.model.params]             # model hyper-parameters (docs/models.md)
 //! dropout = 0.3
@@ -27,8 +27,9 @@
 //! Artifacts in `out` (per fold in `fold-K/` with `cv`): `model.mpk` (burn record),
 //! `config.json` (model config, labels in order, feature columns and settings, the
 //! standardizer, training settings, split, data hash), `metrics.json`,
-//! `history.parquet`; with `cv` a top-level `metrics.json` with every fold and
-//! mean ± std. Training needs the whole table: the rows are held in memory as
+//! `history.parquet`, `confusion.png`, `curves.png`; with `cv` a top-level
+//! `metrics.json` with every fold and mean ± std and `confusion.png` of all folds'
+//! test predictions pooled. Training needs the whole table: the rows are held in memory as
 //! compact f32 examples (a feature table, not audio).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,9 +51,13 @@ use crate::engine::{
 };
 use crate::error::{Result, SermoError};
 use crate::schema::{self, col};
-use crate::train::data::{Example, Standardizer, column_width, examples};
+use crate::train::data::{
+    Example, Normalize, Standardizer, column_width, examples, normalize_groups,
+};
+use crate::train::inference::{CONFIG_FILE, MODEL_FILE, ModelArtifact};
 use crate::train::metrics::{Confusion, CvReport, Report};
 use crate::train::model::{ModelConfig, ModelKind, ModelParams};
+use crate::train::plots;
 use crate::train::split::{Assignment, Cv, Part, Split};
 use crate::train::training::{
     ClassWeights, Epoch, Schedule, TrainSettings, argmax, predict, train,
@@ -113,6 +118,10 @@ pub struct TrainConfig {
     pub out: String,
     #[serde(default)]
     pub params: ModelParams,
+    /// `"global"` (default) or `"speaker"`: z-normalize each group (speaker)
+    /// with its own statistics first (docs/models.md).
+    #[serde(default)]
+    pub normalize: Normalize,
 }
 
 fn d_epochs() -> usize {
@@ -137,7 +146,7 @@ fn d_max_frames() -> usize {
 impl Component for TrainConfig {
     const KIND: &'static str = "train";
     const ROLE: Role = Role::Sink;
-    const SUMMARY: &'static str = "train an SER model (mlp, cnn1d, cnn2d, lstm) with speaker-independent splits or CV; write model, metrics, history";
+    const SUMMARY: &'static str = "train an SER model (mlp, cnn1d, cnn2d, lstm, attention_fcn, q2l) with speaker-independent splits or CV; write model, metrics, history, plots";
 }
 
 impl TrainConfig {
@@ -193,7 +202,7 @@ impl OperatorConfig for TrainConfig {
                 p.push(Problem::new(k, "must be at least 1"));
             }
         }
-        if !(self.learning_rate > 0.0) {
+        if self.learning_rate.is_nan() || self.learning_rate <= 0.0 {
             p.push(Problem::new(
                 "learning_rate",
                 format!("must be positive, got {}", self.learning_rate),
@@ -274,28 +283,6 @@ struct TrainSink {
     out: PathBuf,
 }
 
-/// `config.json` of a trained model: everything inference needs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelArtifact {
-    pub sermo_version: String,
-    pub model: ModelConfig,
-    pub labels: Vec<String>,
-    pub features: Vec<String>,
-    /// The feature stage's settings (`sermo.features` of the table), if known.
-    pub feature_settings: Option<serde_json::Value>,
-    pub standardizer: Standardizer,
-    pub max_frames: usize,
-    pub training: TrainSettings,
-    pub split: String,
-    pub leakage: bool,
-    pub best_epoch: usize,
-    /// Hash of the clip ids of each part.
-    pub data_hash: BTreeMap<String, String>,
-}
-
-/// File name of the burn record (the recorder adds `.mpk`).
-pub const MODEL_FILE: &str = "model";
-
 fn history_batch(h: &[Epoch]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     let f = |name: &str, t: DataType, n: bool| Field::new(name, t, n);
     let schema = Arc::new(Schema::new(vec![
@@ -338,7 +325,25 @@ fn data_hash(ex: &[Example], idx: &[usize]) -> String {
     hash::hex(hash::stable_hash(ids.join("\n").as_bytes()))
 }
 
+/// An indicatif bar over the epochs when stderr is a terminal (else `None`: the
+/// caller prints a line every ten epochs, which suits logs and Slurm output).
+fn progress_bar(epochs: usize, name: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(epochs as u64);
+    let style =
+        indicatif::ProgressStyle::with_template("  {prefix} epoch {pos:>3}/{len} [{bar:20}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    b.set_style(style);
+    b.set_prefix(name.to_string());
+    Some(b)
+}
+
 /// Train and evaluate one assignment; write its artifacts into `dir`.
+#[allow(clippy::too_many_arguments)] // one call site; the inputs are distinct
 fn run_fold(
     cfg: &TrainConfig,
     ex: &[Example],
@@ -368,21 +373,32 @@ fn run_fold(
     };
     let settings = cfg.settings();
     let device = Default::default();
+    let bar = progress_bar(settings.epochs, name);
     let trained = train::<CpuAutodiff>(&model_cfg, &settings, &tr, &va, &norm, &device, |e| {
-        if e.epoch == 1 || e.epoch % 10 == 0 || e.epoch == settings.epochs {
-            eprintln!(
-                "  {name} epoch {:>3}: train loss {:.4} acc {:.3}{} ({:.1} s)",
-                e.epoch,
-                e.train_loss,
-                e.train_acc,
-                match (e.val_loss, e.val_acc) {
-                    (Some(l), Some(a)) => format!(", valid loss {l:.4} acc {a:.3}"),
-                    _ => String::new(),
-                },
-                e.seconds
-            );
+        let line = format!(
+            "train loss {:.4} acc {:.3}{} ({:.1} s)",
+            e.train_loss,
+            e.train_acc,
+            match (e.val_loss, e.val_acc) {
+                (Some(l), Some(a)) => format!(", valid loss {l:.4} acc {a:.3}"),
+                _ => String::new(),
+            },
+            e.seconds
+        );
+        match &bar {
+            Some(b) => {
+                b.set_message(line);
+                b.inc(1);
+            }
+            None if e.epoch == 1 || e.epoch % 10 == 0 || e.epoch == settings.epochs => {
+                eprintln!("  {name} epoch {:>3}: {line}", e.epoch)
+            }
+            None => {}
         }
     });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     let probs = predict::<Cpu>(
         &trained.model,
         &te,
@@ -422,8 +438,9 @@ fn run_fold(
         leakage: assignment.leakage(),
         best_epoch: trained.best_epoch,
         data_hash: hashes,
+        normalize: cfg.normalize,
     };
-    write_json(&dir.join("config.json"), &artifact)?;
+    write_json(&dir.join(CONFIG_FILE), &artifact)?;
     write_json(&dir.join("metrics.json"), &report)?;
     let hb = history_batch(&trained.history).map_err(|e| e.to_string())?;
     let f = std::fs::File::create(dir.join("history.parquet")).map_err(|e| e.to_string())?;
@@ -431,6 +448,14 @@ fn run_fold(
         parquet::arrow::ArrowWriter::try_new(f, hb.schema(), None).map_err(|e| e.to_string())?;
     w.write(&hb).map_err(|e| e.to_string())?;
     w.close().map_err(|e| e.to_string())?;
+    let title = format!("{} {}", cfg.model.name(), name);
+    plots::confusion(&report, &title, &dir.join(plots::CONFUSION_PNG))?;
+    plots::curves(
+        &trained.history,
+        trained.best_epoch,
+        &title,
+        &dir.join(plots::CURVES_PNG),
+    )?;
     eprintln!(
         "sermo: {name}: {} — accuracy {:.3}, UAR {:.3} on {} test rows (best epoch {})",
         assignment.describe(),
@@ -452,6 +477,11 @@ fn fit_all(
     feature_settings: Option<serde_json::Value>,
 ) -> std::result::Result<(), String> {
     let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
+    if cfg.device == DeviceChoice::Auto {
+        eprintln!(
+            "sermo: train: device = \"auto\": training on the CPU (this build has no CUDA backend)"
+        );
+    }
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     match (&cfg.split, &cfg.cv) {
         (Some(split), _) => {
@@ -477,8 +507,23 @@ fn fit_all(
                     &format!("fold {k}"),
                 )?);
             }
+            let mut pooled = Confusion::new(labels.clone());
+            for r in &reports {
+                for (t, row) in r.confusion.iter().enumerate() {
+                    for (p, &n) in row.iter().enumerate() {
+                        for _ in 0..n {
+                            pooled.add(t, p);
+                        }
+                    }
+                }
+            }
             let cvr = CvReport::from_folds(reports);
             write_json(&out.join("metrics.json"), &cvr)?;
+            plots::confusion(
+                &pooled.report(),
+                &format!("{} {}-fold CV (pooled)", cfg.model.name(), folds.len()),
+                &out.join(plots::CONFUSION_PNG),
+            )?;
             println!("{}", cvr.render());
         }
         (None, None) => return Err("give `split` or `cv`".into()),
@@ -539,6 +584,9 @@ impl Operator for TrainSink {
                     eprintln!("sermo: train: {} rows without a class in {labels:?} left out", before - ex.len());
                 }
                 let dims = ex.first().map(|e| e.x.len() / e.frames.max(1)).ok_or("no rows to train on")?;
+                if cfg.normalize == Normalize::Speaker {
+                    normalize_groups(&mut ex, dims);
+                }
                 fit_all(&cfg, &out, ex, labels, dims, feature_settings)
             }).await;
             match job {

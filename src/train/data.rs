@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, AsArray, FixedSizeListArray, Float32Array, ListArray};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
+use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -145,6 +146,34 @@ pub fn examples(
     Ok(out)
 }
 
+/// How examples are normalized before the (training-set) standardizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Only the global standardizer fitted on the training part.
+    #[default]
+    Global,
+    /// First z-normalize every group (speaker) with its own per-dimension mean and
+    /// std over all its frames. Uses the test speaker's audio but never its
+    /// labels: speaker-level normalization, common in speaker-independent SER.
+    Speaker,
+}
+
+/// Z-normalize each group's frames with the group's own statistics (in place).
+pub fn normalize_groups(ex: &mut [Example], dims: usize) {
+    let mut by_group: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, e) in ex.iter().enumerate() {
+        by_group.entry(e.group.clone()).or_default().push(i);
+    }
+    for idx in by_group.values() {
+        let refs: Vec<&Example> = idx.iter().map(|&i| &ex[i]).collect();
+        let st = Standardizer::fit(&refs, dims);
+        for &i in idx {
+            st.apply(&mut ex[i].x);
+        }
+    }
+}
+
 /// Per-dimension standardization fitted on training examples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Standardizer {
@@ -180,22 +209,140 @@ impl Standardizer {
     pub fn apply(&self, x: &mut [f32]) {
         let d = self.mean.len();
         for f in x.chunks_exact_mut(d) {
-            for k in 0..d {
-                f[k] = (f[k] - self.mean[k]) / self.std[k];
+            for ((v, m), s) in f.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - m) / s;
             }
         }
     }
 }
 
-/// A padded batch.
+/// A padded batch on a device.
 pub struct Batch<B: Backend> {
     pub x: Tensor<B, 3>,
     pub mask: Tensor<B, 2>,
     pub targets: Tensor<B, 1, Int>,
 }
 
-/// Pad `examples` (standardized copies) into one batch. `max_frames` cuts longer
-/// examples (their first frames are kept).
+/// A padded batch in host memory: built on the prefetch thread, moved to the
+/// device by the training thread.
+#[derive(Debug, Clone)]
+pub struct HostBatch {
+    pub x: Vec<f32>,
+    pub mask: Vec<f32>,
+    pub targets: Vec<i64>,
+    pub batch: usize,
+    pub frames: usize,
+    pub dims: usize,
+}
+
+impl HostBatch {
+    pub fn to_device<B: Backend>(self, device: &B::Device) -> Batch<B> {
+        let (b, t, d) = (self.batch, self.frames, self.dims);
+        Batch {
+            x: Tensor::from_data(TensorData::new(self.x, [b, t, d]), device),
+            mask: Tensor::from_data(TensorData::new(self.mask, [b, t]), device),
+            targets: Tensor::from_data(TensorData::new(self.targets, [b]), device),
+        }
+    }
+}
+
+/// Examples → standardized, padded, masked batches (burn's `Batcher`).
+#[derive(Debug, Clone)]
+pub struct SerBatcher {
+    pub dims: usize,
+    pub norm: Standardizer,
+    /// Longer examples are cut to this many frames (their first frames are kept).
+    pub max_frames: usize,
+}
+
+impl SerBatcher {
+    /// Pad `examples` (standardized copies) to the longest of them.
+    pub fn host(&self, examples: &[&Example]) -> HostBatch {
+        let dims = self.dims;
+        let t = examples
+            .iter()
+            .map(|e| e.frames.min(self.max_frames))
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let b = examples.len();
+        let mut x = vec![0f32; b * t * dims];
+        let mut mask = vec![0f32; b * t];
+        let mut targets = Vec::with_capacity(b);
+        for (i, e) in examples.iter().enumerate() {
+            let n = e.frames.min(t);
+            let dst = &mut x[i * t * dims..(i * t + n) * dims];
+            dst.copy_from_slice(&e.x[..n * dims]);
+            self.norm.apply(dst);
+            for m in &mut mask[i * t..i * t + n] {
+                *m = 1.0;
+            }
+            targets.push(e.label.unwrap_or(0) as i64);
+        }
+        HostBatch {
+            x,
+            mask,
+            targets,
+            batch: b,
+            frames: t,
+            dims,
+        }
+    }
+}
+
+impl<'a, B: Backend> Batcher<B, &'a Example, Batch<B>> for SerBatcher {
+    fn batch(&self, items: Vec<&'a Example>, device: &B::Device) -> Batch<B> {
+        self.host(&items).to_device(device)
+    }
+}
+
+/// Batches of one epoch: examples of similar length go together so little of a
+/// batch is padding ("sortish" sampling). The order is shuffled, cut into pools of
+/// 50 batches, each pool sorted by length and cut into batches, and the batches
+/// shuffled again; deterministic for an `rng` state.
+pub fn length_buckets(
+    lengths: &[usize],
+    batch_size: usize,
+    rng: &mut impl rand::Rng,
+) -> Vec<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    let bs = batch_size.max(1);
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.shuffle(rng);
+    let mut batches = Vec::new();
+    for pool in order.chunks_mut(bs * 50) {
+        pool.sort_by_key(|&i| lengths[i]);
+        batches.extend(pool.chunks(bs).map(|c| c.to_vec()));
+    }
+    batches.shuffle(rng);
+    batches
+}
+
+/// Run `make` over `jobs` on a helper thread, at most `ahead` results waiting,
+/// while `body` consumes them in order on this thread (prefetching: the next
+/// batch is padded while the model works on this one). Returns `body`'s result.
+pub fn prefetch<J: Send, T: Send, R>(
+    jobs: Vec<J>,
+    ahead: usize,
+    make: impl Fn(J) -> T + Send + Sync,
+    body: impl FnOnce(&mut dyn Iterator<Item = T>) -> R,
+) -> R {
+    let (tx, rx) = crossbeam_channel::bounded(ahead.max(1));
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for j in jobs {
+                if tx.send(make(j)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut items = rx.iter();
+        body(&mut items)
+        // `rx` is dropped here, so a producer still sending stops at once.
+    })
+}
+
+/// Pad `examples` into one batch on `device` (see [`SerBatcher`]).
 pub fn batch<B: Backend>(
     examples: &[&Example],
     dims: usize,
@@ -203,29 +350,11 @@ pub fn batch<B: Backend>(
     max_frames: usize,
     device: &B::Device,
 ) -> Batch<B> {
-    let t = examples
-        .iter()
-        .map(|e| e.frames.min(max_frames))
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let b = examples.len();
-    let mut x = vec![0f32; b * t * dims];
-    let mut mask = vec![0f32; b * t];
-    let mut targets = Vec::with_capacity(b);
-    for (i, e) in examples.iter().enumerate() {
-        let n = e.frames.min(t);
-        let dst = &mut x[i * t * dims..(i * t + n) * dims];
-        dst.copy_from_slice(&e.x[..n * dims]);
-        norm.apply(dst);
-        for m in &mut mask[i * t..i * t + n] {
-            *m = 1.0;
-        }
-        targets.push(e.label.unwrap_or(0) as i64);
+    SerBatcher {
+        dims,
+        norm: norm.clone(),
+        max_frames,
     }
-    Batch {
-        x: Tensor::from_data(TensorData::new(x, [b, t, dims]), device),
-        mask: Tensor::from_data(TensorData::new(mask, [b, t]), device),
-        targets: Tensor::from_data(TensorData::new(targets, [b]), device),
-    }
+    .host(examples)
+    .to_device(device)
 }

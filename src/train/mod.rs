@@ -1,7 +1,9 @@
 //! Training and evaluation of SER models with burn (CPU: ndarray backend).
 //!
 //! Layout after burn's examples: [`model`] (the modules and their configs),
-//! [`data`] (rows → examples → padded batches), [`training`] (the loop). Pure parts
+//! [`data`] (rows → examples → padded batches, the `Batcher`, prefetching),
+//! [`training`] (the loop), [`inference`] (a model back from its directory,
+//! `sermo eval`), [`plots`] (confusion matrix and learning curves). Pure parts
 //! with no deep-learning code:
 //! - [`split`]: speaker-independent (or any group column) train/valid/test splits
 //!   and group-wise cross-validation folds; random row splits are allowed but
@@ -10,8 +12,10 @@
 //!   std over cross-validation folds, with text rendering and serde.
 
 pub mod data;
+pub mod inference;
 pub mod metrics;
 pub mod model;
+pub mod plots;
 pub mod split;
 pub mod training;
 

@@ -8,14 +8,18 @@
 //! time is a masked mean, and the LSTM reads its state at each sequence's last real
 //! frame.
 
+use burn::module::{Initializer, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool1d, MaxPool1dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::transformer::{
+    TransformerDecoder, TransformerDecoderConfig, TransformerDecoderInput,
+};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, Lstm, LstmConfig,
     PaddingConfig1d, PaddingConfig2d,
 };
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, softmax};
 use serde::{Deserialize, Serialize};
 
 /// Which model (`model = "..."` in a `train` sink).
@@ -26,14 +30,18 @@ pub enum ModelKind {
     Cnn1d,
     Cnn2d,
     Lstm,
+    AttentionFcn,
+    Q2l,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 4] = [
+    pub const ALL: [ModelKind; 6] = [
         ModelKind::Mlp,
         ModelKind::Cnn1d,
         ModelKind::Cnn2d,
         ModelKind::Lstm,
+        ModelKind::AttentionFcn,
+        ModelKind::Q2l,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -41,6 +49,8 @@ impl ModelKind {
             ModelKind::Cnn1d => "cnn1d",
             ModelKind::Cnn2d => "cnn2d",
             ModelKind::Lstm => "lstm",
+            ModelKind::AttentionFcn => "attention_fcn",
+            ModelKind::Q2l => "q2l",
         }
     }
 }
@@ -64,6 +74,18 @@ pub struct ModelParams {
     /// `lstm`: hidden size (128) and the two fully connected layers' width (64).
     pub lstm_hidden: usize,
     pub fc: usize,
+    /// `attention_fcn`: channels of the fully convolutional encoder (five blocks,
+    /// AlexNet's layout narrowed: 32, 64, 96, 96, 64), attention size (64) and the
+    /// softmax sharpness λ (0.3, Zhang et al. 2019).
+    pub fcn_channels: Vec<usize>,
+    pub attention_dim: usize,
+    pub lambda: f64,
+    /// `q2l`: model width (128), attention heads (4), feed-forward width (256) and
+    /// decoder layers (1).
+    pub d_model: usize,
+    pub heads: usize,
+    pub d_ff: usize,
+    pub layers: usize,
 }
 
 impl Default for ModelParams {
@@ -77,6 +99,13 @@ impl Default for ModelParams {
             channels: vec![16, 32, 64, 64, 64],
             lstm_hidden: 128,
             fc: 64,
+            fcn_channels: vec![32, 64, 96, 96, 64],
+            attention_dim: 64,
+            lambda: 0.3,
+            d_model: 128,
+            heads: 4,
+            d_ff: 256,
+            layers: 1,
         }
     }
 }
@@ -105,6 +134,28 @@ impl ModelConfig {
             }
             ModelKind::Cnn2d if p.channels.is_empty() || p.channels.contains(&0) => {
                 out.push("channels must be a non-empty list of positive counts".into())
+            }
+            ModelKind::AttentionFcn => {
+                if p.fcn_channels.is_empty() || p.fcn_channels.contains(&0) {
+                    out.push("fcn_channels must be a non-empty list of positive counts".into())
+                }
+                if p.attention_dim == 0 {
+                    out.push("attention_dim must be at least 1".into())
+                }
+                if !(p.lambda.is_finite() && p.lambda > 0.0) {
+                    out.push(format!("lambda must be positive, got {}", p.lambda))
+                }
+            }
+            ModelKind::Q2l => {
+                if p.d_model == 0 || p.heads == 0 || !p.d_model.is_multiple_of(p.heads) {
+                    out.push(format!(
+                        "d_model ({}) must be a positive multiple of heads ({})",
+                        p.d_model, p.heads
+                    ))
+                }
+                if p.d_ff == 0 || p.layers == 0 {
+                    out.push("d_ff and layers must be at least 1".into())
+                }
             }
             _ => {}
         }
@@ -170,6 +221,50 @@ impl ModelConfig {
                 fc2: LinearConfig::new(p.fc, self.classes).init(device),
                 dropout: drop,
             }),
+            ModelKind::AttentionFcn => {
+                let mut blocks = Vec::new();
+                let mut c_in = 1;
+                for &c in &p.fcn_channels {
+                    blocks.push(FcnBlock {
+                        conv: Conv2dConfig::new([c_in, c], [p.kernel, p.kernel])
+                            .with_padding(PaddingConfig2d::Same)
+                            .init(device),
+                        norm: BatchNormConfig::new(c).init(device),
+                        pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+                    });
+                    c_in = c;
+                }
+                SerModel::AttentionFcn(AttentionFcn {
+                    blocks,
+                    w: LinearConfig::new(c_in, p.attention_dim).init(device),
+                    u: LinearConfig::new(p.attention_dim, 1)
+                        .with_bias(false)
+                        .init(device),
+                    out: LinearConfig::new(c_in, self.classes).init(device),
+                    dropout: drop,
+                    lambda: p.lambda,
+                })
+            }
+            ModelKind::Q2l => SerModel::Q2l(Q2l {
+                proj: Conv1dConfig::new(self.input_dim, p.d_model, 3)
+                    .with_padding(PaddingConfig1d::Same)
+                    .init(device),
+                queries: Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.02,
+                }
+                .init([self.classes, p.d_model], device),
+                decoder: TransformerDecoderConfig::new(p.d_model, p.d_ff, p.heads, p.layers)
+                    .with_dropout(p.dropout)
+                    .init(device),
+                // Query2Label's group fully connected layer: one linear map per class.
+                head_w: Initializer::Normal {
+                    mean: 0.0,
+                    std: 1.0 / (p.d_model as f64).sqrt(),
+                }
+                .init([self.classes, p.d_model], device),
+                head_b: Initializer::Zeros.init([self.classes], device),
+            }),
         }
     }
 }
@@ -234,13 +329,47 @@ pub struct LstmNet<B: Backend> {
     dropout: Dropout,
 }
 
+#[derive(Module, Debug)]
+pub struct FcnBlock<B: Backend> {
+    conv: Conv2d<B>,
+    norm: BatchNorm<B>,
+    pool: MaxPool2d,
+}
+
+/// Fully convolutional encoder + attention pooling over its time-frequency cells
+/// (Zhang et al. 2019): e_i = uᵀ tanh(W a_i + b), α = softmax(λ e).
+#[derive(Module, Debug)]
+pub struct AttentionFcn<B: Backend> {
+    blocks: Vec<FcnBlock<B>>,
+    w: Linear<B>,
+    u: Linear<B>,
+    out: Linear<B>,
+    dropout: Dropout,
+    lambda: f64,
+}
+
+/// Query2Label: learnable label queries cross-attend over projected frames in a
+/// transformer decoder; one logit per class from its own query.
+#[derive(Module, Debug)]
+pub struct Q2l<B: Backend> {
+    proj: Conv1d<B>,
+    queries: Param<Tensor<B, 2>>,
+    decoder: TransformerDecoder<B>,
+    head_w: Param<Tensor<B, 2>>,
+    head_b: Param<Tensor<B, 1>>,
+}
+
 /// One of the models.
+// Built once per run; the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum SerModel<B: Backend> {
     Mlp(Mlp<B>),
     Cnn1d(Cnn1d<B>),
     Cnn2d(Cnn2d<B>),
     Lstm(LstmNet<B>),
+    AttentionFcn(AttentionFcn<B>),
+    Q2l(Q2l<B>),
 }
 
 impl<B: Backend> SerModel<B> {
@@ -303,6 +432,51 @@ impl<B: Backend> SerModel<B> {
                     .squeeze_dim::<2>(1);
                 let f = m.dropout.forward(relu(m.fc1.forward(h)));
                 m.fc2.forward(f)
+            }
+            SerModel::AttentionFcn(m) => {
+                let mut h = x.unsqueeze_dim::<4>(1); // [b, 1, t, d]
+                let mut mk = mask; // [b, t]
+                let halve = MaxPool1dConfig::new(2).with_stride(2).init();
+                for b in &m.blocks {
+                    h = relu(b.norm.forward(b.conv.forward(h)));
+                    let [_, _, t, d] = h.dims();
+                    if t >= 2 && d >= 2 {
+                        h = b.pool.forward(h);
+                        mk = halve.forward(mk.unsqueeze_dim::<3>(1)).squeeze_dim::<2>(1);
+                    }
+                    let [bb, tm] = mk.dims();
+                    h = h * mk.clone().reshape([bb, 1, tm, 1]);
+                }
+                // Cells a_i: [b, t·d, c]; cells on padded frames get no weight.
+                let [bb, c, t, d] = h.dims();
+                let a = h.reshape([bb, c, t * d]).swap_dims(1, 2);
+                let e =
+                    m.u.forward(m.w.forward(a.clone()).tanh())
+                        .reshape([bb, t * d]);
+                let cell_mask = mk
+                    .reshape([bb, t, 1])
+                    .expand([bb, t, d])
+                    .reshape([bb, t * d]);
+                let e = e.mul_scalar(m.lambda) + (cell_mask - 1.0).mul_scalar(1e4);
+                let alpha = softmax(e, 1); // [b, t·d]
+                let pooled = (a * alpha.unsqueeze_dim::<3>(2))
+                    .sum_dim(1)
+                    .squeeze_dim::<2>(1);
+                m.out.forward(m.dropout.forward(pooled))
+            }
+            SerModel::Q2l(m) => {
+                let mem = m.proj.forward(x.swap_dims(1, 2)).swap_dims(1, 2); // [b, t, d_model]
+                let [b, _, _] = mem.dims();
+                let [k, dm] = m.queries.dims();
+                let q = m.queries.val().unsqueeze_dim::<3>(0).expand([b, k, dm]);
+                let pad = mask.lower_equal_elem(0.5); // true on padding
+                let out = m
+                    .decoder
+                    .forward(TransformerDecoderInput::new(q, mem).memory_mask_pad(pad));
+                (out * m.head_w.val().unsqueeze_dim::<3>(0))
+                    .sum_dim(2)
+                    .squeeze_dim::<2>(2)
+                    + m.head_b.val().unsqueeze_dim::<2>(0)
             }
         }
     }

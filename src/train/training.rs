@@ -11,11 +11,10 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
-use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Example, Standardizer, batch};
+use super::data::{Example, SerBatcher, Standardizer, batch, length_buckets, prefetch};
 use super::model::{ModelConfig, SerModel};
 
 /// Learning-rate schedule.
@@ -104,7 +103,9 @@ pub fn class_weights(kind: ClassWeights, train: &[&Example], classes: usize) -> 
             .iter()
             .map(|&c| {
                 if c == 0 {
-                    0.0
+                    // Never a training target; the loss needs positive weights
+                    // (it scores validation rows of the class plainly).
+                    1.0
                 } else {
                     n as f32 / (classes as f32 * c as f32)
                 }
@@ -141,6 +142,7 @@ pub fn argmax(row: &[f32]) -> usize {
 }
 
 /// Mean loss and correct count of `model` over `examples`.
+#[allow(clippy::too_many_arguments)]
 fn evaluate<B: Backend>(
     model: &SerModel<B>,
     examples: &[&Example],
@@ -198,29 +200,42 @@ pub fn train<B: AutodiffBackend>(
         .with_weights(weights.clone())
         .init(device);
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
+    let lengths: Vec<usize> = train.iter().map(|e| e.frames.min(s.max_frames)).collect();
+    let batcher = SerBatcher {
+        dims,
+        norm: norm.clone(),
+        max_frames: s.max_frames,
+    };
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, SerModel<B::InnerBackend>)> = None;
     let mut since_best = 0;
     for epoch in 0..s.epochs {
         let t0 = Instant::now();
         let lr = learning_rate(s, epoch);
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for idx in order.chunks(s.batch_size.max(1)) {
+        let jobs = length_buckets(&lengths, s.batch_size, &mut rng);
+        let make = |idx: Vec<usize>| {
             let chunk: Vec<&Example> = idx.iter().map(|&i| train[i]).collect();
-            let b = batch::<B>(&chunk, dims, norm, s.max_frames, device);
-            let logits = model.forward(b.x, b.mask);
-            let loss = loss_fn.forward(logits.clone(), b.targets);
-            let l: f32 = loss.clone().into_scalar().elem();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            loss_sum += l as f64 * chunk.len() as f64;
-            let values: Vec<f32> = logits.into_data().to_vec().unwrap_or_default();
             let targets: Vec<usize> = chunk.iter().map(|e| e.label.unwrap_or(0)).collect();
-            correct += accuracy(&values, classes, &targets);
-            seen += chunk.len();
-        }
+            (batcher.host(&chunk), targets)
+        };
+        let (loss_sum, correct, seen);
+        (model, loss_sum, correct, seen) = prefetch(jobs, 2, make, |batches| {
+            let mut model = model;
+            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            for (hb, targets) in batches {
+                let b = hb.to_device::<B>(device);
+                let logits = model.forward(b.x, b.mask);
+                let loss = loss_fn.forward(logits.clone(), b.targets);
+                let l: f32 = loss.clone().into_scalar().elem();
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(lr, model, grads);
+                loss_sum += l as f64 * targets.len() as f64;
+                let values: Vec<f32> = logits.into_data().to_vec().unwrap_or_default();
+                correct += accuracy(&values, classes, &targets);
+                seen += targets.len();
+            }
+            (model, loss_sum, correct, seen)
+        });
         let inner = model.valid();
         let (val_loss, val_acc) = if valid.is_empty() {
             (None, None)
@@ -249,7 +264,7 @@ pub fn train<B: AutodiffBackend>(
         }
         history.push(e);
         if s.patience
-            .is_some_and(|p| valid.len() > 0 && since_best >= p)
+            .is_some_and(|p| !valid.is_empty() && since_best >= p)
         {
             break;
         }

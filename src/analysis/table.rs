@@ -1,0 +1,315 @@
+//! Locating and lazily scanning a sermo table.
+//!
+//! A table is a directory written by the `parquet` sink: part files `part-*.parquet`
+//! at the top level, or under hive-style folders (`corpus=ravdess/label=angry/`), or
+//! under shard folders `shard=I/` holding either layout. The folder keys are not
+//! stored in the files; they become string columns of the scan. `_quarantine.parquet`
+//! files (top level and/or per shard) hold the files that failed. Everything else
+//! (`_SUCCESS`, `_manifest.json`, `_sermo.json`, `_ledger.jsonl`, hidden temporary
+//! files `.part-….tmp`, folders starting with `.` or `_`) is ignored: only files
+//! named `part-*.parquet` are data.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use super::{AnalysisError, Result};
+
+/// Name of the quarantine table in a table directory (or a shard folder).
+pub const QUARANTINE_FILE: &str = "_quarantine.parquet";
+
+/// The files of one sermo table.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The path as given (a directory or one `.parquet` file).
+    pub path: PathBuf,
+    /// The part files, sorted.
+    pub parts: Vec<PathBuf>,
+    /// The keys of the partition folders (`shard`, `corpus`, ...), outermost first;
+    /// the same for every part file.
+    pub partition_columns: Vec<String>,
+    /// The `_quarantine.parquet` files, sorted.
+    pub quarantine: Vec<PathBuf>,
+}
+
+/// `key=value` of a hive-style folder name (the rules polars applies: exactly one
+/// `=`, no `*` in the value, the value percent-decoded).
+pub fn hive_pair(name: &str) -> Option<(String, String)> {
+    let mut it = name.split('=');
+    let key = it.next()?;
+    let value = it.next()?;
+    if it.next().is_some() || value.contains('*') {
+        return None;
+    }
+    Some((key.to_string(), percent_decode(value)?))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The hive keys of the folders of `rel` (a path relative to the table root, ending
+/// in the file name), outermost first, with their values.
+fn folder_pairs(rel: &Path) -> Vec<(String, String)> {
+    let comps: Vec<&str> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => s.to_str(),
+            _ => None,
+        })
+        .collect();
+    let folders = comps.len().saturating_sub(1);
+    comps[..folders]
+        .iter()
+        .filter_map(|c| hive_pair(c))
+        .collect()
+}
+
+fn is_part_file(name: &str) -> bool {
+    name.starts_with("part-") && name.ends_with(".parquet")
+}
+
+impl Table {
+    /// Find the files of the table at `path` (a directory, or one `.parquet` file).
+    /// A table without part files is returned as such; [`Table::scan`] refuses it.
+    pub fn open(path: &Path) -> Result<Table> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                AnalysisError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                AnalysisError::Io {
+                    op: "read",
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })?;
+        if path.to_str().is_none() {
+            return Err(AnalysisError::NonUtf8 {
+                path: path.to_path_buf(),
+            });
+        }
+        if meta.is_file() {
+            if path.extension().and_then(|e| e.to_str()) != Some("parquet") {
+                return Err(AnalysisError::NotATable {
+                    path: path.to_path_buf(),
+                });
+            }
+            return Ok(Table {
+                path: path.to_path_buf(),
+                parts: vec![path.to_path_buf()],
+                partition_columns: vec![],
+                quarantine: vec![],
+            });
+        }
+        let mut parts = Vec::new();
+        let mut quarantine = Vec::new();
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(AnalysisError::io("list", &dir))?;
+            for entry in entries {
+                let entry = entry.map_err(AnalysisError::io("list", &dir))?;
+                let p = entry.path();
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else {
+                    return Err(AnalysisError::NonUtf8 { path: p });
+                };
+                if name.starts_with('.') {
+                    continue; // hidden: temporary files of a running sink, editors' files
+                }
+                // `metadata` follows symbolic links.
+                let md = std::fs::metadata(&p).map_err(AnalysisError::io("read", &p))?;
+                if md.is_dir() {
+                    if !name.starts_with('_') {
+                        stack.push(p);
+                    }
+                } else if name == QUARANTINE_FILE {
+                    quarantine.push(p);
+                } else if is_part_file(name) {
+                    parts.push(p);
+                }
+            }
+        }
+        parts.sort();
+        quarantine.sort();
+        let mut partition_columns = Vec::new();
+        if let Some(first) = parts.first() {
+            let keys = |p: &Path| -> Vec<String> {
+                let rel = p.strip_prefix(path).unwrap_or(p);
+                folder_pairs(rel).into_iter().map(|(k, _)| k).collect()
+            };
+            partition_columns = keys(first);
+            for p in &parts[1..] {
+                let k = keys(p);
+                if k != partition_columns {
+                    return Err(AnalysisError::Layout {
+                        path: path.to_path_buf(),
+                        first: first.clone(),
+                        first_keys: partition_columns,
+                        other: p.clone(),
+                        other_keys: k,
+                    });
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(dup) = partition_columns.iter().find(|k| !seen.insert(*k)) {
+                return Err(AnalysisError::Layout {
+                    path: path.to_path_buf(),
+                    first: first.clone(),
+                    first_keys: partition_columns.clone(),
+                    other: first.clone(),
+                    other_keys: vec![format!("`{dup}` twice")],
+                });
+            }
+        }
+        Ok(Table {
+            path: path.to_path_buf(),
+            parts,
+            partition_columns,
+            quarantine,
+        })
+    }
+
+    /// `EmptyTable` unless the table has part files.
+    pub fn require_parts(&self) -> Result<()> {
+        if self.parts.is_empty() {
+            return Err(AnalysisError::EmptyTable {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A lazy scan of every part file, the partition folders' keys as string columns
+    /// (after the stored columns). Projections and filters of the query are pushed
+    /// down into the scan by polars.
+    pub fn scan(&self) -> Result<LazyFrame> {
+        self.require_parts()?;
+        let root_has_hive_folder = self.path.components().any(|c| match c {
+            Component::Normal(s) => s.to_str().and_then(hive_pair).is_some(),
+            _ => false,
+        });
+        if self.partition_columns.is_empty() {
+            return scan_files(&self.path, &self.parts, HiveOptions::new_disabled());
+        }
+        if !root_has_hive_folder {
+            // polars reads `key=value` folders anywhere in the path; the path up to the
+            // table has none, so the columns are exactly the table's partition folders.
+            let schema: Schema = self
+                .partition_columns
+                .iter()
+                .map(|k| Field::new(k.as_str().into(), DataType::String))
+                .collect();
+            let hive = HiveOptions {
+                enabled: Some(true),
+                hive_start_idx: 0,
+                schema: Some(Arc::new(schema)),
+                try_parse_dates: false,
+            };
+            return scan_files(&self.path, &self.parts, hive);
+        }
+        // The path to the table itself has a `key=value` folder, which polars would
+        // also take for a partition column: scan file by file, and add the table's
+        // own partition values as literal string columns.
+        let mut frames = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            let rel = part.strip_prefix(&self.path).unwrap_or(part);
+            let cols: Vec<Expr> = folder_pairs(rel)
+                .into_iter()
+                .map(|(k, v)| lit(v).alias(k.as_str()))
+                .collect();
+            let lf = scan_files(
+                part,
+                std::slice::from_ref(part),
+                HiveOptions::new_disabled(),
+            )?;
+            frames.push(lf.with_columns(cols));
+        }
+        concat(
+            frames,
+            UnionArgs {
+                rechunk: false,
+                parallel: true,
+                ..Default::default()
+            },
+        )
+        .map_err(AnalysisError::polars(&self.path))
+    }
+
+    /// A lazy scan of every `_quarantine.parquet` of the table (`None` if it has none).
+    pub fn scan_quarantine(&self) -> Result<Option<LazyFrame>> {
+        if self.quarantine.is_empty() {
+            return Ok(None);
+        }
+        scan_files(&self.path, &self.quarantine, HiveOptions::new_disabled()).map(Some)
+    }
+}
+
+fn scan_files(table: &Path, files: &[PathBuf], hive: HiveOptions) -> Result<LazyFrame> {
+    let mut paths = Vec::with_capacity(files.len());
+    for f in files {
+        let s = f
+            .to_str()
+            .ok_or_else(|| AnalysisError::NonUtf8 { path: f.clone() })?;
+        paths.push(PlRefPath::new(s));
+    }
+    let args = ScanArgsParquet {
+        hive_options: hive,
+        // The list is exact: no glob expansion of `[`, `*` or `?` in file names.
+        glob: false,
+        ..Default::default()
+    };
+    LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
+        .map_err(AnalysisError::polars(table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hive_pairs() {
+        assert_eq!(
+            hive_pair("label=angry"),
+            Some(("label".into(), "angry".into()))
+        );
+        assert_eq!(
+            hive_pair("label=a%20b"),
+            Some(("label".into(), "a b".into()))
+        );
+        assert_eq!(hive_pair("a=b=c"), None);
+        assert_eq!(hive_pair("part-00000.parquet"), None);
+        assert_eq!(hive_pair("x=*"), None);
+        assert_eq!(hive_pair("x=100%"), Some(("x".into(), "100%".into())));
+    }
+
+    #[test]
+    fn folder_pairs_skip_the_file_and_plain_folders() {
+        let p = Path::new("shard=0/plain/corpus=emodb/part-00000.parquet");
+        assert_eq!(
+            folder_pairs(p),
+            vec![
+                ("shard".to_string(), "0".to_string()),
+                ("corpus".to_string(), "emodb".to_string())
+            ]
+        );
+    }
+}

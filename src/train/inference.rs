@@ -1,0 +1,348 @@
+//! A trained model back from its directory (burn's `inference.rs`): `config.json`
+//! rebuilds the module, `model.mpk` fills its weights, and the saved standardizer
+//! and feature columns turn feature rows into the same inputs as in training.
+//! Also `sermo eval`: score a model on another feature table (cross-corpus).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+
+use super::Cpu;
+use super::data::{Example, Normalize, Standardizer, examples, normalize_groups};
+use super::metrics::{Confusion, Report};
+use super::model::{ModelConfig, SerModel};
+use super::training::{TrainSettings, argmax, predict};
+use crate::ops::parquet::source::list_dataset;
+use crate::schema::col;
+
+/// File name of the burn record (the recorder adds `.mpk`).
+pub const MODEL_FILE: &str = "model";
+/// File name of the model's description.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// `config.json` of a trained model: everything inference needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelArtifact {
+    pub sermo_version: String,
+    pub model: ModelConfig,
+    pub labels: Vec<String>,
+    pub features: Vec<String>,
+    /// The feature stage's settings (`sermo.features` of the table), if known.
+    pub feature_settings: Option<serde_json::Value>,
+    pub standardizer: Standardizer,
+    pub max_frames: usize,
+    pub training: TrainSettings,
+    pub split: String,
+    pub leakage: bool,
+    pub best_epoch: usize,
+    /// Hash of the clip ids of each part.
+    pub data_hash: BTreeMap<String, String>,
+    /// Per-speaker normalization before the standardizer (`normalize`).
+    #[serde(default)]
+    pub normalize: Normalize,
+}
+
+/// A model loaded for inference on the CPU.
+pub struct LoadedModel {
+    pub artifact: ModelArtifact,
+    pub model: SerModel<Cpu>,
+    pub dir: PathBuf,
+}
+
+/// The directory holding a model: `dir` itself, or for a cross-validation run
+/// (no `config.json` at the top) an error naming the fold folders to choose from.
+pub fn model_dir(dir: &Path) -> Result<PathBuf, String> {
+    if dir.join(CONFIG_FILE).is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let folds: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read model directory {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(CONFIG_FILE).is_file())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    if folds.is_empty() {
+        Err(format!(
+            "{} holds no trained model ({CONFIG_FILE} and {MODEL_FILE}.mpk)",
+            dir.display()
+        ))
+    } else {
+        let mut folds = folds;
+        folds.sort();
+        Err(format!(
+            "{} is a cross-validation run; name one fold's model: {}",
+            dir.display(),
+            folds
+                .iter()
+                .map(|f| dir.join(f).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+impl LoadedModel {
+    /// Load `config.json` and the weights from `dir`.
+    pub fn load(dir: &Path) -> Result<LoadedModel, String> {
+        let dir = model_dir(dir)?;
+        let cfg_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&cfg_path)
+            .map_err(|e| format!("cannot read {}: {e}", cfg_path.display()))?;
+        let artifact: ModelArtifact = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a sermo model config: {e}", cfg_path.display()))?;
+        let problems = artifact.model.check();
+        if !problems.is_empty() {
+            return Err(format!("{}: {}", cfg_path.display(), problems.join("; ")));
+        }
+        if artifact.standardizer.mean.len() != artifact.model.input_dim
+            || artifact.standardizer.std.len() != artifact.model.input_dim
+        {
+            return Err(format!(
+                "{}: the standardizer has {} dimensions, the model {}",
+                cfg_path.display(),
+                artifact.standardizer.mean.len(),
+                artifact.model.input_dim
+            ));
+        }
+        let device = Default::default();
+        let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        let model = artifact
+            .model
+            .init::<Cpu>(&device)
+            .load_file(dir.join(MODEL_FILE), &rec, &device)
+            .map_err(|e| format!("cannot load the weights in {}: {e}", dir.display()))?;
+        Ok(LoadedModel {
+            artifact,
+            model,
+            dir,
+        })
+    }
+
+    /// Class probabilities for each example (rows of [`ModelArtifact::labels`]).
+    pub fn predict(&self, ex: &[&Example]) -> Vec<Vec<f32>> {
+        let a = &self.artifact;
+        predict::<Cpu>(
+            &self.model,
+            ex,
+            a.model.input_dim,
+            &a.standardizer,
+            a.training.batch_size,
+            a.max_frames,
+            &Default::default(),
+        )
+    }
+}
+
+/// Which labels `sermo eval` scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EvalLabels {
+    /// Every row whose label the model knows; the model may predict any class.
+    #[default]
+    Model,
+    /// Only the labels both the model and the table have; predictions are
+    /// restricted to them (cross-corpus evaluation).
+    Common,
+}
+
+/// Result of `sermo eval`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub table: String,
+    pub labels_mode: String,
+    /// Rows of the table, rows scored, rows left out (label not scored).
+    pub rows: usize,
+    pub scored: usize,
+    pub left_out: BTreeMap<String, usize>,
+    /// Differences between the table's feature settings and the model's.
+    pub feature_settings_match: Option<bool>,
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+/// Read the rows of a feature table (a sermo table directory, a Parquet file or
+/// any Parquet dataset) with only `columns`; hive partition values become text
+/// columns. Returns the batches and the table's `sermo.features` settings.
+pub fn read_table(
+    path: &Path,
+    columns: &[String],
+) -> Result<(Vec<RecordBatch>, Option<serde_json::Value>), String> {
+    let files = if path.is_file() {
+        vec![crate::ops::parquet::source::DataFile {
+            path: path.to_path_buf(),
+            partitions: Vec::new(),
+        }]
+    } else {
+        list_dataset(path)?
+    };
+    if files.is_empty() {
+        return Err(format!("{} holds no Parquet files", path.display()));
+    }
+    let mut out = Vec::new();
+    let mut settings = None;
+    for file in &files {
+        let f = File::open(&file.path)
+            .map_err(|e| format!("cannot open {}: {e}", file.path.display()))?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| format!("{} is not readable Parquet: {e}", file.path.display()))?;
+        let schema = b.schema().clone();
+        if settings.is_none() {
+            settings = schema
+                .metadata()
+                .get(crate::ops::features::FEATURES_KEY)
+                .and_then(|s| serde_json::from_str(s).ok());
+        }
+        let idx: Vec<usize> = columns
+            .iter()
+            .filter_map(|c| schema.index_of(c).ok())
+            .collect();
+        let mask = ProjectionMask::roots(b.parquet_schema(), idx);
+        let reader = b
+            .with_projection(mask)
+            .with_batch_size(1024)
+            .build()
+            .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
+            let mut fields: Vec<Field> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+            for (k, v) in &file.partitions {
+                if columns.contains(k) && batch.column_by_name(k).is_none() {
+                    fields.push(Field::new(k, DataType::Utf8, true));
+                    cols.push(Arc::new(StringArray::from(vec![
+                        v.as_str();
+                        batch.num_rows()
+                    ])));
+                }
+            }
+            let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+                .map_err(|e| format!("{}: {e}", file.path.display()))?;
+            out.push(b);
+        }
+    }
+    Ok((out, settings))
+}
+
+/// `sermo eval`: score the model in `model_dir` on the table at `table`.
+pub fn evaluate(model_dir: &Path, table: &Path, mode: EvalLabels) -> Result<EvalReport, String> {
+    let m = LoadedModel::load(model_dir)?;
+    let a = &m.artifact;
+    let mut columns = a.features.clone();
+    columns.extend([col::LABEL, col::CLIP_ID, col::SPEAKER].map(String::from));
+    let (batches, settings) = read_table(table, &columns)?;
+    for b in batches.iter().take(1) {
+        for f in &a.features {
+            if b.column_by_name(f).is_none() {
+                return Err(format!(
+                    "{} has no feature column `{f}`, which the model reads",
+                    table.display()
+                ));
+            }
+        }
+        if b.column_by_name(col::LABEL).is_none() {
+            return Err(format!("{} has no `label` column", table.display()));
+        }
+    }
+    let index: BTreeMap<String, usize> = a
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), i))
+        .collect();
+    let mut ex = Vec::new();
+    for b in &batches {
+        ex.extend(examples(b, &a.features, col::SPEAKER, &index)?);
+    }
+    drop(batches);
+    if a.normalize == Normalize::Speaker {
+        normalize_groups(&mut ex, a.model.input_dim);
+    }
+    let rows = ex.len();
+    if let Some(e) = ex.iter().find(|e| e.frames > 0) {
+        let dims = e.x.len() / e.frames;
+        if dims != a.model.input_dim {
+            return Err(format!(
+                "{} gives {dims} values per frame for {}, the model expects {}",
+                table.display(),
+                a.features.join(" + "),
+                a.model.input_dim
+            ));
+        }
+    }
+    let present: std::collections::BTreeSet<&str> =
+        ex.iter().filter_map(|e| e.label_text.as_deref()).collect();
+    let scored_labels: Vec<usize> = match mode {
+        EvalLabels::Model => (0..a.labels.len()).collect(),
+        EvalLabels::Common => (0..a.labels.len())
+            .filter(|&i| present.contains(a.labels[i].as_str()))
+            .collect(),
+    };
+    if scored_labels.is_empty() {
+        return Err(format!(
+            "the model's labels {:?} and the table's {:?} have none in common",
+            a.labels, present
+        ));
+    }
+    let mut left_out: BTreeMap<String, usize> = BTreeMap::new();
+    let keep: Vec<&Example> = ex
+        .iter()
+        .filter(|e| {
+            let ok = e.frames > 0 && e.label.is_some_and(|l| scored_labels.contains(&l));
+            if !ok {
+                *left_out
+                    .entry(e.label_text.clone().unwrap_or_else(|| "(null)".into()))
+                    .or_default() += 1;
+            }
+            ok
+        })
+        .collect();
+    let probs = m.predict(&keep);
+    let names: Vec<String> = scored_labels.iter().map(|&i| a.labels[i].clone()).collect();
+    let mut conf = Confusion::new(match mode {
+        EvalLabels::Model => a.labels.clone(),
+        EvalLabels::Common => names.clone(),
+    });
+    for (p, e) in probs.iter().zip(&keep) {
+        let Some(t) = e.label else { continue };
+        match mode {
+            EvalLabels::Model => conf.add(t, argmax(p)),
+            EvalLabels::Common => {
+                let sub: Vec<f32> = scored_labels.iter().map(|&i| p[i]).collect();
+                let ti = scored_labels.iter().position(|&i| i == t).unwrap_or(0);
+                conf.add(ti, argmax(&sub));
+            }
+        }
+    }
+    let feature_settings_match = match (&a.feature_settings, &settings) {
+        (Some(x), Some(y)) => Some(x == y),
+        _ => None,
+    };
+    Ok(EvalReport {
+        model: m.dir.display().to_string(),
+        table: table.display().to_string(),
+        labels_mode: match mode {
+            EvalLabels::Model => "model".into(),
+            EvalLabels::Common => "common".into(),
+        },
+        rows,
+        scored: keep.len(),
+        left_out,
+        feature_settings_match,
+        report: conf.report(),
+    })
+}

@@ -1,0 +1,293 @@
+//! The `train` sink end to end through the binary, on the demo clips: features →
+//! train (split and CV) → artifacts (model, config, metrics, history, charts) →
+//! `sermo eval` on the held-out speaker reproduces the sink's own test metrics from
+//! the reloaded model.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::sermo_bin;
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(sermo_bin()).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn demo() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/audio/emodb")
+        .display()
+        .to_string()
+}
+
+/// EmoDB demo clips (speakers 03 and 08) → stacked ZCR + RMS + 13 MFCC.
+fn features(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("features.toml");
+    write(
+        &p,
+        &format!(
+            r#"[pipeline]
+name = "f"
+[sources.clips]
+kind = "files"
+paths = ["{}/*.wav"]
+labels = "emodb"
+[stages.audio]
+kind = "decode"
+input = "clips"
+[stages.a16]
+kind = "resample"
+input = "audio"
+rate = 16000
+[stages.feat]
+kind = "features"
+input = "a16"
+n_fft = 512
+hop_length = 256
+stack = ["zcr", "rms", "mfcc"]
+[stages.feat.zcr]
+[stages.feat.rms]
+[stages.feat.mfcc]
+n_mfcc = 13
+[sinks.t]
+kind = "parquet"
+input = "feat"
+path = "feats"
+"#,
+            demo()
+        ),
+    );
+    let (ok, text) = run(&["run", "-q", p.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    dir.join("feats")
+}
+
+fn train_pipeline(dir: &Path, name: &str, model: &str, split: &str) -> std::path::PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    write(
+        &p,
+        &format!(
+            r#"[pipeline]
+name = "{name}"
+[sources.feats]
+kind = "parquet"
+path = "feats"
+[sinks.model]
+kind = "train"
+input = "feats"
+model = "{model}"
+features = ["stacked"]
+epochs = 6
+batch_size = 4
+learning_rate = 1e-3
+{split}
+seed = 3
+out = "{name}"
+[sinks.model.params]
+hidden = 16
+"#
+        ),
+    );
+    p
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn assert_png(path: &Path) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
+    assert!(b.len() > 5_000, "{} is suspiciously small", path.display());
+}
+
+#[test]
+fn train_split_writes_artifacts_and_eval_reproduces_the_test_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let feats = features(dir.path());
+    let p = train_pipeline(
+        dir.path(),
+        "split",
+        "mlp",
+        r#"split = { by = "speaker", test = ["08"] }"#,
+    );
+    let (ok, text) = run(&["run", p.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let out = dir.path().join("split");
+    for f in [
+        "model.mpk",
+        "config.json",
+        "metrics.json",
+        "history.parquet",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing: {text}");
+    }
+    assert_png(&out.join("confusion.png"));
+    assert_png(&out.join("curves.png"));
+    let cfg = json(&out.join("config.json"));
+    assert_eq!(cfg["model"]["kind"], "mlp");
+    assert_eq!(cfg["model"]["input_dim"], 15);
+    assert_eq!(cfg["features"], serde_json::json!(["stacked"]));
+    assert!(cfg["feature_settings"].is_object(), "{cfg}");
+    assert_eq!(cfg["standardizer"]["mean"].as_array().unwrap().len(), 15);
+    assert!(cfg["split"].as_str().unwrap().contains("08"));
+    let f = std::fs::File::open(out.join("history.parquet")).unwrap();
+    let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    assert_eq!(rows, 6);
+
+    let m = json(&out.join("metrics.json"));
+    for k in [
+        "accuracy",
+        "uar",
+        "macro_f1",
+        "per_class",
+        "confusion",
+        "labels",
+    ] {
+        assert!(m.get(k).is_some(), "metrics.json lacks {k}: {m}");
+    }
+    let held_out: u64 = m["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(held_out, 5, "speaker 08 has 5 demo clips");
+
+    // The held-out speaker as its own table, then `sermo eval` on it.
+    let sel = dir.path().join("select.toml");
+    write(
+        &sel,
+        r#"[pipeline]
+name = "sel"
+[sources.f]
+kind = "parquet"
+path = "feats"
+where = "speaker = '08'"
+[sinks.t]
+kind = "parquet"
+input = "f"
+path = "test08"
+"#,
+    );
+    let (ok, text) = run(&["run", "-q", sel.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let eval_json = dir.path().join("eval.json");
+    let (ok, text) = run(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--table",
+        dir.path().join("test08").to_str().unwrap(),
+        "--out",
+        eval_json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("5 of 5 rows scored"), "{text}");
+    let e = json(&eval_json);
+    assert_eq!(
+        e["confusion"], m["confusion"],
+        "reloaded model predicts differently"
+    );
+    assert_eq!(e["accuracy"], m["accuracy"]);
+    assert_eq!(e["labels"], m["labels"]);
+    assert_eq!(e["feature_settings_match"], true);
+
+    // `--labels common` scores only labels the table has.
+    let (ok, text) = run(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--table",
+        feats.to_str().unwrap(),
+        "--labels",
+        "common",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("12 of 12 rows scored"), "{text}");
+}
+
+#[test]
+fn train_cv_writes_every_fold_and_pooled_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path());
+    let p = train_pipeline(
+        dir.path(),
+        "cv",
+        "cnn1d",
+        r#"cv = { by = "speaker", folds = 2, valid = 0 }"#,
+    );
+    let (ok, text) = run(&["run", p.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let out = dir.path().join("cv");
+    for k in 0..2 {
+        let f = out.join(format!("fold-{k}"));
+        assert!(f.join("model.mpk").is_file(), "{text}");
+        assert_png(&f.join("confusion.png"));
+        assert_png(&f.join("curves.png"));
+    }
+    assert_png(&out.join("confusion.png"));
+    let m = json(&out.join("metrics.json"));
+    assert_eq!(m["folds"].as_array().unwrap().len(), 2, "{m}");
+    assert!(
+        m["mean"]["uar"].is_number() && m["std"]["uar"].is_number(),
+        "{m}"
+    );
+    // A CV run has no single model: eval names the folds to choose from.
+    let (ok, text) = run(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--table",
+        dir.path().join("feats").to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(text.contains("fold-0") && text.contains("fold-1"), "{text}");
+}
+
+#[test]
+fn bad_model_params_are_reported_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    write(
+        &p,
+        r#"[pipeline]
+name = "bad"
+[sources.feats]
+kind = "parquet"
+path = "feats"
+[sinks.model]
+kind = "train"
+input = "feats"
+model = "q2l"
+features = ["stacked"]
+cv = { by = "speaker", folds = 2 }
+out = "run"
+[sinks.model.params]
+d_model = 10
+heads = 4
+"#,
+    );
+    let (ok, text) = run(&["validate", p.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        text.contains("d_model (10) must be a positive multiple of heads (4)"),
+        "{text}"
+    );
+}
