@@ -38,10 +38,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Validate, then run a pipeline file.
+    /// Validate, then run a pipeline file (several: one after the other, each
+    /// validated when its turn comes, stopping at the first failure).
     Run {
-        /// The pipeline file (TOML).
-        file: PathBuf,
+        /// The pipeline file(s) (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Override any key, e.g. --set stages.audio.channels=first (value parsed as TOML).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -95,6 +97,10 @@ pub enum Command {
     Query(crate::analysis::QueryArgs),
     /// Rows, class balance, durations, feature mean/std and quarantine counts of a table.
     Stats(crate::analysis::StatsArgs),
+    /// An emotion per segment of long recordings: decode → resample to the model's
+    /// rate → segments → the model's features → model; prints a timeline and a
+    /// summary of runs per file.
+    Infer(crate::infer_cli::InferArgs),
     /// Evaluate a trained model on a feature table (e.g. cross-corpus): accuracy,
     /// UAR, macro F1, per-class metrics and the confusion matrix.
     Eval {
@@ -119,7 +125,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
-            file,
+            files,
             set,
             quiet,
             threads,
@@ -137,7 +143,13 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(EXIT_INVALID);
                 }
             };
-            run(&file, &set, quiet, threads, shard, force)
+            for file in &files {
+                let code = run(file, &set, quiet, threads, shard, force);
+                if code != ExitCode::SUCCESS {
+                    return code;
+                }
+            }
+            ExitCode::SUCCESS
         }
         Command::Commit { out, shards } => match crate::shards::commit(&out, shards) {
             Ok(m) => {
@@ -218,6 +230,22 @@ pub fn main() -> ExitCode {
         }
         Command::Query(args) => crate::analysis::run_query(&args),
         Command::Stats(args) => crate::analysis::run_stats(&args),
+        Command::Infer(args) => match crate::infer_cli::pipeline(&args) {
+            Ok(text) => {
+                let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+                let plan = match crate::config::PipelineFile::parse(&text, &base, &[])
+                    .and_then(|f| f.compile(&Registry::builtin()))
+                {
+                    Ok(p) => p,
+                    Err(e) => return report(&e),
+                };
+                run_plan(plan, !args.verbose, args.threads, None, false)
+            }
+            Err(e) => {
+                eprintln!("sermo: infer: {e}");
+                ExitCode::from(EXIT_INVALID)
+            }
+        },
         Command::Eval {
             model,
             table,
@@ -386,6 +414,16 @@ fn run(
         Ok(p) => p,
         Err(e) => return report(&e),
     };
+    run_plan(plan, quiet, threads, shard, force)
+}
+
+fn run_plan(
+    plan: Plan,
+    quiet: bool,
+    threads: Option<usize>,
+    shard: Option<crate::engine::Shard>,
+    force: bool,
+) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -31,6 +31,7 @@ pub mod config;
 pub mod dsp;
 pub mod engine;
 pub mod error;
+pub mod infer_cli;
 pub mod labels;
 pub mod ops;
 pub mod registry;

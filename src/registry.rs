@@ -55,6 +55,8 @@ impl Registry {
         r.register::<ops::parquet::ParquetSourceConfig>();
         r.register::<ops::discard::DiscardConfig>();
         r.register::<ops::train::TrainConfig>();
+        r.register::<ops::infer::InferConfig>();
+        r.register::<ops::timeline::TimelineConfig>();
         r
     }
 

@@ -935,6 +935,31 @@ impl Extractor {
     }
 }
 
+/// The stage's per-row computation for other operators (the `infer` stage turns
+/// audio windows into the exact feature rows a model was trained on).
+pub struct RowFeaturizer {
+    cfg: FeaturesConfig,
+    plans: PlanCache,
+    schema: SchemaRef,
+}
+
+impl RowFeaturizer {
+    /// Featurize rows of `audio_schema` with `cfg`.
+    pub fn new(cfg: FeaturesConfig, audio_schema: &SchemaRef) -> Self {
+        let schema = cfg.output_schema(Some(audio_schema));
+        RowFeaturizer {
+            cfg,
+            plans: PlanCache::default(),
+            schema,
+        }
+    }
+
+    /// The features row of one audio row (a one-row batch).
+    pub fn row(&self, row: &RecordBatch) -> std::result::Result<RecordBatch, String> {
+        row_features(&self.cfg, &self.plans, &self.schema, row)
+    }
+}
+
 /// Settings of a features table, from its schema metadata.
 pub fn settings_of(schema: &Schema) -> Option<FeaturesConfig> {
     serde_json::from_str(schema.metadata().get(FEATURES_KEY)?).ok()

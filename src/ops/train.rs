@@ -351,6 +351,7 @@ fn run_fold(
     dims: usize,
     assignment: &Assignment,
     feature_settings: &Option<serde_json::Value>,
+    sample_rate: Option<u32>,
     dir: &Path,
     name: &str,
 ) -> std::result::Result<Report, String> {
@@ -439,6 +440,7 @@ fn run_fold(
         best_epoch: trained.best_epoch,
         data_hash: hashes,
         normalize: cfg.normalize,
+        sample_rate,
     };
     write_json(&dir.join(CONFIG_FILE), &artifact)?;
     write_json(&dir.join("metrics.json"), &report)?;
@@ -475,6 +477,7 @@ fn fit_all(
     labels: Vec<String>,
     dims: usize,
     feature_settings: Option<serde_json::Value>,
+    sample_rate: Option<u32>,
 ) -> std::result::Result<(), String> {
     let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
     if cfg.device == DeviceChoice::Auto {
@@ -488,7 +491,17 @@ fn fit_all(
             let a = split
                 .assign_seeded(&groups, cfg.seed)
                 .map_err(|e| e.to_string())?;
-            let r = run_fold(cfg, &ex, &labels, dims, &a, &feature_settings, out, "split")?;
+            let r = run_fold(
+                cfg,
+                &ex,
+                &labels,
+                dims,
+                &a,
+                &feature_settings,
+                sample_rate,
+                out,
+                "split",
+            )?;
             println!("{}", r.render());
         }
         (None, Some(cv)) => {
@@ -503,6 +516,7 @@ fn fit_all(
                     dims,
                     a,
                     &feature_settings,
+                    sample_rate,
                     &dir,
                     &format!("fold {k}"),
                 )?);
@@ -576,6 +590,12 @@ impl Operator for TrainSink {
                 for b in &batches {
                     ex.extend(examples(b, &cfg.features, &group_by, &index)?);
                 }
+                let batches_rate = batches.iter().find_map(|b| {
+                    use arrow::array::{Array, AsArray};
+                    let c = b.column_by_name(col::SAMPLE_RATE)?;
+                    let c = c.as_primitive_opt::<arrow::datatypes::UInt32Type>()?;
+                    (!c.is_empty() && c.is_valid(0)).then(|| c.value(0))
+                });
                 drop(batches);
                 // Rows without a known class cannot be learned or scored.
                 let before = ex.len();
@@ -587,7 +607,8 @@ impl Operator for TrainSink {
                 if cfg.normalize == Normalize::Speaker {
                     normalize_groups(&mut ex, dims);
                 }
-                fit_all(&cfg, &out, ex, labels, dims, feature_settings)
+                let sample_rate = batches_rate;
+                fit_all(&cfg, &out, ex, labels, dims, feature_settings, sample_rate)
             }).await;
             match job {
                 Ok(Ok(())) => {}

@@ -50,6 +50,10 @@ pub struct ModelArtifact {
     /// Per-speaker normalization before the standardizer (`normalize`).
     #[serde(default)]
     pub normalize: Normalize,
+    /// Sample rate of the audio the features were computed from, when the
+    /// table had a `sample_rate` column.
+    #[serde(default)]
+    pub sample_rate: Option<u32>,
 }
 
 /// A model loaded for inference on the CPU.
@@ -130,13 +134,18 @@ impl LoadedModel {
 
     /// Class probabilities for each example (rows of [`ModelArtifact::labels`]).
     pub fn predict(&self, ex: &[&Example]) -> Vec<Vec<f32>> {
+        self.predict_with(ex, self.artifact.training.batch_size)
+    }
+
+    /// [`LoadedModel::predict`] with `batch_size` examples per forward pass.
+    pub fn predict_with(&self, ex: &[&Example], batch_size: usize) -> Vec<Vec<f32>> {
         let a = &self.artifact;
         predict::<Cpu>(
             &self.model,
             ex,
             a.model.input_dim,
             &a.standardizer,
-            a.training.batch_size,
+            batch_size,
             a.max_frames,
             &Default::default(),
         )

@@ -1,0 +1,601 @@
+//! `infer` stage: a trained model (its folder, written by the `train` sink) applied
+//! to audio windows or to feature rows, one `predictions` row per input row.
+//!
+//! ```toml
+//! [stages.emotion]
+//! kind = "infer"
+//! input = "segments"           # audio (e.g. 3-s windows) or a features table
+//! model = "runs/emodb-cnn1d"   # config.json + model.mpk
+//! batch_size = 64              # windows per forward pass
+//! device = "cpu"               # cpu | auto (cuda: not in this build)
+//! smooth = { median = 3 }      # optional: per-class median over consecutive segments
+//! ```
+//! Fed audio, the stage computes the features itself with the settings recorded in
+//! the model's `config.json`, so training and inference cannot disagree; fed
+//! features, it compares the table's recorded settings with the model's and
+//! refuses a mismatch at validation. A row that cannot be scored (wrong sample
+//! rate, too short for one frame) is quarantined; the others go on.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float32Array, ListArray, StringArray, UInt32Array};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::clip::{row_str, row_u32};
+use super::features::{FEATURES_KEY, FeaturesConfig, RowFeaturizer};
+use super::train::DeviceChoice;
+use crate::engine::operator::require_inputs;
+use crate::engine::{
+    BatchStream, Component, ConfigContext, Frame, FrameResult, Operator, OperatorConfig, PlanInput,
+    Problem, Role, TaskContext,
+};
+use crate::error::{Result, SermoError};
+use crate::schema::{self, CLASSES_KEY, TableKind, col};
+use crate::train::data::{Example, Normalize, column_width, examples};
+use crate::train::inference::{CONFIG_FILE, LoadedModel, ModelArtifact, model_dir};
+use crate::train::training::argmax;
+
+/// `smooth = { median = K }`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Smooth {
+    /// Odd window length in segments (centered; shorter at a clip's ends).
+    pub median: usize,
+}
+
+/// Config of the `infer` stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferConfig {
+    /// The model folder (`config.json` + `model.mpk`).
+    pub model: String,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub device: DeviceChoice,
+    pub smooth: Option<Smooth>,
+}
+
+fn d_batch() -> usize {
+    64
+}
+
+impl Component for InferConfig {
+    const KIND: &'static str = "infer";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str =
+        "apply a trained model to audio windows or feature rows: label, confidence, probs per row";
+}
+
+/// Read a model folder's `config.json` (not the weights).
+pub fn read_artifact(dir: &std::path::Path) -> std::result::Result<ModelArtifact, String> {
+    let dir = model_dir(dir)?;
+    let p = dir.join(CONFIG_FILE);
+    let text =
+        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a sermo model config: {e}", p.display()))
+}
+
+/// Keys whose values differ between two feature settings (JSON objects).
+pub fn settings_diff(model: &serde_json::Value, table: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let a = model.as_object().unwrap_or(&empty);
+    let b = table.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| {
+                v.map(|v| v.to_string())
+                    .unwrap_or_else(|| "(absent)".into())
+            };
+            format!("{k}: model {} vs input {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect()
+}
+
+impl InferConfig {
+    fn artifact(&self, ctx: &ConfigContext) -> std::result::Result<ModelArtifact, String> {
+        read_artifact(&ctx.resolve(&self.model))
+    }
+
+    fn model_path(&self, ctx: &ConfigContext) -> PathBuf {
+        ctx.resolve(&self.model)
+    }
+}
+
+/// The output schema: `predictions` with the class order in its metadata.
+pub fn predictions_schema(labels: &[String]) -> SchemaRef {
+    let s = schema::predictions_schema();
+    let mut md = s.metadata().clone();
+    md.insert(CLASSES_KEY.to_string(), labels.join(","));
+    Arc::new(s.as_ref().clone().with_metadata(md))
+}
+
+impl OperatorConfig for InferConfig {
+    fn check(&self, ctx: &ConfigContext) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if self.batch_size == 0 {
+            p.push(Problem::new("batch_size", "must be at least 1"));
+        }
+        if let Some(s) = &self.smooth
+            && (s.median == 0 || s.median % 2 == 0)
+        {
+            p.push(Problem::new(
+                "smooth",
+                format!("median must be an odd number of segments, got {}", s.median),
+            ));
+        }
+        if self.device == DeviceChoice::Cuda {
+            p.push(
+                Problem::new("device", "this build has no CUDA backend")
+                    .with_hint("use device = \"cpu\" or \"auto\""),
+            );
+        }
+        match self.artifact(ctx) {
+            Err(e) => p.push(Problem::new("model", e)),
+            Ok(a) if a.normalize == Normalize::Speaker => p.push(
+                Problem::new(
+                    "model",
+                    "was trained with normalize = \"speaker\", which needs every clip of a speaker before the first prediction",
+                )
+                .with_hint("train the model for inference with normalize = \"global\"; score stored tables with `sermo eval`"),
+            ),
+            Ok(_) => {}
+        }
+        p
+    }
+
+    fn plan(&self, _inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
+        Err("needs the pipeline's folder to find its model".into())
+    }
+
+    fn plan_in(
+        &self,
+        inputs: &[PlanInput],
+        ctx: &ConfigContext,
+    ) -> std::result::Result<SchemaRef, String> {
+        let a = self.artifact(ctx)?;
+        let s = require_inputs(inputs, &[TableKind::Audio, TableKind::Features])?;
+        match TableKind::of(&s) {
+            TableKind::Audio => {
+                if let Ok(f) = s.field_with_name(col::SAMPLES)
+                    && let DataType::List(inner) = f.data_type()
+                    && matches!(inner.data_type(), DataType::List(_))
+                {
+                    return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into());
+                }
+                let Some(fs) = &a.feature_settings else {
+                    return Err(format!(
+                        "model {} records no feature settings, so it cannot featurize audio; feed it a features table",
+                        self.model
+                    ));
+                };
+                serde_json::from_value::<FeaturesConfig>(fs.clone()).map_err(|e| {
+                    format!(
+                        "model {}: its feature settings do not parse: {e}",
+                        self.model
+                    )
+                })?;
+            }
+            _ => {
+                for f in &a.features {
+                    let field = s.field_with_name(f).map_err(|_| {
+                        format!("the model reads feature column `{f}`, which its input lacks")
+                    })?;
+                    if column_width(field.data_type()).is_none() {
+                        return Err(format!(
+                            "column `{f}` is {}, not a feature column",
+                            field.data_type()
+                        ));
+                    }
+                }
+                let table = s
+                    .metadata()
+                    .get(FEATURES_KEY)
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+                if let (Some(m), Some(t)) = (&a.feature_settings, &table) {
+                    let diff = settings_diff(m, t);
+                    if !diff.is_empty() {
+                        return Err(format!(
+                            "its input's features were computed with other settings than the model's: {}; feed it audio (the stage then computes the model's features) or recompute the table",
+                            diff.join("; ")
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(predictions_schema(&a.labels))
+    }
+
+    fn build(&self, ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
+        let dir = self.model_path(ctx);
+        let model =
+            LoadedModel::load(&dir).map_err(|e| SermoError::stage("infer", Some(dir), e))?;
+        Ok(Box::new(Infer {
+            cfg: self.clone(),
+            model: Arc::new(model),
+        }))
+    }
+}
+
+struct Infer {
+    cfg: InferConfig,
+    model: Arc<LoadedModel>,
+}
+
+/// A row that could not be scored: path, clip id, reason, message.
+type Failed = (String, String, &'static str, String);
+
+/// Score one input batch: a predictions batch (rows that could be scored) and the
+/// rows that could not.
+fn infer_batch(
+    model: &LoadedModel,
+    featurizer: Option<&RowFeaturizer>,
+    batch: &RecordBatch,
+    out_schema: &SchemaRef,
+    batch_size: usize,
+) -> std::result::Result<(Option<RecordBatch>, Vec<Failed>), String> {
+    let a = &model.artifact;
+    let mut failed = Vec::new();
+    // Feature rows (computed here from audio, or given).
+    let feats: Vec<RecordBatch> = match featurizer {
+        None => vec![batch.clone()],
+        Some(f) => {
+            let mut rows = Vec::new();
+            for i in 0..batch.num_rows() {
+                let row = batch.slice(i, 1);
+                let fail = |reason, msg: String| {
+                    (
+                        row_str(&row, col::PATH),
+                        row_str(&row, col::CLIP_ID),
+                        reason,
+                        msg,
+                    )
+                };
+                let sr = row_u32(&row, col::SAMPLE_RATE)?;
+                if let Some(want) = a.sample_rate
+                    && sr != want
+                {
+                    failed.push(fail(
+                        "invalid_format",
+                        format!(
+                            "audio at {sr} Hz, the model was trained on {want} Hz (add a resample stage with rate = {want})"
+                        ),
+                    ));
+                    continue;
+                }
+                match f.row(&row) {
+                    Ok(b) => rows.push(b),
+                    Err(e) => failed.push(fail("invalid_format", e)),
+                }
+            }
+            rows
+        }
+    };
+    let index: std::collections::BTreeMap<String, usize> = a
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), i))
+        .collect();
+    let mut ex: Vec<Example> = Vec::new();
+    let mut keys: Vec<RecordBatch> = Vec::new();
+    for fb in &feats {
+        let e = examples(fb, &a.features, col::SPEAKER, &index)?;
+        for (i, e) in e.into_iter().enumerate() {
+            if e.frames == 0 {
+                failed.push((
+                    row_str(&fb.slice(i, 1), col::PATH),
+                    e.clip_id.clone(),
+                    "too_short",
+                    "no complete feature frame".into(),
+                ));
+                continue;
+            }
+            let dims = e.x.len() / e.frames;
+            if dims != a.model.input_dim {
+                return Err(format!(
+                    "{} values per frame, the model expects {}",
+                    dims, a.model.input_dim
+                ));
+            }
+            keys.push(fb.slice(i, 1));
+            ex.push(e);
+        }
+    }
+    if ex.is_empty() {
+        return Ok((None, failed));
+    }
+    let refs: Vec<&Example> = ex.iter().collect();
+    let probs = model.predict_with(&refs, batch_size);
+    let keys =
+        arrow::compute::concat_batches(&keys[0].schema(), &keys).map_err(|e| e.to_string())?;
+    Ok((
+        Some(predictions_batch(&keys, &probs, &a.labels, out_schema)?),
+        failed,
+    ))
+}
+
+/// Row keys of `keys` plus label, confidence and probs.
+fn predictions_batch(
+    keys: &RecordBatch,
+    probs: &[Vec<f32>],
+    labels: &[String],
+    out_schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, String> {
+    let n = keys.num_rows();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for f in out_schema.fields() {
+        let name = f.name().as_str();
+        let c: ArrayRef = match name {
+            // Keys are input rows (`label` = truth) or, when smoothing, rows of
+            // this table (which carry `true_label`).
+            "true_label" => keys
+                .column_by_name("true_label")
+                .or_else(|| keys.column_by_name(col::LABEL))
+                .cloned()
+                .unwrap_or_else(|| Arc::new(StringArray::new_null(n))),
+            "label" => Arc::new(StringArray::from_iter_values(
+                probs.iter().map(|p| labels[argmax(p)].as_str()),
+            )),
+            "confidence" => Arc::new(Float32Array::from_iter_values(
+                probs.iter().map(|p| p[argmax(p)]),
+            )),
+            "probs" => {
+                let values = Float32Array::from_iter_values(probs.iter().flatten().copied());
+                Arc::new(ListArray::new(
+                    Arc::new(Field::new_list_field(DataType::Float32, false)),
+                    OffsetBuffer::from_lengths(probs.iter().map(|p| p.len())),
+                    Arc::new(values),
+                    None,
+                ))
+            }
+            col::SEGMENT if keys.column_by_name(name).is_none() => {
+                Arc::new(UInt32Array::from(vec![0u32; n]))
+            }
+            other => keys
+                .column_by_name(other)
+                .cloned()
+                .ok_or_else(|| format!("input lacks column `{other}`"))?,
+        };
+        cols.push(c);
+    }
+    RecordBatch::try_new(out_schema.clone(), cols).map_err(|e| e.to_string())
+}
+
+/// Per-clip centered median smoothing of `probs` over consecutive rows; emits a
+/// row once the rows after it that its window needs have arrived (or its clip
+/// is done).
+struct Smoother {
+    k: usize,
+    labels: Vec<String>,
+    schema: SchemaRef,
+    clips: HashMap<String, ClipState>,
+}
+
+#[derive(Default)]
+struct ClipState {
+    /// probs of the last rows (at most k), with the index of the first.
+    probs: VecDeque<Vec<f32>>,
+    first: usize,
+    /// Rows not yet emitted (one-row batches) and their index.
+    pending: VecDeque<(usize, RecordBatch)>,
+    seen: usize,
+}
+
+fn median(v: &mut [f32]) -> f32 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+impl Smoother {
+    fn row_probs(b: &RecordBatch) -> Vec<f32> {
+        use arrow::array::{Array, AsArray};
+        b.column_by_name("probs")
+            .and_then(|c| c.as_list_opt::<i32>().cloned())
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                l.value(0)
+                    .as_primitive::<arrow::datatypes::Float32Type>()
+                    .values()
+                    .to_vec()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Emit the rows of `clip` whose window is complete (all when `done`).
+    fn drain(&mut self, clip: &str, done: bool) -> std::result::Result<Vec<RecordBatch>, String> {
+        let h = self.k / 2;
+        let mut out = Vec::new();
+        let Some(st) = self.clips.get_mut(clip) else {
+            return Ok(out);
+        };
+        while let Some((i, _)) = st.pending.front() {
+            let i = *i;
+            if !done && i + h >= st.seen {
+                break;
+            }
+            let lo = i.saturating_sub(h).max(st.first);
+            let hi = (i + h).min(st.seen - 1);
+            let classes = self.labels.len();
+            let mut sm = vec![0f32; classes];
+            for (c, s) in sm.iter_mut().enumerate() {
+                let mut v: Vec<f32> = (lo..=hi)
+                    .filter_map(|j| st.probs.get(j - st.first).and_then(|p| p.get(c)).copied())
+                    .collect();
+                *s = if v.is_empty() { 0.0 } else { median(&mut v) };
+            }
+            let Some((_, row)) = st.pending.pop_front() else {
+                break;
+            };
+            out.push(predictions_batch(&row, &[sm], &self.labels, &self.schema)?);
+            // Keep only the probs later rows' windows still need.
+            while st.probs.len() > 1 && st.first + h < i + 1 {
+                st.probs.pop_front();
+                st.first += 1;
+            }
+        }
+        if done {
+            self.clips.remove(clip);
+        }
+        Ok(out)
+    }
+
+    fn push(&mut self, batch: &RecordBatch) -> std::result::Result<Vec<RecordBatch>, String> {
+        let mut out = Vec::new();
+        for i in 0..batch.num_rows() {
+            let row = batch.slice(i, 1);
+            let clip = row_str(&row, col::CLIP_ID);
+            let st = self.clips.entry(clip.clone()).or_default();
+            st.probs.push_back(Self::row_probs(&row));
+            st.pending.push_back((st.seen, row));
+            st.seen += 1;
+            out.extend(self.drain(&clip, false)?);
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> std::result::Result<Vec<RecordBatch>, String> {
+        let clips: Vec<String> = self.clips.keys().cloned().collect();
+        let mut out = Vec::new();
+        for c in clips {
+            out.extend(self.drain(&c, true)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Operator for Infer {
+    fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
+        let in_schema = inputs
+            .first()
+            .map(|s| s.schema())
+            .unwrap_or_else(|| schema::audio_schema(false));
+        let labels = self.model.artifact.labels.clone();
+        let out_schema = predictions_schema(&labels);
+        let input = crate::engine::stream::merge_inputs(in_schema.clone(), inputs);
+        let featurizer = match TableKind::of(&in_schema) {
+            TableKind::Audio => self
+                .model
+                .artifact
+                .feature_settings
+                .clone()
+                .and_then(|v| serde_json::from_value::<FeaturesConfig>(v).ok())
+                .map(|c| Arc::new(RowFeaturizer::new(c, &in_schema))),
+            _ => None,
+        };
+        let model = self.model;
+        let batch_size = self.cfg.batch_size.max(1);
+        let concurrency = ctx.pool.threads().max(1);
+        let schema = out_schema.clone();
+        let ctx2 = ctx.clone();
+        let scored = input
+            .map(move |item| {
+                let ctx = ctx2.clone();
+                let model = model.clone();
+                let featurizer = featurizer.clone();
+                let schema = schema.clone();
+                async move {
+                    let batch = match item {
+                        Ok(Frame::Batch(b)) => b,
+                        other => return vec![other],
+                    };
+                    let job = ctx
+                        .pool
+                        .run(move || {
+                            infer_batch(&model, featurizer.as_deref(), &batch, &schema, batch_size)
+                        })
+                        .await;
+                    match job {
+                        Err(p) => vec![Err(SermoError::stage(&ctx.node_id, None, p.to_string()))],
+                        Ok(Err(e)) => vec![Err(SermoError::stage(&ctx.node_id, None, e))],
+                        Ok(Ok((b, failed))) => {
+                            let mut v: Vec<FrameResult> = failed
+                                .into_iter()
+                                .map(|(path, id, reason, msg)| {
+                                    Ok(ctx.quarantine(&path, &id, reason, msg))
+                                })
+                                .collect();
+                            if let Some(b) = b {
+                                v.push(Ok(Frame::Batch(b)));
+                            }
+                            v
+                        }
+                    }
+                }
+            })
+            .buffered(concurrency)
+            .flat_map(futures::stream::iter);
+        let Some(smooth) = self.cfg.smooth.clone().filter(|s| s.median > 1) else {
+            return BatchStream::new(out_schema, scored);
+        };
+        let mut sm = Smoother {
+            k: smooth.median,
+            labels,
+            schema: out_schema.clone(),
+            clips: HashMap::new(),
+        };
+        let node = ctx.node_id.clone();
+        let smoothed = async_stream::stream! {
+            let mut scored = Box::pin(scored);
+            while let Some(item) = scored.next().await {
+                match item {
+                    Ok(Frame::Batch(b)) => match sm.push(&b) {
+                        Ok(out) => for b in out { yield Ok(Frame::Batch(b)); },
+                        Err(e) => { yield Err(SermoError::stage(&node, None, e)); return; }
+                    },
+                    Ok(Frame::Done(clip)) => {
+                        match sm.drain(&clip, true) {
+                            Ok(out) => for b in out { yield Ok(Frame::Batch(b)); },
+                            Err(e) => { yield Err(SermoError::stage(&node, None, e)); return; }
+                        }
+                        yield Ok(Frame::Done(clip));
+                    }
+                    other => yield other,
+                }
+            }
+            match sm.finish() {
+                Ok(out) => for b in out { yield Ok(Frame::Batch(b)); },
+                Err(e) => yield Err(SermoError::stage(&node, None, e)),
+            }
+        };
+        BatchStream::new(out_schema, smoothed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_diff_names_the_keys() {
+        let a = serde_json::json!({"n_fft": 1024, "mfcc": {"n_mfcc": 40}});
+        let b = serde_json::json!({"n_fft": 512, "mfcc": {"n_mfcc": 40}});
+        assert_eq!(
+            settings_diff(&a, &b),
+            vec!["n_fft: model 1024 vs input 512".to_string()]
+        );
+        assert!(settings_diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0]), 2.5);
+    }
+}

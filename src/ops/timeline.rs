@@ -1,0 +1,363 @@
+//! `timeline` sink: prints a `predictions` table as an emotion timeline while it
+//! arrives (one line per segment, as soon as the segment is scored), then per clip
+//! a summary of runs of the same emotion; optionally writes the rows as JSON
+//! lines or CSV.
+//!
+//! ```toml
+//! [sinks.timeline]
+//! kind = "timeline"
+//! input = "emotion"
+//! out = "timeline.csv"     # optional: .parquet (one file), .jsonl or .csv
+//! print = true             # the lines on stdout (default)
+//! ```
+//! Line format: `00:00:03–00:00:06  angry  0.81` (the clip id leads when several
+//! clips are printed); summary: `00:00–00:09 neutral, 00:09–00:21 angry, …`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use arrow::array::AsArray;
+use arrow::datatypes::{Float32Type, Float64Type, SchemaRef, UInt32Type};
+use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::operator::require_inputs;
+use crate::engine::{
+    BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
+    Role, TaskContext,
+};
+use crate::error::{Result, SermoError};
+use crate::schema::{self, CLASSES_KEY, TableKind, col};
+
+/// Config of the `timeline` sink.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineConfig {
+    /// Also write the rows here: `.parquet` (one file), `.jsonl` or `.csv`.
+    pub out: Option<String>,
+    #[serde(default = "d_true")]
+    pub print: bool,
+}
+
+fn d_true() -> bool {
+    true
+}
+
+impl Component for TimelineConfig {
+    const KIND: &'static str = "timeline";
+    const ROLE: Role = Role::Sink;
+    const SUMMARY: &'static str =
+        "print predictions as an emotion timeline with a per-clip summary; write .jsonl/.csv";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    Jsonl,
+    Csv,
+    Parquet,
+}
+
+fn format_of(path: &str) -> Option<Format> {
+    if path.ends_with(".jsonl") || path.ends_with(".ndjson") {
+        Some(Format::Jsonl)
+    } else if path.ends_with(".csv") {
+        Some(Format::Csv)
+    } else if path.ends_with(".parquet") {
+        Some(Format::Parquet)
+    } else {
+        None
+    }
+}
+
+impl OperatorConfig for TimelineConfig {
+    fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
+        match &self.out {
+            Some(o) if format_of(o).is_none() => vec![
+                Problem::new("out", format!("`{o}` is not .parquet, .jsonl or .csv")).with_hint(
+                    "for a crash-safe Parquet table, add a `parquet` sink on the same input",
+                ),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
+        require_inputs(inputs, &[TableKind::Predictions])?;
+        Ok(schema::empty_schema())
+    }
+
+    fn output_path(&self, ctx: &ConfigContext) -> Option<PathBuf> {
+        self.out.as_deref().map(|o| ctx.resolve(o))
+    }
+
+    fn build(&self, ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
+        Ok(Box::new(Timeline {
+            cfg: self.clone(),
+            out: self.out.as_deref().map(|o| ctx.resolve(o)),
+        }))
+    }
+}
+
+/// `HH:MM:SS` of `s` seconds.
+pub fn hms(s: f64) -> String {
+    let t = s.max(0.0).round() as u64;
+    format!("{:02}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60)
+}
+
+/// `MM:SS` (or `H:MM:SS` past an hour) of `s` seconds.
+fn ms(s: f64) -> String {
+    let t = s.max(0.0).round() as u64;
+    if t >= 3600 {
+        format!("{}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60)
+    } else {
+        format!("{:02}:{:02}", t / 60, t % 60)
+    }
+}
+
+/// One predicted segment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Segment {
+    pub clip_id: String,
+    pub segment: u32,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub label: String,
+    pub confidence: f32,
+    pub probs: Vec<f32>,
+}
+
+/// The segments of a predictions batch.
+pub fn segments(b: &RecordBatch) -> std::result::Result<Vec<Segment>, String> {
+    let s = |n: &str| {
+        b.column_by_name(n)
+            .and_then(|c| c.as_string_opt::<i32>().cloned())
+            .ok_or_else(|| format!("predictions lack text column `{n}`"))
+    };
+    let (clip, label) = (s(col::CLIP_ID)?, s(col::LABEL)?);
+    let f64c = |n: &str| {
+        b.column_by_name(n)
+            .and_then(|c| c.as_primitive_opt::<Float64Type>().cloned())
+            .ok_or_else(|| format!("predictions lack `{n}`"))
+    };
+    let (start, end) = (f64c(col::START_S)?, f64c(col::END_S)?);
+    let seg = b
+        .column_by_name(col::SEGMENT)
+        .and_then(|c| c.as_primitive_opt::<UInt32Type>().cloned())
+        .ok_or("predictions lack `segment`")?;
+    let conf = b
+        .column_by_name("confidence")
+        .and_then(|c| c.as_primitive_opt::<Float32Type>().cloned())
+        .ok_or("predictions lack `confidence`")?;
+    let probs = b
+        .column_by_name("probs")
+        .and_then(|c| c.as_list_opt::<i32>().cloned())
+        .ok_or("predictions lack `probs`")?;
+    Ok((0..b.num_rows())
+        .map(|i| Segment {
+            clip_id: clip.value(i).to_string(),
+            segment: seg.value(i),
+            start_s: start.value(i),
+            end_s: end.value(i),
+            label: label.value(i).to_string(),
+            confidence: conf.value(i),
+            probs: probs
+                .value(i)
+                .as_primitive_opt::<Float32Type>()
+                .map(|p| p.values().to_vec())
+                .unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Runs of the same label: `00:00–00:09 neutral, 00:09–00:21 angry`.
+pub fn summary(segs: &[(f64, f64, String)]) -> String {
+    let mut runs: Vec<(f64, f64, &str)> = Vec::new();
+    for (a, b, l) in segs {
+        match runs.last_mut() {
+            Some(r) if r.2 == l => r.1 = *b,
+            _ => runs.push((*a, *b, l)),
+        }
+    }
+    runs.iter()
+        .map(|(a, b, l)| format!("{}–{} {l}", ms(*a), ms(*b)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct Timeline {
+    cfg: TimelineConfig,
+    out: Option<PathBuf>,
+}
+
+impl Operator for Timeline {
+    fn prepare(&mut self, _ctx: &TaskContext) -> Result<crate::engine::Resume> {
+        Ok(crate::engine::Resume::NeedsAll)
+    }
+
+    fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
+        let in_schema = inputs
+            .first()
+            .map(|s| s.schema())
+            .unwrap_or_else(schema::empty_schema);
+        let classes: Vec<String> = in_schema
+            .metadata()
+            .get(CLASSES_KEY)
+            .map(|c| c.split(',').map(String::from).collect())
+            .unwrap_or_default();
+        let mut input = futures::stream::select_all(inputs);
+        let rows = ctx.metrics.counter(&format!("sink.{}.rows", ctx.node_id));
+        let stream = async_stream::stream! {
+            let node = ctx.node_id.to_string();
+            let fail = |m: String| SermoError::stage(&node, None, m);
+            let mut file = match &self.out {
+                None => None,
+                Some(p) => match std::fs::File::create(p) {
+                    Ok(f) => Some(std::io::BufWriter::new(f)),
+                    Err(e) => {
+                        let m = format!("cannot create: {e}"); yield Err(SermoError::stage(&node, Some(p.clone()), m));
+                        return;
+                    }
+                },
+            };
+            let format = self.cfg.out.as_deref().and_then(format_of);
+            let mut pq = None;
+            if format == Some(Format::Parquet)
+                && let Some(f) = file.take()
+            {
+                match f.into_inner().map_err(|e| e.to_string()).and_then(|f| {
+                    parquet::arrow::ArrowWriter::try_new(f, in_schema.clone(), None)
+                        .map_err(|e| e.to_string())
+                }) {
+                    Ok(w) => pq = Some(w),
+                    Err(e) => { let m = format!("cannot write Parquet: {e}"); yield Err(fail(m)); return; }
+                }
+            }
+            if let (Some(f), Some(Format::Csv)) = (file.as_mut(), format) {
+                let mut head = "clip_id,segment,start_s,end_s,label,confidence".to_string();
+                for c in &classes {
+                    head.push_str(&format!(",p_{c}"));
+                }
+                let written = writeln!(f, "{head}");
+                if let Err(e) = written {
+                    let m = format!("cannot write: {e}"); yield Err(fail(m));
+                    return;
+                }
+            }
+            let mut per_clip: BTreeMap<String, Vec<(f64, f64, String)>> = BTreeMap::new();
+            let mut clips_seen: Vec<String> = Vec::new();
+            while let Some(item) = input.next().await {
+                let b = match item {
+                    Ok(Frame::Batch(b)) => b,
+                    Ok(_) => continue,
+                    Err(e) => { yield Err(e); return; }
+                };
+                rows.add(b.num_rows() as u64);
+                if let Some(w) = pq.as_mut()
+                    && let Err(e) = w.write(&b)
+                {
+                    let m = format!("cannot write Parquet: {e}"); yield Err(fail(m));
+                    return;
+                }
+                let segs = match segments(&b) {
+                    Ok(s) => s,
+                    Err(e) => { yield Err(fail(e)); return; }
+                };
+                for s in segs {
+                    if !per_clip.contains_key(&s.clip_id) {
+                        clips_seen.push(s.clip_id.clone());
+                    }
+                    if self.cfg.print {
+                        let line = format!(
+                            "{}{}–{}  {:<10} {:.2}",
+                            if clips_seen.len() > 1 { format!("{}  ", s.clip_id) } else { String::new() },
+                            hms(s.start_s),
+                            hms(s.end_s),
+                            s.label,
+                            s.confidence
+                        );
+                        print_now(&line);
+                    }
+                    if let Some(f) = file.as_mut() {
+                        let line = match format {
+                            Some(Format::Csv) => {
+                                let mut l = format!(
+                                    "{},{},{:.3},{:.3},{},{:.6}",
+                                    csv_field(&s.clip_id), s.segment, s.start_s, s.end_s, csv_field(&s.label), s.confidence
+                                );
+                                for p in &s.probs {
+                                    l.push_str(&format!(",{p:.6}"));
+                                }
+                                l
+                            }
+                            _ => serde_json::to_string(&s).unwrap_or_default(),
+                        };
+                        let written = writeln!(f, "{line}");
+                if let Err(e) = written {
+                            let m = format!("cannot write: {e}"); yield Err(fail(m));
+                            return;
+                        }
+                    }
+                    per_clip.entry(s.clip_id.clone()).or_default().push((s.start_s, s.end_s, s.label));
+                }
+            }
+            if let Some(w) = pq
+                && let Err(e) = w.close()
+            {
+                let m = format!("cannot write Parquet: {e}"); yield Err(fail(m));
+                return;
+            }
+            if let Some(mut f) = file
+                && let Err(e) = f.flush()
+            {
+                let m = format!("cannot write: {e}"); yield Err(fail(m));
+                return;
+            }
+            if self.cfg.print {
+                for c in &clips_seen {
+                    if let Some(v) = per_clip.get_mut(c) {
+                        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+                        println!("{c}: {}", summary(v));
+                    }
+                }
+            }
+        };
+        BatchStream::new(schema::empty_schema(), stream)
+    }
+}
+
+/// One line on stdout, flushed at once (a pipe sees each segment when scored).
+fn print_now(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_merged() {
+        let segs = vec![
+            (0.0, 3.0, "neutral".to_string()),
+            (3.0, 6.0, "neutral".to_string()),
+            (6.0, 9.0, "angry".to_string()),
+            (9.0, 12.0, "neutral".to_string()),
+        ];
+        assert_eq!(
+            summary(&segs),
+            "00:00–00:06 neutral, 00:06–00:09 angry, 00:09–00:12 neutral"
+        );
+        assert_eq!(hms(3725.0), "01:02:05");
+    }
+}
