@@ -13,9 +13,18 @@ pub struct InferArgs {
     /// The model folder (`config.json` + `model.mpk`).
     #[arg(long)]
     pub model: std::path::PathBuf,
-    /// Audio files (any format `decode` reads).
+    /// Audio files (any format `decode` reads), or `-` for a stream on stdin.
     #[arg(required = true)]
     pub files: Vec<String>,
+    /// With `-`: `wav` (header in the stream), or raw `s16le` / `f32le`.
+    #[arg(long, value_enum, default_value = "wav")]
+    pub format: crate::ops::stdin::PcmFormat,
+    /// With `-` and raw PCM: the sample rate.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// With `-` and raw PCM: interleaved channels (mixed to mono).
+    #[arg(long, default_value_t = 1)]
+    pub channels: u16,
     /// Segment length in seconds.
     #[arg(long, default_value_t = 3.0)]
     pub segment: f64,
@@ -52,8 +61,9 @@ fn absolute(p: &str) -> String {
 /// The pipeline text for `args`.
 pub fn pipeline(args: &InferArgs) -> Result<String, String> {
     let a = read_artifact(&args.model)?;
-    if args.files.iter().any(|f| f == "-") {
-        return Err("reading audio from stdin (`-`) is not supported yet; give files".into());
+    let stdin = args.files.iter().any(|f| f == "-");
+    if stdin && args.files.len() > 1 {
+        return Err("`-` (stdin) cannot be mixed with files".into());
     }
     if !(args.segment.is_finite() && args.segment > 0.0) {
         return Err(format!("--segment must be positive, got {}", args.segment));
@@ -62,12 +72,28 @@ pub fn pipeline(args: &InferArgs) -> Result<String, String> {
     let paths: Vec<String> = args.files.iter().map(|f| quote(&absolute(f))).collect();
     let mut t = String::new();
     t.push_str("[pipeline]\nname = \"infer\"\n\n");
-    t.push_str(&format!(
-        "[sources.input]\nkind = \"files\"\npaths = [{}]\n\n",
-        paths.join(", ")
-    ));
-    t.push_str("[stages.audio]\nkind = \"decode\"\ninput = \"input\"\nchannels = \"mix\"\n\n");
     let mut last = "audio";
+    if stdin {
+        let format = match args.format {
+            crate::ops::stdin::PcmFormat::Wav => "wav",
+            crate::ops::stdin::PcmFormat::S16le => "s16le",
+            crate::ops::stdin::PcmFormat::F32le => "f32le",
+        };
+        t.push_str(&format!(
+            "[sources.audio]\nkind = \"stdin\"\nformat = \"{format}\"\nchannels = {}\n",
+            args.channels
+        ));
+        if let Some(r) = args.rate {
+            t.push_str(&format!("rate = {r}\n"));
+        }
+        t.push('\n');
+    } else {
+        t.push_str(&format!(
+            "[sources.input]\nkind = \"files\"\npaths = [{}]\n\n",
+            paths.join(", ")
+        ));
+        t.push_str("[stages.audio]\nkind = \"decode\"\ninput = \"input\"\nchannels = \"mix\"\n\n");
+    }
     if let Some(rate) = a.sample_rate {
         t.push_str(&format!(
             "[stages.rate]\nkind = \"resample\"\ninput = \"audio\"\nrate = {rate}\n\n"

@@ -46,6 +46,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut r = Self::empty();
         r.register::<ops::files::FilesConfig>();
+        r.register::<ops::stdin::StdinConfig>();
         r.register::<ops::decode::DecodeConfig>();
         r.register::<ops::resample::ResampleConfig>();
         r.register::<ops::augment::AugmentConfig>();

@@ -14,6 +14,7 @@ pub mod parquet;
 pub mod per_clip;
 pub mod per_row;
 pub mod resample;
+pub mod stdin;
 pub mod timeline;
 pub mod train;
 pub mod window;
