@@ -101,6 +101,9 @@ pub enum Command {
     /// rate → segments → the model's features → model; prints a timeline and a
     /// summary of runs per file.
     Infer(crate::infer_cli::InferArgs),
+    /// A live emotion page (browser microphone over a WebSocket) and
+    /// `POST /v1/predict` for uploaded files.
+    Serve(crate::serve::ServeArgs),
     /// Evaluate a trained model on a feature table (e.g. cross-corpus): accuracy,
     /// UAR, macro F1, per-class metrics and the confusion matrix.
     Eval {
@@ -230,6 +233,13 @@ pub fn main() -> ExitCode {
         }
         Command::Query(args) => crate::analysis::run_query(&args),
         Command::Stats(args) => crate::analysis::run_stats(&args),
+        Command::Serve(args) => match crate::serve::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sermo: serve: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Infer(args) => match crate::infer_cli::pipeline(&args) {
             Ok(text) => {
                 let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));

@@ -36,6 +36,7 @@ pub mod labels;
 pub mod ops;
 pub mod registry;
 pub mod schema;
+pub mod serve;
 pub mod shards;
 pub mod train;
 

@@ -169,7 +169,7 @@ fn sermo_infer_prints_a_timeline_and_writes_every_segment() {
 #[test]
 fn infer_on_audio_equals_infer_on_the_same_features() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model(dir.path());
+    model(dir.path());
     let glob = root()
         .join("examples/audio/emodb/*.wav")
         .display()

@@ -220,7 +220,7 @@ pub fn read_wav_header(r: &mut dyn Read) -> std::result::Result<Layout, String> 
         let size = u32::from_le_bytes([c[4], c[5], c[6], c[7]]) as usize;
         match &c[0..4] {
             b"fmt " => {
-                if size < 16 || size > 1024 {
+                if !(16..=1024).contains(&size) {
                     return Err(format!("bad fmt chunk size {size}"));
                 }
                 let mut f = vec![0u8; size + (size & 1)];

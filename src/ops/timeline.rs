@@ -8,6 +8,7 @@
 //! kind = "timeline"
 //! input = "emotion"
 //! out = "timeline.csv"     # optional: .parquet (one file), .jsonl or .csv
+//! format = "jsonl"         # optional: when `out`'s name does not say (a pipe)
 //! print = true             # the lines on stdout (default)
 //! ```
 //! Line format: `00:00:03–00:00:06  angry  0.81` (the clip id leads when several
@@ -37,6 +38,8 @@ use crate::schema::{self, CLASSES_KEY, TableKind, col};
 pub struct TimelineConfig {
     /// Also write the rows here: `.parquet` (one file), `.jsonl` or `.csv`.
     pub out: Option<String>,
+    /// The format of `out` when its name does not say (`parquet`, `jsonl`, `csv`).
+    pub format: Option<String>,
     #[serde(default = "d_true")]
     pub print: bool,
 }
@@ -59,6 +62,24 @@ enum Format {
     Parquet,
 }
 
+fn format_named(name: &str) -> Option<Format> {
+    match name {
+        "jsonl" | "ndjson" => Some(Format::Jsonl),
+        "csv" => Some(Format::Csv),
+        "parquet" => Some(Format::Parquet),
+        _ => None,
+    }
+}
+
+impl TimelineConfig {
+    fn out_format(&self) -> Option<Format> {
+        match &self.format {
+            Some(f) => format_named(f),
+            None => self.out.as_deref().and_then(format_of),
+        }
+    }
+}
+
 fn format_of(path: &str) -> Option<Format> {
     if path.ends_with(".jsonl") || path.ends_with(".ndjson") {
         Some(Format::Jsonl)
@@ -73,8 +94,16 @@ fn format_of(path: &str) -> Option<Format> {
 
 impl OperatorConfig for TimelineConfig {
     fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
+        if let Some(f) = &self.format
+            && format_named(f).is_none()
+        {
+            return vec![Problem::new(
+                "format",
+                format!("`{f}` is not parquet, jsonl or csv"),
+            )];
+        }
         match &self.out {
-            Some(o) if format_of(o).is_none() => vec![
+            Some(o) if self.out_format().is_none() => vec![
                 Problem::new("out", format!("`{o}` is not .parquet, .jsonl or .csv")).with_hint(
                     "for a crash-safe Parquet table, add a `parquet` sink on the same input",
                 ),
@@ -221,7 +250,7 @@ impl Operator for Timeline {
                     }
                 },
             };
-            let format = self.cfg.out.as_deref().and_then(format_of);
+            let format = self.cfg.out_format();
             let mut pq = None;
             if format == Some(Format::Parquet)
                 && let Some(f) = file.take()
@@ -300,6 +329,15 @@ impl Operator for Timeline {
                         }
                     }
                     per_clip.entry(s.clip_id.clone()).or_default().push((s.start_s, s.end_s, s.label));
+                }
+                // Readers of a pipe see each batch when it is scored.
+                if let Some(f) = file.as_mut() {
+                    let flushed = f.flush();
+                    if let Err(e) = flushed {
+                        let m = format!("cannot write: {e}");
+                        yield Err(fail(m));
+                        return;
+                    }
                 }
             }
             if let Some(w) = pq
