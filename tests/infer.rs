@@ -11,90 +11,26 @@ use std::process::Command;
 
 use arrow::array::{AsArray, Float32Array};
 use arrow::datatypes::Float32Type;
-use common::{read_parts, sermo_bin};
+use common::{DEMO_FEATURES, audio_head, demo_features, read_parts, sermo, sermo_bin, train_demo};
 
 fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(sermo_bin()).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    sermo(args)
 }
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-const FEATURES: &str = r#"
-[stages.feat]
-kind = "features"
-input = "a16"
-n_fft = 512
-hop_length = 256
-stack = ["zcr", "rms", "mfcc"]
-[stages.feat.zcr]
-[stages.feat.rms]
-[stages.feat.mfcc]
-n_mfcc = 13
-"#;
-
-fn audio_head(glob: &str) -> String {
-    format!(
-        r#"[pipeline]
-name = "p"
-[sources.clips]
-kind = "files"
-paths = ["{glob}"]
-labels = "emodb"
-[stages.audio]
-kind = "decode"
-input = "clips"
-[stages.a16]
-kind = "resample"
-input = "audio"
-rate = 16000
-"#
-    )
-}
+const FEATURES: &str = DEMO_FEATURES;
 
 /// Features of the EmoDB demo clips and a small mlp trained on them (speaker 08 held out).
 fn model(dir: &Path) -> PathBuf {
-    let glob = root().join("examples/audio/emodb/*.wav");
-    let p = dir.join("features.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "{}{FEATURES}[sinks.t]\nkind = \"parquet\"\ninput = \"feat\"\npath = \"feats\"\n",
-            audio_head(&glob.display().to_string())
-        ),
+    demo_features(dir);
+    train_demo(
+        dir,
+        "model",
+        "model = \"mlp\"\nfeatures = [\"stacked\"]\nepochs = 15\nbatch_size = 4\nsplit = { by = \"speaker\", test = [\"08\"] }\n[sinks.m.params]\nhidden = 32\n",
     )
-    .unwrap();
-    let t = dir.join("train.toml");
-    std::fs::write(
-        &t,
-        r#"[pipeline]
-name = "t"
-[sources.f]
-kind = "parquet"
-path = "feats"
-[sinks.m]
-kind = "train"
-input = "f"
-model = "mlp"
-features = ["stacked"]
-epochs = 15
-batch_size = 4
-split = { by = "speaker", test = ["08"] }
-out = "model"
-[sinks.m.params]
-hidden = 32
-"#,
-    )
-    .unwrap();
-    let (ok, _, err) = run(&["run", "-q", p.to_str().unwrap(), t.to_str().unwrap()]);
-    assert!(ok, "{err}");
-    dir.join("model")
 }
 
 fn probs(batches: &[arrow::record_batch::RecordBatch]) -> Vec<(String, u32, Vec<f32>)> {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sermo_bin;
+use common::{demo_features, sermo_bin, train_demo};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,74 +30,12 @@ impl Drop for Killed {
 
 /// A confident small model: an mlp fitted to the EmoDB demo clips of speaker 03.
 fn model(dir: &Path) -> PathBuf {
-    let glob = root().join("examples/audio/emodb/*.wav");
-    let p = dir.join("p.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"[pipeline]
-name = "p"
-[sources.clips]
-kind = "files"
-paths = ["{}"]
-labels = "emodb"
-[stages.audio]
-kind = "decode"
-input = "clips"
-[stages.a16]
-kind = "resample"
-input = "audio"
-rate = 16000
-[stages.feat]
-kind = "features"
-input = "a16"
-n_fft = 512
-hop_length = 256
-stack = ["zcr", "rms", "mfcc"]
-[stages.feat.zcr]
-[stages.feat.rms]
-[stages.feat.mfcc]
-n_mfcc = 13
-[sinks.t]
-kind = "parquet"
-input = "feat"
-path = "feats"
-"#,
-            glob.display()
-        ),
+    demo_features(dir);
+    train_demo(
+        dir,
+        "model",
+        "model = \"mlp\"\nfeatures = [\"stacked\"]\nepochs = 40\nbatch_size = 4\nlearning_rate = 5e-3\nsplit = { by = \"speaker\", test = [\"08\"] }\n",
     )
-    .unwrap();
-    let t = dir.join("t.toml");
-    std::fs::write(
-        &t,
-        r#"[pipeline]
-name = "t"
-[sources.f]
-kind = "parquet"
-path = "feats"
-[sinks.m]
-kind = "train"
-input = "f"
-model = "mlp"
-features = ["stacked"]
-epochs = 40
-batch_size = 4
-learning_rate = 5e-3
-split = { by = "speaker", test = ["08"] }
-out = "model"
-"#,
-    )
-    .unwrap();
-    let out = Command::new(sermo_bin())
-        .args(["run", "-q", p.to_str().unwrap(), t.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("model")
 }
 
 /// Start `sermo serve` on a free port; returns the process, its port and a

@@ -6,71 +6,21 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::sermo_bin;
+use common::{demo_features, sermo};
 
 fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(sermo_bin()).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let (ok, out, err) = sermo(args);
+    (ok, out + &err)
 }
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-fn demo() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/audio/emodb")
-        .display()
-        .to_string()
-}
-
 /// EmoDB demo clips (speakers 03 and 08) → stacked ZCR + RMS + 13 MFCC.
 fn features(dir: &Path) -> std::path::PathBuf {
-    let p = dir.join("features.toml");
-    write(
-        &p,
-        &format!(
-            r#"[pipeline]
-name = "f"
-[sources.clips]
-kind = "files"
-paths = ["{}/*.wav"]
-labels = "emodb"
-[stages.audio]
-kind = "decode"
-input = "clips"
-[stages.a16]
-kind = "resample"
-input = "audio"
-rate = 16000
-[stages.feat]
-kind = "features"
-input = "a16"
-n_fft = 512
-hop_length = 256
-stack = ["zcr", "rms", "mfcc"]
-[stages.feat.zcr]
-[stages.feat.rms]
-[stages.feat.mfcc]
-n_mfcc = 13
-[sinks.t]
-kind = "parquet"
-input = "feat"
-path = "feats"
-"#,
-            demo()
-        ),
-    );
-    let (ok, text) = run(&["run", "-q", p.to_str().unwrap()]);
-    assert!(ok, "{text}");
-    dir.join("feats")
+    demo_features(dir)
 }
 
 fn train_pipeline(dir: &Path, name: &str, model: &str, split: &str) -> std::path::PathBuf {

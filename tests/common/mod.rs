@@ -139,3 +139,84 @@ pub fn clip_samples(batches: &[arrow::record_batch::RecordBatch]) -> Vec<(String
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     rows
 }
+
+/// Run the built `sermo`: (success, stdout, stderr).
+pub fn sermo(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(sermo_bin())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Pipeline head: `clips` (files matching `glob`, EmoDB labels) → `audio` (decode)
+/// → `a16` (16 kHz).
+pub fn audio_head(glob: &str) -> String {
+    format!(
+        r#"[pipeline]
+name = "p"
+[sources.clips]
+kind = "files"
+paths = ["{glob}"]
+labels = "emodb"
+[stages.audio]
+kind = "decode"
+input = "clips"
+[stages.a16]
+kind = "resample"
+input = "audio"
+rate = 16000
+"#
+    )
+}
+
+/// The `feat` stage of the demo tables: stacked ZCR + RMS + 13 MFCC (n_fft 512, hop 256).
+pub const DEMO_FEATURES: &str = r#"
+[stages.feat]
+kind = "features"
+input = "a16"
+n_fft = 512
+hop_length = 256
+stack = ["zcr", "rms", "mfcc"]
+[stages.feat.zcr]
+[stages.feat.rms]
+[stages.feat.mfcc]
+n_mfcc = 13
+"#;
+
+/// The 12 EmoDB demo clips (speakers 03 and 08) as a features table in `dir/feats`.
+pub fn demo_features(dir: &Path) -> PathBuf {
+    let glob = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/emodb/*.wav");
+    let p = dir.join("features.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "{}{DEMO_FEATURES}[sinks.t]\nkind = \"parquet\"\ninput = \"feat\"\npath = \"feats\"\n",
+            audio_head(&glob.display().to_string())
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = sermo(&["run", "-q", p.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    dir.join("feats")
+}
+
+/// Train on `dir/feats` with the `train` sink keys `keys` (no `input`/`out`); the
+/// model goes to `dir/<out>`.
+pub fn train_demo(dir: &Path, out: &str, keys: &str) -> PathBuf {
+    let t = dir.join(format!("{out}.toml"));
+    std::fs::write(
+        &t,
+        format!(
+            "[pipeline]\nname = \"t\"\n[sources.f]\nkind = \"parquet\"\npath = \"feats\"\n[sinks.m]\nkind = \"train\"\ninput = \"f\"\nout = \"{out}\"\n{keys}"
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = sermo(&["run", t.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    dir.join(out)
+}
