@@ -29,11 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use super::clip::{row_str, row_u32};
 use super::features::{FEATURES_KEY, FeaturesConfig, RowFeaturizer};
+use super::per_row::{Failed, map_batches};
 use super::train::DeviceChoice;
 use crate::engine::operator::require_inputs;
 use crate::engine::{
-    BatchStream, Component, ConfigContext, Frame, FrameResult, Operator, OperatorConfig, PlanInput,
-    Problem, Role, TaskContext,
+    BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
+    Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
 use crate::schema::{self, CLASSES_KEY, TableKind, col};
@@ -232,9 +233,6 @@ struct Infer {
     cfg: InferConfig,
     model: Arc<LoadedModel>,
 }
-
-/// A row that could not be scored: path, clip id, reason, message.
-type Failed = (String, String, &'static str, String);
 
 /// Score one input batch: a predictions batch (rows that could be scored) and the
 /// rows that could not.
@@ -501,48 +499,14 @@ impl Operator for Infer {
         };
         let model = self.model;
         let batch_size = self.cfg.batch_size.max(1);
-        let concurrency = ctx.pool.threads().max(1);
         let schema = out_schema.clone();
-        let ctx2 = ctx.clone();
-        let scored = input
-            .map(move |item| {
-                let ctx = ctx2.clone();
-                let model = model.clone();
-                let featurizer = featurizer.clone();
-                let schema = schema.clone();
-                async move {
-                    let batch = match item {
-                        Ok(Frame::Batch(b)) => b,
-                        other => return vec![other],
-                    };
-                    let job = ctx
-                        .pool
-                        .run(move || {
-                            infer_batch(&model, featurizer.as_deref(), &batch, &schema, batch_size)
-                        })
-                        .await;
-                    match job {
-                        Err(p) => vec![Err(SermoError::stage(&ctx.node_id, None, p.to_string()))],
-                        Ok(Err(e)) => vec![Err(SermoError::stage(&ctx.node_id, None, e))],
-                        Ok(Ok((b, failed))) => {
-                            let mut v: Vec<FrameResult> = failed
-                                .into_iter()
-                                .map(|(path, id, reason, msg)| {
-                                    Ok(ctx.quarantine(&path, &id, reason, msg))
-                                })
-                                .collect();
-                            if let Some(b) = b {
-                                v.push(Ok(Frame::Batch(b)));
-                            }
-                            v
-                        }
-                    }
-                }
-            })
-            .buffered(concurrency)
-            .flat_map(futures::stream::iter);
+        let scored = map_batches(input, out_schema.clone(), ctx.clone(), move |batch| {
+            let (b, failed) =
+                infer_batch(&model, featurizer.as_deref(), &batch, &schema, batch_size)?;
+            Ok((b.into_iter().collect(), failed))
+        });
         let Some(smooth) = self.cfg.smooth.clone().filter(|s| s.median > 1) else {
-            return BatchStream::new(out_schema, scored);
+            return scored;
         };
         let mut sm = Smoother {
             k: smooth.median,

@@ -15,16 +15,23 @@ use crate::engine::{BatchStream, Frame, FrameResult, TaskContext};
 use crate::error::SermoError;
 use crate::schema::col;
 
-/// Apply `f` to every row of `input` on the pool.
-pub fn map_rows<F>(
+/// A row that could not be processed: path, clip id, quarantine reason, message.
+pub type Failed = (String, String, &'static str, String);
+
+/// What a batch job gives back: output batches and the rows it quarantines.
+pub type BatchResult = Result<(Vec<RecordBatch>, Vec<Failed>), String>;
+
+/// Apply `f` to every input batch on the pool, at most `threads × 2` jobs in
+/// flight, output in input order. Quarantined rows become quarantine frames; an
+/// `Err` stops the stream naming the stage; other frames pass through in place.
+pub fn map_batches<F>(
     input: BatchStream,
     out_schema: SchemaRef,
     ctx: TaskContext,
-    reason: &'static str,
     f: F,
 ) -> BatchStream
 where
-    F: Fn(&RecordBatch) -> Result<Vec<RecordBatch>, String> + Send + Sync + 'static,
+    F: Fn(RecordBatch) -> BatchResult + Send + Sync + 'static,
 {
     let f = Arc::new(f);
     let concurrency = ctx.pool.threads() * 2;
@@ -37,37 +44,47 @@ where
                     Ok(Frame::Batch(b)) => b,
                     other => return vec![other],
                 };
-                let job = ctx
-                    .pool
-                    .run(move || {
-                        (0..batch.num_rows())
-                            .map(|i| {
-                                let row = batch.slice(i, 1);
-                                f(&row).map_err(|e| (row, e))
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .await;
-                match job {
+                match ctx.pool.run(move || f(batch)).await {
                     Err(p) => vec![Err(SermoError::stage(&ctx.node_id, None, p.to_string()))],
-                    Ok(rows) => rows
+                    Ok(Err(e)) => vec![Err(SermoError::stage(&ctx.node_id, None, e))],
+                    Ok(Ok((batches, failed))) => failed
                         .into_iter()
-                        .flat_map(|r| match r {
-                            Ok(bs) => bs
-                                .into_iter()
-                                .map(|b| Ok(Frame::Batch(b)))
-                                .collect::<Vec<FrameResult>>(),
-                            Err((row, e)) => {
-                                let (path, id) =
-                                    (row_str(&row, col::PATH), row_str(&row, col::CLIP_ID));
-                                vec![Ok(ctx.quarantine(&path, &id, reason, e))]
-                            }
-                        })
-                        .collect(),
+                        .map(|(path, id, reason, msg)| Ok(ctx.quarantine(&path, &id, reason, msg)))
+                        .chain(batches.into_iter().map(|b| Ok(Frame::Batch(b))))
+                        .collect::<Vec<FrameResult>>(),
                 }
             }
         })
         .buffered(concurrency)
         .flat_map(futures::stream::iter);
     BatchStream::new(out_schema, out)
+}
+
+/// Apply `f` to every row of `input` on the pool.
+pub fn map_rows<F>(
+    input: BatchStream,
+    out_schema: SchemaRef,
+    ctx: TaskContext,
+    reason: &'static str,
+    f: F,
+) -> BatchStream
+where
+    F: Fn(&RecordBatch) -> Result<Vec<RecordBatch>, String> + Send + Sync + 'static,
+{
+    map_batches(input, out_schema, ctx, move |batch| {
+        let (mut out, mut failed) = (Vec::new(), Vec::new());
+        for i in 0..batch.num_rows() {
+            let row = batch.slice(i, 1);
+            match f(&row) {
+                Ok(bs) => out.extend(bs),
+                Err(e) => failed.push((
+                    row_str(&row, col::PATH),
+                    row_str(&row, col::CLIP_ID),
+                    reason,
+                    e,
+                )),
+            }
+        }
+        Ok((out, failed))
+    })
 }
