@@ -120,6 +120,9 @@ pub enum Command {
         /// Also write the metrics as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Where the model runs: `cpu`, `cuda` or `auto`.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: crate::train::device::DeviceChoice,
     },
 }
 
@@ -261,7 +264,8 @@ pub fn main() -> ExitCode {
             table,
             labels,
             out,
-        } => eval(&model, &table, labels, out.as_deref()),
+            device,
+        } => eval(&model, &table, labels, out.as_deref(), device),
     }
 }
 
@@ -270,8 +274,9 @@ fn eval(
     table: &Path,
     labels: crate::train::inference::EvalLabels,
     out: Option<&Path>,
+    device: crate::train::device::DeviceChoice,
 ) -> ExitCode {
-    let r = match crate::train::inference::evaluate(model, table, labels) {
+    let r = match crate::train::inference::evaluate(model, table, labels, device) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sermo: eval: {e}");

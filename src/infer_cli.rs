@@ -40,6 +40,9 @@ pub struct InferArgs {
     /// Segments per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Where the model runs: `cpu`, `cuda` or `auto` (CUDA when present).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::train::device::DeviceChoice,
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -106,9 +109,10 @@ pub fn pipeline(args: &InferArgs) -> Result<String, String> {
         args.hop.unwrap_or(args.segment)
     ));
     t.push_str(&format!(
-        "[stages.emotion]\nkind = \"infer\"\ninput = \"segments\"\nmodel = {}\nbatch_size = {}\n",
+        "[stages.emotion]\nkind = \"infer\"\ninput = \"segments\"\nmodel = {}\nbatch_size = {}\ndevice = \"{}\"\n",
         quote(&model),
-        args.batch_size
+        args.batch_size,
+        args.device.name()
     ));
     if let Some(k) = args.smooth {
         t.push_str(&format!("smooth = {{ median = {k} }}\n"));

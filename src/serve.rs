@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Largest accepted upload for `POST /v1/predict`, in MB.
     #[arg(long, default_value_t = 100)]
     pub max_upload_mb: usize,
+    /// Where the model runs: `cpu`, `cuda` or `auto`.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::train::device::DeviceChoice,
     /// Segment length in seconds.
     #[arg(long, default_value_t = 3.0)]
     pub segment: f64,
@@ -75,6 +78,7 @@ fn infer_args(args: &ServeArgs, files: Vec<String>, out: Option<String>) -> Infe
         smooth: None,
         out,
         batch_size: 64,
+        device: args.device,
         threads: Some(1),
         verbose: false,
     }

@@ -90,6 +90,7 @@ fn settings() -> TrainSettings {
         grad_clip: Some(5.0),
         max_frames: 1000,
         seed: 1,
+        spec_mask: None,
     }
 }
 

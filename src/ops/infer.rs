@@ -7,7 +7,7 @@
 //! input = "segments"           # audio (e.g. 3-s windows) or a features table
 //! model = "runs/emodb-cnn1d"   # config.json + model.mpk
 //! batch_size = 64              # windows per forward pass
-//! device = "cpu"               # cpu | auto (cuda: not in this build)
+//! device = "cpu"               # cpu | cuda | auto (src/train/device.rs)
 //! smooth = { median = 3 }      # optional: per-class median over consecutive segments
 //! ```
 //! Fed audio, the stage computes the features itself with the settings recorded in
@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 use super::clip::{row_str, row_u32};
 use super::features::{FEATURES_KEY, FeaturesConfig, RowFeaturizer};
 use super::per_row::{Failed, map_batches};
-use super::train::DeviceChoice;
 use crate::engine::operator::require_inputs;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
@@ -39,6 +38,7 @@ use crate::engine::{
 use crate::error::{Result, SermoError};
 use crate::schema::{self, CLASSES_KEY, TableKind, col};
 use crate::train::data::{Example, Normalize, column_width, examples};
+use crate::train::device::DeviceChoice;
 use crate::train::inference::{CONFIG_FILE, LoadedModel, ModelArtifact, model_dir};
 use crate::train::training::argmax;
 
@@ -136,10 +136,11 @@ impl OperatorConfig for InferConfig {
                 format!("median must be an odd number of segments, got {}", s.median),
             ));
         }
-        if self.device == DeviceChoice::Cuda {
+        if self.device == DeviceChoice::Cuda && !crate::train::device::CUDA_BUILT {
             p.push(
-                Problem::new("device", "this build has no CUDA backend")
-                    .with_hint("use device = \"cpu\" or \"auto\""),
+                Problem::new("device", "this build has no CUDA backend").with_hint(
+                    "use device = \"cpu\" or \"auto\", or build with the `cuda` feature",
+                ),
             );
         }
         match self.artifact(ctx) {
@@ -220,8 +221,11 @@ impl OperatorConfig for InferConfig {
 
     fn build(&self, ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
         let dir = self.model_path(ctx);
-        let model =
-            LoadedModel::load(&dir).map_err(|e| SermoError::stage("infer", Some(dir), e))?;
+        let model = LoadedModel::load_on(&dir, self.device)
+            .map_err(|e| SermoError::stage("infer", Some(dir), e))?;
+        if self.device != DeviceChoice::Cpu {
+            eprintln!("sermo: infer: model on the {}", model.device);
+        }
         Ok(Box::new(Infer {
             cfg: self.clone(),
             model: Arc::new(model),
@@ -315,7 +319,7 @@ fn infer_batch(
         return Ok((None, failed));
     }
     let refs: Vec<&Example> = ex.iter().collect();
-    let probs = model.predict_with(&refs, batch_size);
+    let probs = model.predict_with(&refs, batch_size)?;
     let keys =
         arrow::compute::concat_batches(&keys[0].schema(), &keys).map_err(|e| e.to_string())?;
     Ok((

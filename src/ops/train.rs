@@ -19,7 +19,7 @@
 //! split = { by = "speaker", test = ["03", "08"], valid = ["09"] }
 //! # cv = { by = "speaker", folds = 10 }   (instead of split; folds = speakers: LOSO)
 //! seed = 7
-//! device = "cpu"                   # cpu | auto (cuda: not in this build, see docs/models.md)
+//! device = "cpu"                   # cpu | cuda | auto (src/train/device.rs)
 //! out = "runs/emodb-cnn1d"
 //! [sinks.model.params]             # model hyper-parameters (docs/models.md)
 //! dropout = 0.3
@@ -51,9 +51,11 @@ use crate::engine::{
 };
 use crate::error::{Result, SermoError};
 use crate::schema::{self, col};
+use crate::train::CpuAutodiff;
 use crate::train::data::{
-    Example, Normalize, Standardizer, column_width, examples, normalize_groups,
+    Example, Masking, Normalize, Standardizer, column_width, examples, normalize_groups,
 };
+use crate::train::device::Device;
 use crate::train::inference::{CONFIG_FILE, MODEL_FILE, ModelArtifact};
 use crate::train::metrics::{Confusion, CvReport, Report};
 use crate::train::model::{ModelConfig, ModelKind, ModelParams};
@@ -62,7 +64,7 @@ use crate::train::split::{Assignment, Cv, Part, Split};
 use crate::train::training::{
     ClassWeights, Epoch, Schedule, TrainSettings, argmax, predict, train,
 };
-use crate::train::{Cpu, CpuAutodiff};
+use burn::tensor::backend::AutodiffBackend;
 
 /// `early_stopping = { patience = N }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -71,15 +73,7 @@ pub struct EarlyStopping {
     pub patience: usize,
 }
 
-/// Where to train.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    #[default]
-    Cpu,
-    Cuda,
-    Auto,
-}
+pub use crate::train::device::DeviceChoice;
 
 /// Config of the `train` sink.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -122,6 +116,10 @@ pub struct TrainConfig {
     /// with its own statistics first (docs/models.md).
     #[serde(default)]
     pub normalize: Normalize,
+    /// SpecAugment-style masking of training batches:
+    /// `spec_mask = { time = 2, time_width = 20, feature = 2, feature_width = 6 }`
+    /// (every key optional, these are the defaults).
+    pub spec_mask: Option<Masking>,
 }
 
 fn d_epochs() -> usize {
@@ -164,6 +162,7 @@ impl TrainConfig {
             grad_clip: self.grad_clip,
             max_frames: self.max_frames,
             seed: self.seed,
+            spec_mask: self.spec_mask,
         }
     }
 
@@ -208,10 +207,11 @@ impl OperatorConfig for TrainConfig {
                 format!("must be positive, got {}", self.learning_rate),
             ));
         }
-        if self.device == DeviceChoice::Cuda {
+        if self.device == DeviceChoice::Cuda && !crate::train::device::CUDA_BUILT {
             p.push(
-                Problem::new("device", "this build has no CUDA backend")
-                    .with_hint("use device = \"cpu\" or \"auto\""),
+                Problem::new("device", "this build has no CUDA backend").with_hint(
+                    "use device = \"cpu\" or \"auto\", or build with the `cuda` feature",
+                ),
             );
         }
         if self.out.trim().is_empty() {
@@ -342,6 +342,68 @@ fn progress_bar(epochs: usize, name: &str) -> Option<indicatif::ProgressBar> {
     Some(b)
 }
 
+/// One fold's training inputs, on whichever backend runs it.
+struct FoldJob<'a> {
+    model: &'a ModelConfig,
+    settings: &'a TrainSettings,
+    train: &'a [&'a Example],
+    valid: &'a [&'a Example],
+    test: &'a [&'a Example],
+    norm: &'a Standardizer,
+    model_path: PathBuf,
+}
+
+/// What a fold's training leaves (the best model is saved at `model_path`).
+struct Fitted {
+    history: Vec<Epoch>,
+    best_epoch: usize,
+    /// Class probabilities of the test rows.
+    probs: Vec<Vec<f32>>,
+}
+
+impl FoldJob<'_> {
+    /// Train on backend `B`, save the best model, predict the test rows.
+    fn fit<B: AutodiffBackend>(
+        &self,
+        device: &B::Device,
+        progress: &mut dyn FnMut(&Epoch),
+    ) -> std::result::Result<Fitted, String> {
+        let trained = train::<B>(
+            self.model,
+            self.settings,
+            self.train,
+            self.valid,
+            self.norm,
+            device,
+            progress,
+        );
+        let probs = predict::<B::InnerBackend>(
+            &trained.model,
+            self.test,
+            self.model.input_dim,
+            self.norm,
+            self.settings.batch_size,
+            self.settings.max_frames,
+            device,
+        );
+        let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        trained
+            .model
+            .save_file(&self.model_path, &rec)
+            .map_err(|e| {
+                format!(
+                    "cannot save the model in {}: {e}",
+                    self.model_path.display()
+                )
+            })?;
+        Ok(Fitted {
+            history: trained.history,
+            best_epoch: trained.best_epoch,
+            probs,
+        })
+    }
+}
+
 /// Train and evaluate one assignment; write its artifacts into `dir`.
 #[allow(clippy::too_many_arguments)] // one call site; the inputs are distinct
 fn run_fold(
@@ -354,6 +416,7 @@ fn run_fold(
     sample_rate: Option<u32>,
     dir: &Path,
     name: &str,
+    device: Device,
 ) -> std::result::Result<Report, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let pick =
@@ -373,9 +436,8 @@ fn run_fold(
         params: cfg.params.clone(),
     };
     let settings = cfg.settings();
-    let device = Default::default();
     let bar = progress_bar(settings.epochs, name);
-    let trained = train::<CpuAutodiff>(&model_cfg, &settings, &tr, &va, &norm, &device, |e| {
+    let mut progress = |e: &Epoch| {
         let line = format!(
             "train loss {:.4} acc {:.3}{} ({:.1} s)",
             e.train_loss,
@@ -391,37 +453,43 @@ fn run_fold(
                 b.set_message(line);
                 b.inc(1);
             }
-            None if e.epoch == 1 || e.epoch % 10 == 0 || e.epoch == settings.epochs => {
+            None if e.epoch == 1 || e.epoch.is_multiple_of(10) || e.epoch == settings.epochs => {
                 eprintln!("  {name} epoch {:>3}: {line}", e.epoch)
             }
             None => {}
         }
-    });
+    };
+    let job = FoldJob {
+        model: &model_cfg,
+        settings: &settings,
+        train: &tr,
+        valid: &va,
+        test: &te,
+        norm: &norm,
+        model_path: dir.join(MODEL_FILE),
+    };
+    let fitted = match device {
+        Device::Cpu => job.fit::<CpuAutodiff>(&Default::default(), &mut progress)?,
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => crate::train::device::guard("training", || {
+            job.fit::<crate::train::GpuAutodiff>(
+                &burn::backend::cuda::CudaDevice::new(i),
+                &mut progress,
+            )
+        })??,
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => return Err("this build has no CUDA backend".into()),
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let probs = predict::<Cpu>(
-        &trained.model,
-        &te,
-        dims,
-        &norm,
-        settings.batch_size,
-        settings.max_frames,
-        &device,
-    );
     let mut conf = Confusion::new(labels.to_vec());
-    for (p, e) in probs.iter().zip(&te) {
+    for (p, e) in fitted.probs.iter().zip(&te) {
         if let Some(t) = e.label {
             conf.add(t, argmax(p));
         }
     }
     let report = conf.report();
-    let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-    trained
-        .model
-        .clone()
-        .save_file(dir.join(MODEL_FILE), &rec)
-        .map_err(|e| format!("cannot save the model in {}: {e}", dir.display()))?;
     let mut hashes = BTreeMap::new();
     for p in Part::ALL {
         hashes.insert(p.name().to_string(), data_hash(ex, &assignment.indices(p)));
@@ -437,14 +505,14 @@ fn run_fold(
         training: settings,
         split: assignment.describe(),
         leakage: assignment.leakage(),
-        best_epoch: trained.best_epoch,
+        best_epoch: fitted.best_epoch,
         data_hash: hashes,
         normalize: cfg.normalize,
         sample_rate,
     };
     write_json(&dir.join(CONFIG_FILE), &artifact)?;
     write_json(&dir.join("metrics.json"), &report)?;
-    let hb = history_batch(&trained.history).map_err(|e| e.to_string())?;
+    let hb = history_batch(&fitted.history).map_err(|e| e.to_string())?;
     let f = std::fs::File::create(dir.join("history.parquet")).map_err(|e| e.to_string())?;
     let mut w =
         parquet::arrow::ArrowWriter::try_new(f, hb.schema(), None).map_err(|e| e.to_string())?;
@@ -453,8 +521,8 @@ fn run_fold(
     let title = format!("{} {}", cfg.model.name(), name);
     plots::confusion(&report, &title, &dir.join(plots::CONFUSION_PNG))?;
     plots::curves(
-        &trained.history,
-        trained.best_epoch,
+        &fitted.history,
+        fitted.best_epoch,
         &title,
         &dir.join(plots::CURVES_PNG),
     )?;
@@ -464,7 +532,7 @@ fn run_fold(
         report.accuracy,
         report.uar,
         te.len(),
-        trained.best_epoch
+        fitted.best_epoch
     );
     Ok(report)
 }
@@ -480,11 +548,9 @@ fn fit_all(
     sample_rate: Option<u32>,
 ) -> std::result::Result<(), String> {
     let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
-    if cfg.device == DeviceChoice::Auto {
-        eprintln!(
-            "sermo: train: device = \"auto\": training on the CPU (this build has no CUDA backend)"
-        );
-    }
+    let resolved = crate::train::device::resolve(cfg.device)?;
+    eprintln!("sermo: train: training on the {}", resolved.description);
+    let device = resolved.device;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     match (&cfg.split, &cfg.cv) {
         (Some(split), _) => {
@@ -501,6 +567,7 @@ fn fit_all(
                 sample_rate,
                 out,
                 "split",
+                device,
             )?;
             println!("{}", r.render());
         }
@@ -519,6 +586,7 @@ fn fit_all(
                     sample_rate,
                     &dir,
                     &format!("fold {k}"),
+                    device,
                 )?);
             }
             let mut pooled = Confusion::new(labels.clone());

@@ -246,6 +246,63 @@ impl HostBatch {
     }
 }
 
+/// SpecAugment-style masking of training batches (Park et al. 2019): in each
+/// example, `time` bands of 0..=`time_width` consecutive frames and `feature`
+/// bands of 0..=`feature_width` consecutive dimensions are set to 0 — the training
+/// mean after standardization. Only training batches are masked, only within an
+/// example's real frames; validation, test and inference see whole inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Masking {
+    #[serde(default = "d_bands")]
+    pub time: usize,
+    #[serde(default = "d_time_width")]
+    pub time_width: usize,
+    #[serde(default = "d_bands")]
+    pub feature: usize,
+    #[serde(default = "d_feature_width")]
+    pub feature_width: usize,
+}
+
+fn d_bands() -> usize {
+    2
+}
+fn d_time_width() -> usize {
+    20
+}
+fn d_feature_width() -> usize {
+    6
+}
+
+impl HostBatch {
+    /// Apply `m` to every example; `lengths[i]` is example i's real frame count.
+    pub fn spec_mask(&mut self, m: &Masking, lengths: &[usize], rng: &mut impl rand::Rng) {
+        let (t, d) = (self.frames, self.dims);
+        for (i, &len) in lengths.iter().enumerate().take(self.batch) {
+            let len = len.min(t);
+            let ex = &mut self.x[i * t * d..(i * t + len) * d];
+            for _ in 0..m.time {
+                let w = rng.random_range(0..=m.time_width.min(len));
+                if w == 0 {
+                    continue;
+                }
+                let start = rng.random_range(0..=len - w);
+                ex[start * d..(start + w) * d].fill(0.0);
+            }
+            for _ in 0..m.feature {
+                let w = rng.random_range(0..=m.feature_width.min(d));
+                if w == 0 {
+                    continue;
+                }
+                let start = rng.random_range(0..=d - w);
+                for f in ex.chunks_exact_mut(d) {
+                    f[start..start + w].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
 /// Examples → standardized, padded, masked batches (burn's `Batcher`).
 #[derive(Debug, Clone)]
 pub struct SerBatcher {
@@ -357,4 +414,69 @@ pub fn batch<B: Backend>(
     }
     .host(examples)
     .to_device(device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn batch(lengths: &[usize], t: usize, d: usize) -> HostBatch {
+        let b = lengths.len();
+        let mut x = vec![0f32; b * t * d];
+        for (i, &len) in lengths.iter().enumerate() {
+            x[i * t * d..(i * t + len) * d].fill(1.0);
+        }
+        HostBatch {
+            x,
+            mask: vec![0.0; b * t],
+            targets: vec![0; b],
+            batch: b,
+            frames: t,
+            dims: d,
+        }
+    }
+
+    #[test]
+    fn spec_mask_zeroes_bands_inside_real_frames_only() {
+        let (t, d) = (50, 10);
+        let lengths = [50, 30];
+        let m = Masking {
+            time: 1,
+            time_width: 8,
+            feature: 1,
+            feature_width: 3,
+        };
+        let mut masked_frames = 0;
+        let mut masked_dims = 0;
+        for seed in 0..20 {
+            let mut hb = batch(&lengths, t, d);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            hb.spec_mask(&m, &lengths, &mut rng);
+            for (i, &len) in lengths.iter().enumerate() {
+                let ex = &hb.x[i * t * d..(i + 1) * t * d];
+                // Padding stays zero, nothing outside the real frames changes.
+                assert!(ex[len * d..].iter().all(|&v| v == 0.0));
+                let frames = ex[..len * d].chunks_exact(d);
+                let zero_frames = frames.clone().filter(|f| f.iter().all(|&v| v == 0.0));
+                let n = zero_frames.count();
+                assert!(n <= 8, "time band wider than time_width: {n}");
+                masked_frames += n;
+                let zero_dims = (0..d)
+                    .filter(|&k| frames.clone().all(|f| f[k] == 0.0))
+                    .count();
+                assert!(zero_dims <= 3 || n == len);
+                masked_dims += zero_dims;
+                // Everything else is untouched.
+                assert!(ex[..len * d].iter().all(|&v| v == 0.0 || v == 1.0));
+            }
+        }
+        assert!(masked_frames > 0 && masked_dims > 0);
+        // Same seed, same masks.
+        let mut a = batch(&lengths, t, d);
+        let mut b = batch(&lengths, t, d);
+        a.spec_mask(&m, &lengths, &mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+        b.spec_mask(&m, &lengths, &mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+        assert_eq!(a.x, b.x);
+    }
 }

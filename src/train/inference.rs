@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Cpu;
 use super::data::{Example, Normalize, Standardizer, examples, normalize_groups};
+use super::device::{self, Device, DeviceChoice};
 use super::metrics::{Confusion, Report};
 use super::model::{ModelConfig, SerModel};
 use super::training::{TrainSettings, argmax, predict};
@@ -56,11 +57,21 @@ pub struct ModelArtifact {
     pub sample_rate: Option<u32>,
 }
 
-/// A model loaded for inference on the CPU.
+/// A model loaded for inference, on the CPU or a CUDA device.
 pub struct LoadedModel {
     pub artifact: ModelArtifact,
-    pub model: SerModel<Cpu>,
+    net: Net,
     pub dir: PathBuf,
+    /// Where it runs, for the user (`CPU`, `CUDA device 0 (…)`).
+    pub device: String,
+}
+
+/// The module on its backend (one per loaded model: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Net {
+    Cpu(SerModel<Cpu>),
+    #[cfg(feature = "cuda")]
+    Cuda(Box<(SerModel<crate::train::Gpu>, burn::backend::cuda::CudaDevice)>),
 }
 
 /// The directory holding a model: `dir` itself, or for a cross-validation run
@@ -96,8 +107,14 @@ pub fn model_dir(dir: &Path) -> Result<PathBuf, String> {
 }
 
 impl LoadedModel {
-    /// Load `config.json` and the weights from `dir`.
+    /// Load `config.json` and the weights from `dir` onto the CPU.
     pub fn load(dir: &Path) -> Result<LoadedModel, String> {
+        Self::load_on(dir, DeviceChoice::Cpu)
+    }
+
+    /// Load `config.json` and the weights from `dir` onto the device `choice`
+    /// resolves to ([`device::resolve`]).
+    pub fn load_on(dir: &Path, choice: DeviceChoice) -> Result<LoadedModel, String> {
         let dir = model_dir(dir)?;
         let cfg_path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&cfg_path)
@@ -118,37 +135,75 @@ impl LoadedModel {
                 artifact.model.input_dim
             ));
         }
-        let device = Default::default();
+        let resolved = device::resolve(choice)?;
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        let model = artifact
-            .model
-            .init::<Cpu>(&device)
-            .load_file(dir.join(MODEL_FILE), &rec, &device)
-            .map_err(|e| format!("cannot load the weights in {}: {e}", dir.display()))?;
+        let path = dir.join(MODEL_FILE);
+        let bad = |e: burn::record::RecorderError| {
+            format!("cannot load the weights in {}: {e}", dir.display())
+        };
+        let net = match resolved.device {
+            Device::Cpu => {
+                let d = Default::default();
+                Net::Cpu(
+                    artifact
+                        .model
+                        .init::<Cpu>(&d)
+                        .load_file(path, &rec, &d)
+                        .map_err(bad)?,
+                )
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => {
+                let d = burn::backend::cuda::CudaDevice::new(i);
+                let m = device::guard("loading the model", || {
+                    artifact
+                        .model
+                        .init::<crate::train::Gpu>(&d)
+                        .load_file(path, &rec, &d)
+                })?
+                .map_err(bad)?;
+                Net::Cuda(Box::new((m, d)))
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => return Err("this build has no CUDA backend".into()),
+        };
         Ok(LoadedModel {
             artifact,
-            model,
+            net,
             dir,
+            device: resolved.description,
         })
     }
 
     /// Class probabilities for each example (rows of [`ModelArtifact::labels`]).
-    pub fn predict(&self, ex: &[&Example]) -> Vec<Vec<f32>> {
+    pub fn predict(&self, ex: &[&Example]) -> Result<Vec<Vec<f32>>, String> {
         self.predict_with(ex, self.artifact.training.batch_size)
     }
 
     /// [`LoadedModel::predict`] with `batch_size` examples per forward pass.
-    pub fn predict_with(&self, ex: &[&Example], batch_size: usize) -> Vec<Vec<f32>> {
+    pub fn predict_with(
+        &self,
+        ex: &[&Example],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>, String> {
         let a = &self.artifact;
-        predict::<Cpu>(
-            &self.model,
-            ex,
-            a.model.input_dim,
-            &a.standardizer,
-            batch_size,
-            a.max_frames,
-            &Default::default(),
-        )
+        let (dims, norm, frames) = (a.model.input_dim, &a.standardizer, a.max_frames);
+        match &self.net {
+            Net::Cpu(m) => Ok(predict::<Cpu>(
+                m,
+                ex,
+                dims,
+                norm,
+                batch_size,
+                frames,
+                &Default::default(),
+            )),
+            #[cfg(feature = "cuda")]
+            Net::Cuda(md) => device::guard("inference", || {
+                let (m, d) = &**md;
+                predict::<crate::train::Gpu>(m, ex, dims, norm, batch_size, frames, d)
+            }),
+        }
     }
 }
 
@@ -248,8 +303,13 @@ pub fn read_table(
 }
 
 /// `sermo eval`: score the model in `model_dir` on the table at `table`.
-pub fn evaluate(model_dir: &Path, table: &Path, mode: EvalLabels) -> Result<EvalReport, String> {
-    let m = LoadedModel::load(model_dir)?;
+pub fn evaluate(
+    model_dir: &Path,
+    table: &Path,
+    mode: EvalLabels,
+    device: DeviceChoice,
+) -> Result<EvalReport, String> {
+    let m = LoadedModel::load_on(model_dir, device)?;
     let a = &m.artifact;
     let mut columns = a.features.clone();
     columns.extend([col::LABEL, col::CLIP_ID, col::SPEAKER].map(String::from));
@@ -320,7 +380,7 @@ pub fn evaluate(model_dir: &Path, table: &Path, mode: EvalLabels) -> Result<Eval
             ok
         })
         .collect();
-    let probs = m.predict(&keep);
+    let probs = m.predict(&keep)?;
     let names: Vec<String> = scored_labels.iter().map(|&i| a.labels[i].clone()).collect();
     let mut conf = Confusion::new(match mode {
         EvalLabels::Model => a.labels.clone(),

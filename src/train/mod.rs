@@ -1,4 +1,5 @@
-//! Training and evaluation of SER models with burn (CPU: ndarray backend).
+//! Training and evaluation of SER models with burn (CPU: ndarray backend; CUDA:
+//! burn's cuda backend, cargo feature `cuda`, chosen at run time by [`device`]).
 //!
 //! Layout after burn's examples: [`model`] (the modules and their configs),
 //! [`data`] (rows → examples → padded batches, the `Batcher`, prefetching),
@@ -12,6 +13,7 @@
 //!   std over cross-validation folds, with text rendering and serde.
 
 pub mod data;
+pub mod device;
 pub mod inference;
 pub mod metrics;
 pub mod model;
@@ -23,3 +25,9 @@ pub mod training;
 pub type Cpu = burn::backend::NdArray<f32>;
 /// The CPU backend with automatic differentiation.
 pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;
+/// The CUDA backend (cargo feature `cuda`).
+#[cfg(feature = "cuda")]
+pub type Gpu = burn::backend::Cuda<f32>;
+/// The CUDA backend with automatic differentiation.
+#[cfg(feature = "cuda")]
+pub type GpuAutodiff = burn::backend::Autodiff<Gpu>;

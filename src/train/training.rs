@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Example, SerBatcher, Standardizer, batch, length_buckets, prefetch};
+use super::data::{Example, Masking, SerBatcher, Standardizer, batch, length_buckets, prefetch};
 use super::model::{ModelConfig, SerModel};
 
 /// Learning-rate schedule.
@@ -57,6 +57,9 @@ pub struct TrainSettings {
     /// Longer examples are cut to this many frames.
     pub max_frames: usize,
     pub seed: u64,
+    /// SpecAugment-style masking of training batches.
+    #[serde(default)]
+    pub spec_mask: Option<Masking>,
 }
 
 /// One epoch of the history.
@@ -212,11 +215,23 @@ pub fn train<B: AutodiffBackend>(
     for epoch in 0..s.epochs {
         let t0 = Instant::now();
         let lr = learning_rate(s, epoch);
-        let jobs = length_buckets(&lengths, s.batch_size, &mut rng);
-        let make = |idx: Vec<usize>| {
+        let jobs: Vec<(usize, Vec<usize>)> = length_buckets(&lengths, s.batch_size, &mut rng)
+            .into_iter()
+            .enumerate()
+            .collect();
+        let make = |(k, idx): (usize, Vec<usize>)| {
             let chunk: Vec<&Example> = idx.iter().map(|&i| train[i]).collect();
             let targets: Vec<usize> = chunk.iter().map(|e| e.label.unwrap_or(0)).collect();
-            (batcher.host(&chunk), targets)
+            let mut hb = batcher.host(&chunk);
+            if let Some(m) = &s.spec_mask {
+                // Seeded per (seed, epoch, batch): the same on every run.
+                let mut r = ChaCha8Rng::seed_from_u64(
+                    s.seed ^ ((epoch as u64) << 32 | k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                let lens: Vec<usize> = idx.iter().map(|&i| lengths[i]).collect();
+                hb.spec_mask(m, &lens, &mut r);
+            }
+            (hb, targets)
         };
         let (loss_sum, correct, seen);
         (model, loss_sum, correct, seen) = prefetch(jobs, 2, make, |batches| {
