@@ -404,13 +404,17 @@ pub fn summary(metrics: &Metrics, wall: Duration) -> String {
     if other > 0 {
         q.push_str(&format!(", {other} in other shards"));
     }
+    let rows = if sinks.is_empty() {
+        "0".to_string()
+    } else {
+        sinks.join(", ")
+    };
+    if total == 0 && quarantined == 0 && audio == 0.0 {
+        // A pipeline over tables (features → train, parquet → parquet): no audio.
+        return format!("sermo: rows: {rows}; done in {}", human_duration(wall_s));
+    }
     format!(
-        "sermo: {total} files, {q}; rows: {}; {} of audio in {} ({:.0}x real time)",
-        if sinks.is_empty() {
-            "0".to_string()
-        } else {
-            sinks.join(", ")
-        },
+        "sermo: {total} files, {q}; rows: {rows}; {} of audio in {} ({:.0}x real time)",
         human_duration(audio),
         human_duration(wall_s),
         audio / wall_s

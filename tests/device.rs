@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{demo_features, sermo, train_demo};
+use common::{demo_features, sermo, train_demo, train_pipeline};
 use sermo::train::device::probe_cuda;
 
 const KEYS: &str = r#"model = "cnn1d"
@@ -47,24 +47,12 @@ fn losses(d: &Path) -> Vec<f64> {
     v
 }
 
-fn pipeline(dir: &Path, name: &str, keys: &str) -> std::path::PathBuf {
-    let t = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &t,
-        format!(
-            "[pipeline]\nname = \"t\"\n[sources.f]\nkind = \"parquet\"\npath = \"feats\"\n[sinks.m]\nkind = \"train\"\ninput = \"f\"\nout = \"{name}\"\n{keys}"
-        ),
-    )
-    .unwrap();
-    t
-}
-
 #[test]
 fn auto_follows_the_probe_and_cuda_fails_clearly_without_a_gpu() {
     let dir = tempfile::tempdir().unwrap();
     demo_features(dir.path());
     let cpu = train_demo(dir.path(), "cpu", &format!("device = \"cpu\"\n{KEYS}"));
-    let p = pipeline(dir.path(), "auto", &format!("device = \"auto\"\n{KEYS}"));
+    let p = train_pipeline(dir.path(), "auto", &format!("device = \"auto\"\n{KEYS}"));
     let (ok, _, err) = sermo(&["run", p.to_str().unwrap()]);
     assert!(ok, "{err}");
     let auto = dir.path().join("auto");
@@ -81,7 +69,7 @@ fn auto_follows_the_probe_and_cuda_fails_clearly_without_a_gpu() {
                 text(&auto.join("metrics.json"))
             );
             // `cuda` is refused at run time with the probe's reason, naming the stage.
-            let p = pipeline(dir.path(), "gpu", &format!("device = \"cuda\"\n{KEYS}"));
+            let p = train_pipeline(dir.path(), "gpu", &format!("device = \"cuda\"\n{KEYS}"));
             let (ok, _, err) = sermo(&["run", p.to_str().unwrap()]);
             assert!(!ok, "device = \"cuda\" ran without a GPU");
             assert!(err.contains("device = \"cuda\""), "{err}");

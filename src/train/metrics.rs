@@ -328,15 +328,14 @@ impl CvReport {
         }
     }
 
-    /// One line per fold, then mean ± std.
+    /// One line per fold (numbered from 0, as the `fold-K` folders), then mean ± std.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let fw = self.folds.len().to_string().len();
+        let fw = self.folds.len().saturating_sub(1).to_string().len();
         for (k, r) in self.folds.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "fold {:>fw$}    accuracy {:.4}  UAR {:.4}  macro-F1 {:.4}  (n = {})",
-                k + 1,
+                "fold {k:>fw$}    accuracy {:.4}  UAR {:.4}  macro-F1 {:.4}  (n = {})",
                 r.accuracy,
                 r.uar,
                 r.macro_f1,
@@ -549,8 +548,8 @@ neutral     10        1
         let text = cv.render();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with("fold 1    accuracy 0.8000"), "{text}");
-        assert!(lines[1].starts_with("fold 2    accuracy 0.6000"), "{text}");
+        assert!(lines[0].starts_with("fold 0    accuracy 0.8000"), "{text}");
+        assert!(lines[1].starts_with("fold 1    accuracy 0.6000"), "{text}");
         assert!(
             lines[2].starts_with("mean ± std   accuracy 0.7000 ± 0.1000"),
             "{text}"

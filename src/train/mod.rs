@@ -12,6 +12,7 @@
 //! - [`metrics`]: confusion matrix, accuracy, UAR, precision/recall/F1, and mean ±
 //!   std over cross-validation folds, with text rendering and serde.
 
+pub mod conv;
 pub mod data;
 pub mod device;
 pub mod inference;

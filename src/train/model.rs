@@ -9,18 +9,20 @@
 //! frame.
 
 use burn::module::{Initializer, Param};
-use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
+use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::pool::{MaxPool1d, MaxPool1dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::transformer::{
     TransformerDecoder, TransformerDecoderConfig, TransformerDecoderInput,
 };
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, Lstm, LstmConfig,
-    PaddingConfig1d, PaddingConfig2d,
+    PaddingConfig1d,
 };
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
 use serde::{Deserialize, Serialize};
+
+use super::conv::{GemmConv1d, GemmConv2d, GemmConv2dConfig};
 
 /// Which model (`model = "..."` in a `train` sink).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,9 +181,7 @@ impl ModelConfig {
                 let mut c_in = self.input_dim;
                 for &c in &p.filters {
                     blocks.push(Block1d {
-                        conv: Conv1dConfig::new(c_in, c, p.kernel)
-                            .with_padding(PaddingConfig1d::Same)
-                            .init(device),
+                        conv: GemmConv1d::new(c_in, c, p.kernel, device),
                         norm: BatchNormConfig::new(c).init(device),
                         pool: MaxPool1dConfig::new(2).with_stride(2).init(),
                         dropout: drop.clone(),
@@ -200,9 +200,7 @@ impl ModelConfig {
                 let mut c_in = 1;
                 for &c in &p.channels {
                     blocks.push(Block2d {
-                        conv: Conv2dConfig::new([c_in, c], [p.kernel, p.kernel])
-                            .with_padding(PaddingConfig2d::Same)
-                            .init(device),
+                        conv: GemmConv2dConfig::new([c_in, c], [p.kernel, p.kernel]).init(device),
                         pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
                         dropout: drop.clone(),
                     });
@@ -226,9 +224,7 @@ impl ModelConfig {
                 let mut c_in = 1;
                 for &c in &p.fcn_channels {
                     blocks.push(FcnBlock {
-                        conv: Conv2dConfig::new([c_in, c], [p.kernel, p.kernel])
-                            .with_padding(PaddingConfig2d::Same)
-                            .init(device),
+                        conv: GemmConv2dConfig::new([c_in, c], [p.kernel, p.kernel]).init(device),
                         norm: BatchNormConfig::new(c).init(device),
                         pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
                     });
@@ -292,7 +288,7 @@ pub struct Mlp<B: Backend> {
 
 #[derive(Module, Debug)]
 pub struct Block1d<B: Backend> {
-    conv: Conv1d<B>,
+    conv: GemmConv1d<B>,
     norm: BatchNorm<B>,
     pool: MaxPool1d,
     dropout: Dropout,
@@ -308,7 +304,7 @@ pub struct Cnn1d<B: Backend> {
 
 #[derive(Module, Debug)]
 pub struct Block2d<B: Backend> {
-    conv: Conv2d<B>,
+    conv: GemmConv2d<B>,
     pool: MaxPool2d,
     dropout: Dropout,
 }
@@ -331,7 +327,7 @@ pub struct LstmNet<B: Backend> {
 
 #[derive(Module, Debug)]
 pub struct FcnBlock<B: Backend> {
-    conv: Conv2d<B>,
+    conv: GemmConv2d<B>,
     norm: BatchNorm<B>,
     pool: MaxPool2d,
 }

@@ -205,9 +205,9 @@ pub fn demo_features(dir: &Path) -> PathBuf {
     dir.join("feats")
 }
 
-/// Train on `dir/feats` with the `train` sink keys `keys` (no `input`/`out`); the
-/// model goes to `dir/<out>`.
-pub fn train_demo(dir: &Path, out: &str, keys: &str) -> PathBuf {
+/// Write `dir/<out>.toml`: the `train` sink on `dir/feats` with the keys `keys`
+/// (no `input`/`out`), the model going to `dir/<out>`.
+pub fn train_pipeline(dir: &Path, out: &str, keys: &str) -> PathBuf {
     let t = dir.join(format!("{out}.toml"));
     std::fs::write(
         &t,
@@ -216,6 +216,13 @@ pub fn train_demo(dir: &Path, out: &str, keys: &str) -> PathBuf {
         ),
     )
     .unwrap();
+    t
+}
+
+/// Train on `dir/feats` with the `train` sink keys `keys` (no `input`/`out`); the
+/// model goes to `dir/<out>`.
+pub fn train_demo(dir: &Path, out: &str, keys: &str) -> PathBuf {
+    let t = train_pipeline(dir, out, keys);
     let (ok, _, err) = sermo(&["run", t.to_str().unwrap()]);
     assert!(ok, "{err}");
     dir.join(out)
