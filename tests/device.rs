@@ -47,6 +47,19 @@ fn losses(d: &Path) -> Vec<f64> {
     v
 }
 
+/// `sermo eval --model M --table T --device D`.
+fn eval(model: &Path, table: &Path, device: &str) -> (bool, String, String) {
+    sermo(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--table",
+        table.to_str().unwrap(),
+        "--device",
+        device,
+    ])
+}
+
 #[test]
 fn auto_follows_the_probe_and_cuda_fails_clearly_without_a_gpu() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,15 +89,7 @@ fn auto_follows_the_probe_and_cuda_fails_clearly_without_a_gpu() {
             assert!(err.contains(&why), "{err}");
             assert!(!err.contains("panicked"), "{err}");
             // `sermo eval --device cuda` too.
-            let (ok, _, err) = sermo(&[
-                "eval",
-                "--model",
-                cpu.to_str().unwrap(),
-                "--table",
-                dir.path().join("feats").to_str().unwrap(),
-                "--device",
-                "cuda",
-            ]);
+            let (ok, _, err) = eval(&cpu, &dir.path().join("feats"), "cuda");
             assert!(!ok);
             assert!(err.contains(&why), "{err}");
         }
@@ -94,15 +99,7 @@ fn auto_follows_the_probe_and_cuda_fails_clearly_without_a_gpu() {
         }
     }
     // Whatever trained it, the model loads and scores on the CPU.
-    let (ok, out, err) = sermo(&[
-        "eval",
-        "--model",
-        auto.to_str().unwrap(),
-        "--table",
-        dir.path().join("feats").to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let (ok, out, err) = eval(&auto, &dir.path().join("feats"), "cpu");
     assert!(ok, "{err}");
     assert!(out.contains("accuracy"), "{out}");
 }
