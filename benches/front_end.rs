@@ -97,6 +97,13 @@ fn main() {
                 v["audio_s"].as_f64().unwrap_or(0.0) / 3600.0,
                 v["wall_s"].as_f64().unwrap_or(0.0)
             );
+            if let Some(d) = v["decode_only_x_real_time"].as_f64() {
+                println!(
+                    "libsndfile decode only (no mix, no resampling), 1 core: {d:.0}x real time \
+                     (20x librosa would be {:.0}x)",
+                    20.0 * lx
+                );
+            }
             if let Some(s) = one_core {
                 println!("ratio (1 core): sermo / librosa = {:.1}x", s / lx);
             }

@@ -367,7 +367,7 @@ fn time_stretch_matches_librosa() {
 
 #[test]
 fn pitch_shift_is_close_to_librosa() {
-    // Same phase vocoder; the resampler differs (rubato FFT vs soxr_hq).
+    // Same phase vocoder; the resampler differs (sermo's soxr-HQ-matched FFT sinc vs soxr_hq itself).
     let v = fixture();
     let signal: Vec<f32> = floats(&v["signal"]).iter().map(|&x| x as f32).collect();
     for case in v["pitch_shift"].as_array().unwrap() {

@@ -41,15 +41,15 @@ fn high_quality_matches_soxr_hq() {
     let Some(v) = measure("high") else { return };
     eprintln!("{v}");
     assert_eq!(v["lengths_equal"], true);
-    assert!(v["sweep_diff_db"].as_f64().unwrap() < -75.0, "{v}");
+    assert!(v["sweep_diff_db"].as_f64().unwrap() < -110.0, "{v}");
     assert!(v["passband_ripple_db"].as_f64().unwrap() < 0.01, "{v}");
     for (f, db) in v["alias_db"].as_object().unwrap() {
         assert!(db.as_f64().unwrap() < -120.0, "alias at {f} Hz: {db}");
     }
-    // Real speech (RAVDESS, 48 kHz): the residual lies in 7.4-7.9 kHz, where soxr
-    // HQ starts its roll-off about 100 Hz earlier; see docs/resampling.md.
+    // Real speech (RAVDESS, 48 kHz): the issue asks for < -60 dB; the filter is
+    // designed after soxr HQ's response and measures about -95 to -104 dB.
     for d in v["speech_diff_db"].as_array().unwrap() {
-        assert!(d.as_f64().unwrap() < -50.0, "{v}");
+        assert!(d.as_f64().unwrap() < -90.0, "{v}");
     }
 }
 

@@ -21,14 +21,14 @@
 //!   `tests/augment_dsp.rs`.
 //! - **Pitch shift** ([`pitch_shift`]): `librosa.effects.pitch_shift`: stretch by
 //!   `rate = 2^(−n_steps/12)`, resample by the ratio `rate` with
-//!   [`resample_mono`] (rubato FFT, high quality, no delay, instead of librosa's
-//!   soxr_hq), then zero-pad or cut to the input length. `resample_mono` takes
+//!   [`resample_mono`] (high quality: the FFT sinc resampler whose filter follows
+//!   librosa's soxr_hq, no delay), then zero-pad or cut to the input length. `resample_mono` takes
 //!   integer rates, so `rate` is replaced by its best rational approximation `p/q`
 //!   with `q ≤ 16384` ([`rational_approx`], as Python's
 //!   `Fraction.limit_denominator`): the ratio error is below `1/(q·16384)`, which
 //!   is at most 0.051 cent (2.9·10⁻⁵ relative) over −24…+24 semitones in
 //!   0.001-semitone steps and below 10⁻⁴ cent for whole semitones (checked in the
-//!   tests). The rubato FFTs then span 2q input and 2p output frames.
+//!   tests). The resampler's FFTs then span about 2q input and 2p output frames.
 
 use rand::Rng;
 use rand::SeedableRng;
@@ -502,7 +502,7 @@ pub fn rational_approx(x: f64, max_den: u32) -> Option<(u32, u32)> {
 
 /// Shift the pitch of `y` (sampled at `sr` Hz) by `n_steps` semitones keeping its
 /// duration: `librosa.effects.pitch_shift(y, sr=sr, n_steps=n_steps)` with
-/// rubato's high-quality resampler in place of soxr_hq. The output has `y.len()`
+/// sermo's high-quality resampler (designed after soxr_hq) in place of soxr_hq. The output has `y.len()`
 /// samples. Errors: `sr == 0`, a non-finite `n_steps`, or a resampler failure.
 pub fn pitch_shift(y: &[f32], sr: u32, n_steps: f32) -> Result<Vec<f32>, String> {
     if sr == 0 {

@@ -5,5 +5,6 @@ pub mod augment;
 pub mod chroma;
 pub mod mel;
 pub mod resample;
+pub mod sinc_fft;
 pub mod spectral;
 pub mod stft;

@@ -45,7 +45,7 @@ impl Component for ResampleConfig {
     const KIND: &'static str = "resample";
     const ROLE: Role = Role::Stage;
     const SUMMARY: &'static str =
-        "resample audio to a target rate (rubato FFT, chunk-exact, no delay)";
+        "resample audio to a target rate (soxr-HQ-matched FFT sinc, chunk-exact, no delay)";
 }
 
 impl OperatorConfig for ResampleConfig {
