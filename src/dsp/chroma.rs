@@ -511,7 +511,7 @@ impl ChromaBank {
     /// written to `out[..n_chroma]`.
     pub fn apply_into(&self, spectrum: &[f32], out: &mut [f32]) {
         for (o, row) in out.iter_mut().zip(self.weights.chunks_exact(self.n_bins)) {
-            *o = row.iter().zip(spectrum).map(|(w, s)| w * s).sum();
+            *o = crate::dsp::spectral::dot(row, spectrum);
         }
     }
 
@@ -810,22 +810,17 @@ impl SpectralContrast {
     /// Peak and valley (mean of the `q` largest / smallest values) of every band and
     /// frame of a time-major magnitude spectrogram, appended as `frames × n_out`.
     pub fn peaks_valleys(&self, mag: &[f32], peaks: &mut Vec<f64>, valleys: &mut Vec<f64>) {
-        let max_rows = self.bands.iter().map(|b| b.rows).max().unwrap_or(0);
-        let mut scratch = vec![0.0f32; max_rows];
+        let max_q = self.bands.iter().map(|b| b.q).max().unwrap_or(1);
+        let (mut low, mut high) = (vec![0.0f32; max_q], vec![0.0f32; max_q]);
         for frame in mag.chunks_exact(self.n_bins.max(1)) {
             for b in &self.bands {
-                let s = &mut scratch[..b.rows];
-                s.copy_from_slice(&frame[b.start..b.start + b.rows]);
-                let q = b.q;
-                // q smallest, then q largest (order inside each group is irrelevant).
-                s.select_nth_unstable_by(q - 1, f32::total_cmp);
-                let valley = s[..q].iter().map(|&v| v as f64).sum::<f64>() / q as f64;
-                let n = s.len();
-                s.select_nth_unstable_by(n - q, f32::total_cmp);
-                let peak = s[n - q..].iter().map(|&v| v as f64).sum::<f64>() / q as f64;
+                let s = &frame[b.start..b.start + b.rows];
+                let (lo, hi) = (&mut low[..b.q], &mut high[..b.q]);
+                extremes(s, lo, hi);
+                let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
                 // librosa's means are float32.
-                valleys.push(valley as f32 as f64);
-                peaks.push(peak as f32 as f64);
+                valleys.push(mean(lo) as f32 as f64);
+                peaks.push(mean(hi) as f32 as f64);
             }
         }
     }
@@ -856,6 +851,73 @@ impl SpectralContrast {
     }
 }
 
+/// The `lo.len()` smallest values of `s` into `lo` (ascending) and the `hi.len()`
+/// largest into `hi` (descending). `lo` starts from the band's last q values and `hi`
+/// from its first q (spectra fall with frequency, so these are close already), then
+/// the middle is scanned in chunks of 16 with one branch-free compare each: a chunk
+/// is only walked when it holds a value that beats a current bound. With the small q
+/// of spectral contrast (1–8) this is far cheaper than a selection over a copy.
+/// Needs `lo.len() == hi.len() <= s.len()`.
+fn extremes(s: &[f32], lo: &mut [f32], hi: &mut [f32]) {
+    let (q, n) = (lo.len(), s.len());
+    if q == 0 || n < q || hi.len() != q {
+        return;
+    }
+    if n < 2 * q + 16 {
+        let mut v = s.to_vec();
+        v.sort_unstable_by(f32::total_cmp);
+        lo.copy_from_slice(&v[..q]);
+        for (h, x) in hi.iter_mut().zip(v.iter().rev()) {
+            *h = *x;
+        }
+        return;
+    }
+    let insert_lo = |v: f32, lo: &mut [f32]| {
+        if v < lo[q - 1] {
+            let mut i = q - 1;
+            while i > 0 && lo[i - 1] > v {
+                lo[i] = lo[i - 1];
+                i -= 1;
+            }
+            lo[i] = v;
+        }
+    };
+    let insert_hi = |v: f32, hi: &mut [f32]| {
+        if v > hi[q - 1] {
+            let mut i = q - 1;
+            while i > 0 && hi[i - 1] < v {
+                hi[i] = hi[i - 1];
+                i -= 1;
+            }
+            hi[i] = v;
+        }
+    };
+    lo.copy_from_slice(&s[n - q..]);
+    lo.sort_unstable_by(f32::total_cmp);
+    hi.copy_from_slice(&s[..q]);
+    hi.sort_unstable_by(|a, b| b.total_cmp(a));
+    for &v in &s[..q] {
+        insert_lo(v, lo);
+    }
+    for &v in &s[n - q..] {
+        insert_hi(v, hi);
+    }
+    let mut chunks = s[q..n - q].chunks_exact(16);
+    for c in &mut chunks {
+        let (l, h) = (lo[q - 1], hi[q - 1]);
+        if c.iter().fold(false, |any, &v| any | (v < l) | (v > h)) {
+            for &v in c {
+                insert_lo(v, lo);
+                insert_hi(v, hi);
+            }
+        }
+    }
+    for &v in chunks.remainder() {
+        insert_lo(v, lo);
+        insert_hi(v, hi);
+    }
+}
+
 /// `librosa.power_to_db(S)` with its defaults (`ref=1.0, amin=1e-10, top_db=80.0`),
 /// float64, in place.
 fn power_to_db_f64(s: &mut [f64]) {
@@ -883,4 +945,42 @@ pub fn spectral_contrast(
     linear: bool,
 ) -> Result<Vec<f32>, ContrastError> {
     Ok(SpectralContrast::new(sr, n_fft, fmin, n_bands, quantile, linear)?.compute(mag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extremes_equal_a_full_sort() {
+        // Deterministic pseudo-random values with ties.
+        let mut x = 12345u32;
+        for (n, shape) in [1usize, 2, 5, 26, 40, 103, 411]
+            .into_iter()
+            .flat_map(|n| [(n, 0), (n, 1), (n, 2)])
+        {
+            let s: Vec<f32> = (0..n)
+                .map(|i| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    let r = ((x >> 16) % 50) as f32 * 0.5;
+                    // random, falling (a spectral tilt) and rising with noise
+                    match shape {
+                        0 => r,
+                        1 => 1000.0 - i as f32 + r * 0.1,
+                        _ => i as f32 + r * 0.1,
+                    }
+                })
+                .collect();
+            let mut sorted = s.clone();
+            sorted.sort_by(f32::total_cmp);
+            for q in 1..=n.min(8) {
+                let (mut lo, mut hi) = (vec![0.0; q], vec![0.0; q]);
+                extremes(&s, &mut lo, &mut hi);
+                assert_eq!(lo, sorted[..q].to_vec(), "n {n} q {q}");
+                let mut top: Vec<f32> = sorted[n - q..].to_vec();
+                top.reverse();
+                assert_eq!(hi, top, "n {n} q {q}");
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! All arrays are time-major (`frames × dims`, row-major), i.e. librosa's output
 //! transposed.
 
-use super::stft::{PadMode, n_frames, pad};
+use super::stft::n_frames;
 
 /// log10 for positive normal floats, without libm: exponent from the bits plus
 /// ln(m) of the mantissa m ∈ [1, 2) by the series 2·atanh((m−1)/(m+1)) to t⁹
@@ -64,22 +64,26 @@ pub fn dct_ortho_matrix(n_in: usize, n_out: usize, lifter: f32) -> Vec<f32> {
 }
 
 /// Dot product with 8 independent accumulators, so the compiler can vectorise it
-/// (a plain `f32` sum is sequential under strict floating-point ordering).
+/// (a plain `f32` sum is sequential under strict floating-point ordering). The
+/// chunks are fixed-size arrays, which LLVM turns into whole-register multiply-adds
+/// (with slices it interleaves shuffles).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f32; 8];
-    let chunks = n / 8;
-    for c in 0..chunks {
-        let (x, y) = (&a[c * 8..c * 8 + 8], &b[c * 8..c * 8 + 8]);
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        if let (Ok(x), Ok(y)) = (<&[f32; 8]>::try_from(x), <&[f32; 8]>::try_from(y)) {
+            for k in 0..8 {
+                acc[k] += x[k] * y[k];
+            }
         }
     }
     let mut tail = 0.0f32;
-    for i in chunks * 8..n {
-        tail += a[i] * b[i];
+    for (x, y) in ta.iter().zip(tb) {
+        tail += x * y;
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
@@ -87,10 +91,36 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Multiply each `n_in` row of `x` by `matrix` (`n_out × n_in`), appending to `out`.
 pub fn apply_matrix(x: &[f32], n_in: usize, matrix: &[f32], out: &mut Vec<f32>) {
     let n_out = matrix.len() / n_in.max(1);
+    apply_transposed(x, n_in, &transpose(matrix, n_out, n_in), out);
+}
+
+/// `rows × cols` row-major → `cols × rows` row-major.
+pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
+/// [`apply_matrix`] with the matrix given transposed (`n_in × n_out`): each output
+/// row is accumulated as `Σ_i x[i] · mt[i]`, whole rows at a time, which vectorises
+/// without horizontal sums (the MFCC DCT of every frame).
+pub fn apply_transposed(x: &[f32], n_in: usize, mt: &[f32], out: &mut Vec<f32>) {
+    let n_out = mt.len() / n_in.max(1);
+    if n_out == 0 {
+        return;
+    }
     for row in x.chunks_exact(n_in) {
-        for k in 0..n_out {
-            let m = &matrix[k * n_in..(k + 1) * n_in];
-            out.push(dot(row, m));
+        let start = out.len();
+        out.resize(start + n_out, 0.0);
+        let o = &mut out[start..];
+        for (&v, m) in row.iter().zip(mt.chunks_exact(n_out)) {
+            for (a, &w) in o.iter_mut().zip(m) {
+                *a += v * w;
+            }
         }
     }
 }
@@ -98,31 +128,33 @@ pub fn apply_matrix(x: &[f32], n_in: usize, matrix: &[f32], out: &mut Vec<f32>) 
 /// `librosa.feature.zero_crossing_rate` (threshold 1e-10, zero counts as positive;
 /// `center` pads with edge values).
 pub fn zero_crossing_rate(y: &[f32], frame_length: usize, hop: usize, center: bool) -> Vec<f32> {
-    let padded;
-    let sig: &[f32] = if center {
-        padded = pad(y, frame_length / 2, PadMode::Edge);
-        &padded
+    let n = y.len();
+    let frames = n_frames(n, frame_length, hop, center);
+    // Edge padding repeats the end samples, so it adds no crossing: count on `y`
+    // itself, on one byte per sample (the per-frame sums vectorise).
+    let negative: Vec<u8> = y.iter().map(|&x| (x < -1e-10) as u8).collect();
+    let pad = if center {
+        (frame_length / 2) as isize
     } else {
-        y
+        0
     };
-    let n = n_frames(y.len(), frame_length, hop, center);
-    // cross[i] = 1 when samples i-1 and i differ in sign; prefix sums make every
-    // frame O(1) (a frame counts the crossings inside it, not at its first sample).
-    let negative = |x: f32| x.abs() > 1e-10 && x < 0.0;
-    let mut prefix = Vec::with_capacity(sig.len() + 1);
-    prefix.push(0u32);
-    let mut acc = 0u32;
-    for i in 0..sig.len() {
-        if i > 0 && negative(sig[i]) != negative(sig[i - 1]) {
-            acc += 1;
-        }
-        prefix.push(acc);
-    }
-    (0..n)
+    (0..frames)
         .map(|t| {
-            let (a, b) = (t * hop, t * hop + frame_length);
-            // crossings at positions a+1 ..= b-1
-            let c = prefix[b] - prefix[a + 1];
+            // A padded frame [a, a + len) counts crossings between samples j-1 and j
+            // for j = a+1 ..= a+len-1, i.e. for y positions lo ..= hi.
+            let a = (t * hop) as isize - pad;
+            let lo = (a + 1).max(1) as usize;
+            let hi = (a + frame_length as isize - 1).min(n as isize - 1);
+            let c: u32 = if hi >= lo as isize {
+                let hi = hi as usize;
+                negative[lo - 1..hi]
+                    .iter()
+                    .zip(&negative[lo..=hi])
+                    .map(|(p, q)| (p ^ q) as u32)
+                    .sum()
+            } else {
+                0
+            };
             c as f32 / frame_length as f32
         })
         .collect()
@@ -130,20 +162,24 @@ pub fn zero_crossing_rate(y: &[f32], frame_length: usize, hop: usize, center: bo
 
 /// `librosa.feature.rms` on the waveform (`center` pads with zeros).
 pub fn rms(y: &[f32], frame_length: usize, hop: usize, center: bool) -> Vec<f32> {
-    let padded;
-    let sig: &[f32] = if center {
-        padded = pad(y, frame_length / 2, PadMode::Constant);
-        &padded
+    let n = y.len();
+    let pad = if center {
+        (frame_length / 2) as isize
     } else {
-        y
+        0
     };
-    let n = n_frames(y.len(), frame_length, hop, center);
-    (0..n)
+    (0..n_frames(n, frame_length, hop, center))
         .map(|t| {
-            let f = &sig[t * hop..t * hop + frame_length];
-            let p: f64 =
-                f.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>() / frame_length as f64;
-            p.sqrt() as f32
+            // Zero padding adds nothing to the sum: the frame's part inside `y`.
+            // float32 like librosa (`np.mean(np.abs(x)**2)` on float32 frames); the
+            // 8-lane `dot` keeps the rounding error far below librosa's own.
+            let a = (t * hop) as isize - pad;
+            let (lo, hi) = (
+                a.max(0) as usize,
+                ((a + frame_length as isize).max(0) as usize).min(n),
+            );
+            let f = &y[lo.min(hi)..hi];
+            (dot(f, f) / frame_length as f32).sqrt()
         })
         .collect()
 }

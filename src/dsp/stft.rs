@@ -26,34 +26,39 @@ pub fn hann_periodic(n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Sample `i` (may be negative or past the end) of `x` padded with `mode`, as
+/// `np.pad` would give it.
+#[inline]
+pub fn padded_at(x: &[f32], i: isize, mode: PadMode) -> f32 {
+    let n = x.len() as isize;
+    if (0..n).contains(&i) {
+        return x[i as usize];
+    }
+    match mode {
+        _ if n == 0 => 0.0,
+        PadMode::Constant => 0.0,
+        PadMode::Edge => x[i.clamp(0, n - 1) as usize],
+        PadMode::Reflect => {
+            if n == 1 {
+                return x[0];
+            }
+            let period = 2 * (n - 1);
+            let mut j = i.rem_euclid(period);
+            if j >= n {
+                j = period - j;
+            }
+            x[j as usize]
+        }
+    }
+}
+
 /// Pad `x` by `pad` samples on each side (numpy's `np.pad` modes).
 pub fn pad(x: &[f32], pad: usize, mode: PadMode) -> Vec<f32> {
     let n = x.len();
     let mut out = Vec::with_capacity(n + 2 * pad);
-    let reflect = |i: isize| -> f32 {
-        if n == 1 {
-            return x[0];
-        }
-        let period = 2 * (n as isize - 1);
-        let mut j = i.rem_euclid(period);
-        if j >= n as isize {
-            j = period - j;
-        }
-        x[j as usize]
-    };
-    let fill = |out: &mut Vec<f32>, range: std::ops::Range<isize>| {
-        for i in range {
-            out.push(match mode {
-                _ if n == 0 => 0.0,
-                PadMode::Constant => 0.0,
-                PadMode::Edge => x[i.clamp(0, n as isize - 1) as usize],
-                PadMode::Reflect => reflect(i),
-            });
-        }
-    };
-    fill(&mut out, -(pad as isize)..0);
+    out.extend((-(pad as isize)..0).map(|i| padded_at(x, i, mode)));
     out.extend_from_slice(x);
-    fill(&mut out, n as isize..(n + pad) as isize);
+    out.extend((n as isize..(n + pad) as isize).map(|i| padded_at(x, i, mode)));
     out
 }
 
@@ -143,24 +148,24 @@ impl Stft {
         widen: impl Fn(f32) -> T,
         mut emit: impl FnMut(Option<&[Complex<T>]>),
     ) {
-        let padded;
-        let sig: &[f32] = if self.center {
-            padded = pad(x, self.n_fft / 2, self.pad_mode);
-            &padded
-        } else {
-            x
-        };
+        // Frames inside the signal read it directly; only the few at the edges are
+        // assembled from the padding (no padded copy of the clip).
+        let n = x.len();
+        let pad = if self.center { self.n_fft / 2 } else { 0 };
         let mut frame = fft.make_input_vec();
         let mut spec = fft.make_output_vec();
         let mut scratch = fft.make_scratch_vec();
-        for t in 0..n_frames(x.len(), self.n_fft, self.hop, self.center) {
-            let start = t * self.hop;
-            for ((f, s), w) in frame
-                .iter_mut()
-                .zip(&sig[start..start + self.n_fft])
-                .zip(window)
-            {
-                *f = widen(*s) * *w;
+        for t in 0..n_frames(n, self.n_fft, self.hop, self.center) {
+            let start = (t * self.hop) as isize - pad as isize;
+            if start >= 0 && start as usize + self.n_fft <= n {
+                let s = start as usize;
+                for ((f, s), w) in frame.iter_mut().zip(&x[s..s + self.n_fft]).zip(window) {
+                    *f = widen(*s) * *w;
+                }
+            } else {
+                for (j, (f, w)) in frame.iter_mut().zip(window).enumerate() {
+                    *f = widen(padded_at(x, start + j as isize, self.pad_mode)) * *w;
+                }
             }
             let ok = fft
                 .process_with_scratch(&mut frame, &mut spec, &mut scratch)
@@ -169,27 +174,73 @@ impl Stft {
         }
     }
 
-    /// Like [`Stft::power`] but transformed in float64 (librosa multiplies the
-    /// float32 frame by a float64 window, so its FFT runs in float64), rounded to
-    /// float32 at the end. About twice the cost; needed where the quietest bins matter
-    /// (spectral contrast's valleys lie 100 dB below the peak, under float32 FFT
-    /// round-off).
+    /// Like [`Stft::power_frames`] but transformed in float64 (librosa multiplies
+    /// the float32 frame by a float64 window, so its FFT runs in float64), each
+    /// frame's `|X|^power` rounded to float32. About twice the cost; needed where the
+    /// quietest bins matter (spectral contrast's valleys lie 100 dB below the peak,
+    /// under float32 FFT round-off).
+    pub fn power_frames_precise(&self, x: &[f32], power: f32, mut visit: impl FnMut(&[f32])) {
+        let mut row = vec![0.0f32; self.n_bins()];
+        self.for_each_frame(x, &self.fft64, &self.window64, f64::from, |spec| {
+            match spec {
+                None => row.fill(0.0),
+                // sqrt(re² + im²), not `norm()` (libm hypot guards against an
+                // overflow audio magnitudes cannot reach, at several times the cost).
+                // The branch stays outside the loops: inside, LLVM computes the
+                // (pure) powf for every bin and selects afterwards.
+                // |X|² rounded to f32, then an f32 square root (4 lanes instead of
+                // 2): within an ulp of the f64 root, as librosa's own complex64
+                // magnitudes are.
+                Some(spec) if power == 1.0 => {
+                    for (r, c) in row.iter_mut().zip(spec) {
+                        *r = (c.norm_sqr() as f32).sqrt();
+                    }
+                }
+                Some(spec) => {
+                    for (r, c) in row.iter_mut().zip(spec) {
+                        *r = (c.norm_sqr().sqrt() as f32).powf(power);
+                    }
+                }
+            }
+            visit(&row);
+        });
+    }
+
+    /// [`Stft::power_frames_precise`], collected time-major (`frames × n_bins`).
     pub fn power_precise(&self, x: &[f32], power: f32, out: &mut Vec<f32>) {
-        let bins = self.n_bins();
-        out.reserve(self.n_frames(x.len()) * bins);
+        out.reserve(self.n_frames(x.len()) * self.n_bins());
+        self.power_frames_precise(x, power, |row| out.extend_from_slice(row));
+    }
+
+    /// Calls `visit` with `|X|^power` of every frame (`n_bins` values, one buffer
+    /// reused: nothing is allocated per frame). `power = 1.0` gives magnitudes.
+    pub fn power_frames(&self, x: &[f32], power: f32, mut visit: impl FnMut(&[f32])) {
+        let mut row = vec![0.0f32; self.n_bins()];
         self.for_each_frame(
             x,
-            &self.fft64,
-            &self.window64,
-            f64::from,
-            |spec| match spec {
-                None => out.extend(std::iter::repeat_n(0.0, bins)),
-                // sqrt(re² + im²), not `norm()` (libm hypot guards against an overflow
-                // audio magnitudes cannot reach, at several times the cost).
-                Some(spec) => out.extend(spec.iter().map(|c| {
-                    let m = c.norm_sqr().sqrt() as f32;
-                    if power == 1.0 { m } else { m.powf(power) }
-                })),
+            &self.fft,
+            &self.window,
+            |s| s,
+            |spec| {
+                match spec {
+                    None => row.fill(0.0),
+                    Some(spec) if power == 2.0 => {
+                        for (r, c) in row.iter_mut().zip(spec) {
+                            *r = c.norm_sqr();
+                        }
+                    }
+                    Some(spec) if power == 1.0 => {
+                        for (r, c) in row.iter_mut().zip(spec) {
+                            *r = c.norm_sqr().sqrt();
+                        }
+                    }
+                    Some(spec) => {
+                        for (r, c) in row.iter_mut().zip(spec) {
+                            *r = c.norm_sqr().sqrt().powf(power);
+                        }
+                    }
+                }
+                visit(&row);
             },
         );
     }
@@ -197,19 +248,7 @@ impl Stft {
     /// Power spectrogram (|X|²), time-major: `frames × n_bins`, appended to `out`.
     /// `power = 1.0` gives magnitudes.
     pub fn power(&self, x: &[f32], power: f32, out: &mut Vec<f32>) {
-        let bins = self.n_bins();
-        out.reserve(self.n_frames(x.len()) * bins);
-        self.for_each_frame(
-            x,
-            &self.fft,
-            &self.window,
-            |s| s,
-            |spec| match spec {
-                None => out.extend(std::iter::repeat_n(0.0, bins)),
-                Some(spec) if power == 2.0 => out.extend(spec.iter().map(|c| c.norm_sqr())),
-                Some(spec) if power == 1.0 => out.extend(spec.iter().map(|c| c.norm_sqr().sqrt())),
-                Some(spec) => out.extend(spec.iter().map(|c| c.norm_sqr().sqrt().powf(power))),
-            },
-        );
+        out.reserve(self.n_frames(x.len()) * self.n_bins());
+        self.power_frames(x, power, |row| out.extend_from_slice(row));
     }
 }

@@ -39,7 +39,7 @@ use super::per_row::map_rows;
 use crate::dsp::chroma::{ChromaStft, SpectralContrast};
 use crate::dsp::mel::MelBank;
 use crate::dsp::spectral::{
-    apply_matrix, dct_ortho_matrix, delta, power_to_db, rms, zero_crossing_rate,
+    apply_transposed, dct_ortho_matrix, delta, power_to_db, rms, transpose, zero_crossing_rate,
 };
 use crate::dsp::stft::{PadMode, Stft};
 use crate::engine::operator::require_inputs;
@@ -554,6 +554,7 @@ struct Planned {
     stft: Stft,
     mel: Option<MelBank>,
     log_mel: Option<MelBank>,
+    /// Mel bank and the DCT matrix, transposed (`n_mels × n_mfcc`).
     mfcc: Option<(MelBank, Vec<f32>)>,
     chroma: Option<ChromaStft>,
     /// Built per sample rate; an error (bands past Nyquist) quarantines the clip.
@@ -598,7 +599,12 @@ impl Planned {
             mfcc: cfg.mfcc.as_ref().map(|m| {
                 (
                     mel_bank(sr, cfg.n_fft, &m.mel()),
-                    dct_ortho_matrix(m.n_mels, m.n_mfcc, m.lifter),
+                    // Transposed (n_mels × n_mfcc) for `apply_transposed`.
+                    transpose(
+                        &dct_ortho_matrix(m.n_mels, m.n_mfcc, m.lifter),
+                        m.n_mfcc,
+                        m.n_mels,
+                    ),
                 )
             }),
         }
@@ -649,43 +655,90 @@ fn with_deltas(m: Mat, order: usize) -> Mat {
     Mat { dims, data }
 }
 
-fn mel_of(spec: &[f32], bins: usize, bank: &MelBank) -> Vec<f32> {
-    let mut out = Vec::with_capacity(spec.len() / bins * bank.n_mels());
-    for f in spec.chunks_exact(bins) {
-        bank.apply(f, &mut out);
-    }
-    out
+/// What one pass over the STFT frames of a clip collects.
+struct FramePass<'a> {
+    /// The whole power spectrogram, kept for `spectrogram` (power 2) and `chroma`.
+    power: Option<Vec<f32>>,
+    /// `mel`, `log_mel`, `mfcc` banks (in that order) and their mel frames.
+    banks: [Option<(&'a MelBank, Vec<f32>)>; 3],
 }
 
-/// All enabled features of one clip, in [`FeaturesConfig::enabled`] order.
+impl FramePass<'_> {
+    fn wants_power(&self) -> bool {
+        self.power.is_some() || self.banks.iter().any(Option::is_some)
+    }
+
+    /// Take one power frame: keep it if needed, apply the mel banks to it.
+    fn absorb(&mut self, p: &[f32]) {
+        if let Some(all) = &mut self.power {
+            all.extend_from_slice(p);
+        }
+        for (bank, out) in self.banks.iter_mut().flatten() {
+            bank.apply(p, out);
+        }
+    }
+
+    fn take_mel(&mut self, k: usize) -> Vec<f32> {
+        self.banks[k].take().map(|(_, v)| v).unwrap_or_default()
+    }
+}
+
+/// All enabled features of one clip, in [`FeaturesConfig::enabled`] order. One STFT
+/// pass feeds every spectral feature frame by frame (mel banks applied per frame, so
+/// the power spectrogram is only kept when `spectrogram` or `chroma` needs it); with
+/// `contrast` that pass runs in float64 and the others use its power.
 fn compute(
     cfg: &FeaturesConfig,
     plan: &Planned,
     y: &[f32],
 ) -> std::result::Result<Vec<(&'static str, Mat)>, String> {
     let bins = plan.stft.n_bins();
-    let needs_power =
-        cfg.mel.is_some() || cfg.log_mel.is_some() || cfg.mfcc.is_some() || cfg.chroma.is_some();
-    let mut power = Vec::new();
-    if needs_power {
-        plan.stft.power(y, 2.0, &mut power);
+    let frames = plan.stft.n_frames(y.len());
+    let keep_power =
+        cfg.chroma.is_some() || cfg.spectrogram.as_ref().is_some_and(|s| s.power == 2.0);
+    let mel_frames = |n: usize| Vec::with_capacity(frames * n);
+    let mut pass = FramePass {
+        power: keep_power.then(|| Vec::with_capacity(frames * bins)),
+        banks: [
+            plan.mel.as_ref().map(|b| (b, mel_frames(b.n_mels()))),
+            plan.log_mel.as_ref().map(|b| (b, mel_frames(b.n_mels()))),
+            plan.mfcc.as_ref().map(|(b, _)| (b, mel_frames(b.n_mels()))),
+        ],
+    };
+    let mut mag = Vec::new();
+    if cfg.contrast.is_some() {
+        mag.reserve(frames * bins);
+        let mut sq = vec![0.0f32; bins];
+        let wants = pass.wants_power();
+        plan.stft.power_frames_precise(y, 1.0, |m| {
+            mag.extend_from_slice(m);
+            if wants {
+                for (s, v) in sq.iter_mut().zip(m) {
+                    *s = v * v;
+                }
+                pass.absorb(&sq);
+            }
+        });
+    } else if pass.wants_power() {
+        plan.stft.power_frames(y, 2.0, |p| pass.absorb(p));
     }
     let mut out = Vec::new();
     if let Some(s) = &cfg.spectrogram {
-        let data = if s.power == 2.0 && needs_power {
-            power.clone()
-        } else {
-            let mut v = Vec::new();
-            plan.stft.power(y, s.power, &mut v);
-            v
+        let data = match &pass.power {
+            Some(p) if s.power == 2.0 => p.clone(),
+            _ => {
+                let mut v = Vec::new();
+                plan.stft.power(y, s.power, &mut v);
+                v
+            }
         };
         out.push((
             "spectrogram",
             with_deltas(Mat { dims: bins, data }, s.deltas),
         ));
     }
-    if let (Some(m), Some(bank)) = (&cfg.mel, &plan.mel) {
-        let data = mel_of(&power, bins, bank);
+    if let Some(m) = &cfg.mel {
+        let data = pass.take_mel(0);
         out.push((
             "mel",
             with_deltas(
@@ -697,8 +750,8 @@ fn compute(
             ),
         ));
     }
-    if let (Some(m), Some(bank)) = (&cfg.log_mel, &plan.log_mel) {
-        let mut data = mel_of(&power, bins, bank);
+    if let Some(m) = &cfg.log_mel {
+        let mut data = pass.take_mel(1);
         power_to_db(
             &mut data,
             m.reference,
@@ -716,11 +769,11 @@ fn compute(
             ),
         ));
     }
-    if let (Some(m), Some((bank, dct))) = (&cfg.mfcc, &plan.mfcc) {
-        let mut lm = mel_of(&power, bins, bank);
+    if let (Some(m), Some((_, dct))) = (&cfg.mfcc, &plan.mfcc) {
+        let mut lm = pass.take_mel(2);
         power_to_db(&mut lm, 1.0, 1e-10, Some(80.0));
-        let mut data = Vec::new();
-        apply_matrix(&lm, m.n_mels, dct, &mut data);
+        let mut data = Vec::with_capacity(frames * m.n_mfcc);
+        apply_transposed(&lm, m.n_mels, dct, &mut data);
         out.push((
             "mfcc",
             with_deltas(
@@ -743,7 +796,7 @@ fn compute(
         out.push(("rms", with_deltas(Mat { dims: 1, data }, r.deltas)));
     }
     if let (Some(c), Some(ch)) = (&cfg.chroma, &plan.chroma) {
-        let data = ch.compute(&power);
+        let data = ch.compute(pass.power.as_deref().unwrap_or_default());
         out.push((
             "chroma",
             with_deltas(
@@ -757,8 +810,6 @@ fn compute(
     }
     if let (Some(c), Some(sc)) = (&cfg.contrast, &plan.contrast) {
         let sc = sc.as_ref().map_err(|e| format!("contrast: {e}"))?;
-        let mut mag = Vec::new();
-        plan.stft.power_precise(y, 1.0, &mut mag);
         let data = sc.compute(&mag);
         out.push((
             "contrast",
@@ -990,10 +1041,11 @@ mod speed {
     #[test]
     #[ignore = "profiling aid: cargo test --release --lib features::speed -- --ignored"]
     fn speech_mfcc_loop() {
-        let cfg: FeaturesConfig = toml::from_str(
-            "n_fft = 512\nwin_length = 400\nhop_length = 160\nstack = [\"zcr\", \"rms\", \"mfcc\"]\n[mfcc]\nn_mfcc = 40\nn_mels = 40\n[zcr]\n[rms]\n",
-        )
-        .unwrap();
+        // SERMO_PROFILE_FEATURES="[chroma]\n[contrast]" profiles another setting.
+        let text = std::env::var("SERMO_PROFILE_FEATURES")
+            .map(|t| t.replace("\\n", "\n"))
+            .unwrap_or_else(|_| "n_fft = 512\nwin_length = 400\nhop_length = 160\nstack = [\"zcr\", \"rms\", \"mfcc\"]\n[mfcc]\nn_mfcc = 40\nn_mels = 40\n[zcr]\n[rms]\n".into());
+        let cfg: FeaturesConfig = toml::from_str(&text).unwrap();
         let ex = Extractor::new(cfg);
         let y: Vec<f32> = (0..48000)
             .map(|i| ((i as f32 * 0.01).sin() + (i as f32 * 0.37).sin()) * 0.3)
