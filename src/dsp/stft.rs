@@ -184,13 +184,13 @@ impl Stft {
         self.for_each_frame(x, &self.fft64, &self.window64, f64::from, |spec| {
             match spec {
                 None => row.fill(0.0),
-                // sqrt(re² + im²), not `norm()` (libm hypot guards against an
-                // overflow audio magnitudes cannot reach, at several times the cost).
-                // The branch stays outside the loops: inside, LLVM computes the
-                // (pure) powf for every bin and selects afterwards.
-                // |X|² rounded to f32, then an f32 square root (4 lanes instead of
-                // 2): within an ulp of the f64 root, as librosa's own complex64
-                // magnitudes are.
+                // Magnitudes as sqrt(re² + im²), not `norm()` (libm hypot guards
+                // against an overflow audio magnitudes cannot reach, at several times
+                // the cost): |X|² rounded to f32, then an f32 square root (4 lanes
+                // instead of 2), within an ulp of the f64 root as librosa's own
+                // complex64 magnitudes are. The `power` branch stays outside the
+                // loops: inside, LLVM computes the (pure) powf for every bin and
+                // selects afterwards.
                 Some(spec) if power == 1.0 => {
                     for (r, c) in row.iter_mut().zip(spec) {
                         *r = (c.norm_sqr() as f32).sqrt();
