@@ -528,13 +528,111 @@ impl ChromaBank {
         if self.n_chroma == 0 {
             return;
         }
-        for (spec, o) in power
-            .chunks_exact(self.n_bins)
-            .zip(out[start..].chunks_exact_mut(self.n_chroma))
-        {
-            self.apply_into(spec, o);
+        let out = &mut out[start..];
+        dense_frames(&self.weights, self.n_bins, self.n_chroma, power, out);
+        for o in out.chunks_exact_mut(self.n_chroma) {
             normalize(o, norm);
         }
+    }
+}
+
+/// Frames the dense product works on at once (each weight chunk loaded once for all).
+const FRAME_BLOCK: usize = 4;
+/// Weight rows per block (`FRAME_BLOCK × ROW_BLOCK` 8-lane accumulators = 12 registers).
+const ROW_BLOCK: usize = 3;
+
+crate::dsp::simd::multiversion! {
+    /// `out[t][c] = weights[c] · power[t]` for every frame `t` (`n_bins` values) and
+    /// row `c` (`n_rows × n_bins`, row-major): 4 frames × 3 rows per step, so every
+    /// loaded value feeds several multiply-adds. Each dot sums in the lane order of
+    /// [`crate::dsp::simd::dot`], so blocked and single results are identical.
+    fn dense_frames<const FMA: bool>(
+        weights: &[f32],
+        n_bins: usize,
+        n_rows: usize,
+        power: &[f32],
+        out: &mut [f32],
+    ) {
+        if n_bins == 0 || n_rows == 0 {
+            return;
+        }
+        let rows: Vec<&[f32]> = weights.chunks_exact(n_bins).collect();
+        let frames: Vec<&[f32]> = power.chunks_exact(n_bins).collect();
+        let outs: Vec<&mut [f32]> = out.chunks_exact_mut(n_rows).collect();
+        let mut outs = outs;
+        let mut t = 0;
+        while t < frames.len() {
+            let nf = FRAME_BLOCK.min(frames.len() - t);
+            let mut c = 0;
+            while c < rows.len() {
+                let nr = ROW_BLOCK.min(rows.len() - c);
+                if nf == FRAME_BLOCK && nr == ROW_BLOCK {
+                    let f: [&[f32]; FRAME_BLOCK] = std::array::from_fn(|i| frames[t + i]);
+                    let r: [&[f32]; ROW_BLOCK] = std::array::from_fn(|j| rows[c + j]);
+                    let d = block_dots::<FMA, FRAME_BLOCK, ROW_BLOCK>(&f, &r);
+                    for (i, di) in d.iter().enumerate() {
+                        outs[t + i][c..c + ROW_BLOCK].copy_from_slice(di);
+                    }
+                } else {
+                    for i in 0..nf {
+                        for j in 0..nr {
+                            outs[t + i][c + j] =
+                                crate::dsp::simd::dot_k::<FMA>(rows[c + j], frames[t + i]);
+                        }
+                    }
+                }
+                c += nr;
+            }
+            t += nf;
+        }
+    }
+}
+
+/// The `F × R` dot products of `F` frames with `R` weight rows (all one length).
+#[inline(always)]
+fn block_dots<const FMA: bool, const F: usize, const R: usize>(
+    frames: &[&[f32]; F],
+    rows: &[&[f32]; R],
+) -> [[f32; R]; F] {
+    use crate::dsp::simd::madd;
+    let n = rows[0].len();
+    let full = n - n % 8;
+    let mut acc = [[[0.0f32; 8]; R]; F];
+    let mut k = 0;
+    while k < full {
+        let w: [[f32; 8]; R] = std::array::from_fn(|j| *chunk8(rows[j], k));
+        for (a, f) in acc.iter_mut().zip(frames) {
+            let x = *chunk8(f, k);
+            for (aj, wj) in a.iter_mut().zip(&w) {
+                *aj = lanes_madd::<FMA>(*wj, x, *aj);
+            }
+        }
+        k += 8;
+    }
+    std::array::from_fn(|i| {
+        std::array::from_fn(|j| {
+            let a = &acc[i][j];
+            let mut tail = 0.0f32;
+            for m in full..n {
+                tail = madd::<FMA>(rows[j][m], frames[i][m], tail);
+            }
+            ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + tail
+        })
+    })
+}
+
+/// `w * x + a` lane by lane (one vector multiply-add).
+#[inline(always)]
+fn lanes_madd<const FMA: bool>(w: [f32; 8], x: [f32; 8], a: [f32; 8]) -> [f32; 8] {
+    std::array::from_fn(|l| crate::dsp::simd::madd::<FMA>(w[l], x[l], a[l]))
+}
+
+/// `s[k..k + 8]` as an array (`k + 8 <= s.len()`, checked once by the optimiser).
+#[inline(always)]
+fn chunk8(s: &[f32], k: usize) -> &[f32; 8] {
+    match <&[f32; 8]>::try_from(&s[k..k + 8]) {
+        Ok(c) => c,
+        Err(_) => unreachable!("a slice of 8 converts to [f32; 8]"),
     }
 }
 
@@ -852,70 +950,94 @@ impl SpectralContrast {
 }
 
 /// The `lo.len()` smallest values of `s` into `lo` (ascending) and the `hi.len()`
-/// largest into `hi` (descending). `lo` starts from the band's last q values and `hi`
-/// from its first q (spectra fall with frequency, so these are close already), then
-/// the middle is scanned in chunks of 16 with one branch-free compare each: a chunk
-/// is only walked when it holds a value that beats a current bound. With the small q
-/// of spectral contrast (1–8) this is far cheaper than a selection over a copy.
-/// Needs `lo.len() == hi.len() <= s.len()`.
+/// largest into `hi` (descending), as a full sort would give them.
+///
+/// Two vectorised passes instead of a selection over a copy: the first takes the
+/// minimum and maximum of 32 strided lanes (lane `j` holds `s[j], s[j+32], …`); the
+/// q-th smallest lane minimum `t_lo` has at least q values at or below it, so the q
+/// smallest values all lie there (and likewise above the q-th largest lane maximum
+/// `t_hi`). The second pass skips every 32-value chunk with nothing beyond either
+/// threshold and collects the few candidates, which are then sorted. Short bands,
+/// large `q` and NaN fall back to a sorted copy. Needs `lo.len() == hi.len() <=
+/// s.len()`.
 fn extremes(s: &[f32], lo: &mut [f32], hi: &mut [f32]) {
+    const L: usize = 32;
     let (q, n) = (lo.len(), s.len());
     if q == 0 || n < q || hi.len() != q {
         return;
     }
-    if n < 2 * q + 16 {
+    let sorted_copy = |lo: &mut [f32], hi: &mut [f32]| {
         let mut v = s.to_vec();
         v.sort_unstable_by(f32::total_cmp);
         lo.copy_from_slice(&v[..q]);
         for (h, x) in hi.iter_mut().zip(v.iter().rev()) {
             *h = *x;
         }
-        return;
-    }
-    let insert_lo = |v: f32, lo: &mut [f32]| {
-        if v < lo[q - 1] {
-            let mut i = q - 1;
-            while i > 0 && lo[i - 1] > v {
-                lo[i] = lo[i - 1];
-                i -= 1;
-            }
-            lo[i] = v;
-        }
     };
-    let insert_hi = |v: f32, hi: &mut [f32]| {
-        if v > hi[q - 1] {
-            let mut i = q - 1;
-            while i > 0 && hi[i - 1] < v {
-                hi[i] = hi[i - 1];
-                i -= 1;
-            }
-            hi[i] = v;
-        }
-    };
-    lo.copy_from_slice(&s[n - q..]);
-    lo.sort_unstable_by(f32::total_cmp);
-    hi.copy_from_slice(&s[..q]);
-    hi.sort_unstable_by(|a, b| b.total_cmp(a));
-    for &v in &s[..q] {
-        insert_lo(v, lo);
+    if n < 2 * L || q > L / 4 {
+        return sorted_copy(lo, hi);
     }
-    for &v in &s[n - q..] {
-        insert_hi(v, hi);
+    let (mut mins, mut maxs, nan) = lane_extremes(s);
+    // NaN compares false everywhere and would be lost; total_cmp ranks it.
+    if nan {
+        return sorted_copy(lo, hi);
     }
-    let mut chunks = s[q..n - q].chunks_exact(16);
+    let (_, &mut t_lo, _) = mins.select_nth_unstable_by(q - 1, f32::total_cmp);
+    let (_, &mut t_hi, _) = maxs.select_nth_unstable_by(q - 1, |a, b| b.total_cmp(a));
+    let mut low: Vec<f32> = Vec::with_capacity(4 * q);
+    let mut high: Vec<f32> = Vec::with_capacity(4 * q);
+    let mut chunks = s.chunks_exact(L);
     for c in &mut chunks {
-        let (l, h) = (lo[q - 1], hi[q - 1]);
-        if c.iter().fold(false, |any, &v| any | (v < l) | (v > h)) {
+        if c.iter()
+            .fold(false, |any, &v| any | (v <= t_lo) | (v >= t_hi))
+        {
             for &v in c {
-                insert_lo(v, lo);
-                insert_hi(v, hi);
+                if v <= t_lo {
+                    low.push(v);
+                }
+                if v >= t_hi {
+                    high.push(v);
+                }
             }
         }
     }
     for &v in chunks.remainder() {
-        insert_lo(v, lo);
-        insert_hi(v, hi);
+        if v <= t_lo {
+            low.push(v);
+        }
+        if v >= t_hi {
+            high.push(v);
+        }
     }
+    low.sort_unstable_by(f32::total_cmp);
+    high.sort_unstable_by(|a, b| b.total_cmp(a));
+    lo.copy_from_slice(&low[..q]);
+    hi.copy_from_slice(&high[..q]);
+}
+
+/// Minimum and maximum of each of 32 strided lanes of `s` (`s.len() >= 32`; the tail
+/// folds into the first lanes), and whether `s` holds a NaN.
+fn lane_extremes(s: &[f32]) -> ([f32; 32], [f32; 32], bool) {
+    let mut mins = [f32::INFINITY; 32];
+    let mut maxs = [f32::NEG_INFINITY; 32];
+    let mut nan = [0u32; 32];
+    let mut chunks = s.chunks_exact(32);
+    for c in &mut chunks {
+        if let Ok(c) = <&[f32; 32]>::try_from(c) {
+            for j in 0..32 {
+                mins[j] = if c[j] < mins[j] { c[j] } else { mins[j] };
+                maxs[j] = if c[j] > maxs[j] { c[j] } else { maxs[j] };
+                nan[j] |= u32::from(c[j].is_nan());
+            }
+        }
+    }
+    let mut tail_nan = false;
+    for (j, &v) in chunks.remainder().iter().enumerate() {
+        mins[j] = if v < mins[j] { v } else { mins[j] };
+        maxs[j] = if v > maxs[j] { v } else { maxs[j] };
+        tail_nan |= v.is_nan();
+    }
+    (mins, maxs, tail_nan || nan.iter().any(|&b| b != 0))
 }
 
 /// `librosa.power_to_db(S)` with its defaults (`ref=1.0, amin=1e-10, top_db=80.0`),
@@ -952,6 +1074,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn blocked_chroma_product_equals_single_dots() {
+        let bank = ChromaBank::new(22050, 2048, 12, -0.07);
+        let bins = bank.n_bins();
+        // 11 frames: two full blocks of 4 and a remainder of 3.
+        let power: Vec<f32> = (0..11 * bins)
+            .map(|i| ((i as f32 * 0.013).sin() + 1.1) * (1.0 + (i % 7) as f32))
+            .collect();
+        let mut blocked = Vec::new();
+        bank.apply_frames(&power, None, &mut blocked);
+        assert_eq!(blocked.len(), 11 * 12);
+        for (t, frame) in power.chunks_exact(bins).enumerate() {
+            let mut single = vec![0.0; 12];
+            bank.apply_into(frame, &mut single);
+            assert_eq!(single, blocked[t * 12..(t + 1) * 12].to_vec(), "frame {t}");
+            for (c, row) in bank.weights().chunks_exact(bins).enumerate() {
+                let exact: f64 = row
+                    .iter()
+                    .zip(frame)
+                    .map(|(w, x)| *w as f64 * *x as f64)
+                    .sum();
+                assert!((single[c] as f64 - exact).abs() <= 1e-5 * exact.abs().max(1.0));
+            }
+        }
+        // Both instruction-set copies agree within rounding.
+        let rows: [&[f32]; 3] = std::array::from_fn(|j| &bank.weights()[j * bins..(j + 1) * bins]);
+        let frames: [&[f32]; 4] = std::array::from_fn(|i| &power[i * bins..(i + 1) * bins]);
+        let a = block_dots::<false, 4, 3>(&frames, &rows);
+        let b = block_dots::<true, 4, 3>(&frames, &rows);
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
+        }
+    }
+
+    #[test]
     fn extremes_equal_a_full_sort() {
         // Deterministic pseudo-random values with ties.
         let mut x = 12345u32;
@@ -982,5 +1138,15 @@ mod tests {
                 assert_eq!(hi, top, "n {n} q {q}");
             }
         }
+        // NaN ranks as total_cmp ranks it (largest), like numpy's sort.
+        let mut s: Vec<f32> = (0..200).map(|i| (i as f32 * 0.37).sin()).collect();
+        s[77] = f32::NAN;
+        let (mut lo, mut hi) = (vec![0.0; 3], vec![0.0; 3]);
+        extremes(&s, &mut lo, &mut hi);
+        assert!(hi[0].is_nan());
+        let mut sorted = s.clone();
+        sorted.sort_by(f32::total_cmp);
+        assert_eq!(lo, sorted[..3].to_vec());
+        assert_eq!(hi[1..], [sorted[198], sorted[197]]);
     }
 }

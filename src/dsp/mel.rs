@@ -34,6 +34,8 @@ pub fn mel_to_hz(m: f64, htk: bool) -> f64 {
     }
 }
 
+use super::simd::{dot_k, multiversion};
+
 /// One band: weights for bins `start .. start + weights.len()`.
 #[derive(Debug, Clone)]
 pub struct Band {
@@ -46,6 +48,9 @@ pub struct Band {
 pub struct MelBank {
     pub bands: Vec<Band>,
     pub n_bins: usize,
+    /// The bands' weights zero-padded to whole 8-lane chunks where the spectrum is
+    /// long enough (no scalar tail in [`MelBank::apply`]).
+    padded: Vec<Band>,
 }
 
 impl MelBank {
@@ -93,7 +98,33 @@ impl MelBank {
                 weights,
             });
         }
-        MelBank { bands, n_bins }
+        MelBank::from_bands(bands, n_bins)
+    }
+
+    /// A bank from its bands (weights for bins `start .. start + len`, all inside
+    /// `n_bins`).
+    pub fn from_bands(bands: Vec<Band>, n_bins: usize) -> Self {
+        let padded = bands
+            .iter()
+            .map(|b| {
+                let len = b
+                    .weights
+                    .len()
+                    .next_multiple_of(8)
+                    .min(n_bins.saturating_sub(b.start));
+                let mut weights = b.weights.clone();
+                weights.resize(len.max(b.weights.len()), 0.0);
+                Band {
+                    start: b.start,
+                    weights,
+                }
+            })
+            .collect();
+        MelBank {
+            bands,
+            n_bins,
+            padded,
+        }
     }
 
     pub fn n_mels(&self) -> usize {
@@ -114,9 +145,15 @@ impl MelBank {
 
     /// Apply to one spectrum frame (`n_bins`), appending `n_mels` values.
     pub fn apply(&self, spectrum: &[f32], out: &mut Vec<f32>) {
-        for b in &self.bands {
+        apply_bands(&self.padded, spectrum, out);
+    }
+}
+
+multiversion! {
+    fn apply_bands<const FMA: bool>(bands: &[Band], spectrum: &[f32], out: &mut Vec<f32>) {
+        for b in bands {
             let s = &spectrum[b.start..b.start + b.weights.len()];
-            out.push(super::spectral::dot(s, &b.weights));
+            out.push(dot_k::<FMA>(s, &b.weights));
         }
     }
 }

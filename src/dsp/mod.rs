@@ -5,6 +5,7 @@ pub mod augment;
 pub mod chroma;
 pub mod mel;
 pub mod resample;
+pub mod simd;
 pub mod sinc_fft;
 pub mod spectral;
 pub mod stft;

@@ -3,6 +3,7 @@
 //! All arrays are time-major (`frames × dims`, row-major), i.e. librosa's output
 //! transposed.
 
+use super::simd::{madd, multiversion};
 use super::stft::n_frames;
 
 /// log10 for positive normal floats, without libm: exponent from the bits plus
@@ -63,29 +64,11 @@ pub fn dct_ortho_matrix(n_in: usize, n_out: usize, lifter: f32) -> Vec<f32> {
     m
 }
 
-/// Dot product with 8 independent accumulators, so the compiler can vectorise it
-/// (a plain `f32` sum is sequential under strict floating-point ordering). The
-/// chunks are fixed-size arrays, which LLVM turns into whole-register multiply-adds
-/// (with slices it interleaves shuffles).
+/// Dot product (8 independent lanes; AVX2 + FMA where the CPU has them, see
+/// [`crate::dsp::simd`]).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        if let (Ok(x), Ok(y)) = (<&[f32; 8]>::try_from(x), <&[f32; 8]>::try_from(y)) {
-            for k in 0..8 {
-                acc[k] += x[k] * y[k];
-            }
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ta.iter().zip(tb) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    super::simd::dot(a, b)
 }
 
 /// Multiply each `n_in` row of `x` by `matrix` (`n_out × n_in`), appending to `out`.
@@ -110,76 +93,186 @@ pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// without horizontal sums (the MFCC DCT of every frame).
 pub fn apply_transposed(x: &[f32], n_in: usize, mt: &[f32], out: &mut Vec<f32>) {
     let n_out = mt.len() / n_in.max(1);
-    if n_out == 0 {
+    if n_out == 0 || n_in == 0 {
         return;
     }
-    for row in x.chunks_exact(n_in) {
-        let start = out.len();
-        out.resize(start + n_out, 0.0);
-        let o = &mut out[start..];
-        for (&v, m) in row.iter().zip(mt.chunks_exact(n_out)) {
-            for (a, &w) in o.iter_mut().zip(m) {
-                *a += v * w;
+    let start = out.len();
+    out.resize(start + x.len() / n_in * n_out, 0.0);
+    transposed_rows(x, n_in, mt, n_out, &mut out[start..]);
+}
+
+multiversion! {
+    /// `o = row · mt` for every `n_in` row of `x` and `n_out` row of `o`: outputs in
+    /// register blocks of 32 and 8 (each accumulated over even and odd inputs
+    /// separately, two dependency chains), the rest one by one.
+    fn transposed_rows<const FMA: bool>(x: &[f32], n_in: usize, mt: &[f32], n_out: usize, o: &mut [f32]) {
+        for (row, o) in x.chunks_exact(n_in).zip(o.chunks_exact_mut(n_out)) {
+            let mut j = 0;
+            while j + 32 <= n_out {
+                out_block::<FMA, 32>(row, mt, n_out, j, &mut o[j..j + 32]);
+                j += 32;
+            }
+            while j + 8 <= n_out {
+                out_block::<FMA, 8>(row, mt, n_out, j, &mut o[j..j + 8]);
+                j += 8;
+            }
+            for (jj, oj) in o.iter_mut().enumerate().skip(j) {
+                let mut a = 0.0f32;
+                for (&v, m) in row.iter().zip(mt.chunks_exact(n_out)) {
+                    a = madd::<FMA>(v, m[jj], a);
+                }
+                *oj = a;
             }
         }
     }
+}
+
+/// Outputs `j .. j + W` of `row · mt` into `o` (`W` values).
+#[inline(always)]
+fn out_block<const FMA: bool, const W: usize>(
+    row: &[f32],
+    mt: &[f32],
+    n_out: usize,
+    j: usize,
+    o: &mut [f32],
+) {
+    let (mut even, mut odd) = ([0.0f32; W], [0.0f32; W]);
+    let mut rows = row.iter().zip(mt.chunks_exact(n_out));
+    let take = |m: &[f32]| -> Option<[f32; W]> { m.get(j..j + W)?.try_into().ok() };
+    while let Some((&v, m)) = rows.next() {
+        if let Some(m) = take(m) {
+            for k in 0..W {
+                even[k] = madd::<FMA>(v, m[k], even[k]);
+            }
+        }
+        let Some((&v, m)) = rows.next() else { break };
+        if let Some(m) = take(m) {
+            for k in 0..W {
+                odd[k] = madd::<FMA>(v, m[k], odd[k]);
+            }
+        }
+    }
+    for ((o, e), d) in o.iter_mut().zip(&even).zip(&odd) {
+        *o = e + d;
+    }
+}
+
+/// Frames start every `hop` samples at `-pad` and are `frame_length` long, so with
+/// `g = gcd(hop, frame_length, pad)` blocks of `g` samples from sample 0 tile every
+/// frame's part inside the signal: a frame's sum is the sum of `frame_length / g`
+/// block sums, and each sample is visited once instead of `frame_length / hop`
+/// times. Returns `g` when that pays (`g ≥ 8`).
+fn frame_block(frame_length: usize, hop: usize, pad: usize) -> Option<usize> {
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let g = gcd(gcd(hop, frame_length), pad);
+    (g >= 8).then_some(g)
+}
+
+/// Blocks `[a / g, (a + frame_length) / g)` of frame `t`, clamped to `0..blocks`.
+fn frame_blocks(
+    t: usize,
+    hop: usize,
+    pad: usize,
+    frame_length: usize,
+    g: usize,
+    blocks: usize,
+) -> std::ops::Range<usize> {
+    let a = (t * hop) as isize - pad as isize;
+    let lo = (a.max(0) as usize / g).min(blocks);
+    let hi = (((a + frame_length as isize).max(0) as usize) / g).min(blocks);
+    lo..hi.max(lo)
 }
 
 /// `librosa.feature.zero_crossing_rate` (threshold 1e-10, zero counts as positive;
 /// `center` pads with edge values).
 pub fn zero_crossing_rate(y: &[f32], frame_length: usize, hop: usize, center: bool) -> Vec<f32> {
     let n = y.len();
+    let hop = hop.max(1);
     let frames = n_frames(n, frame_length, hop, center);
     // Edge padding repeats the end samples, so it adds no crossing: count on `y`
-    // itself, on one byte per sample (the per-frame sums vectorise).
+    // itself, on one byte per sample (the sums vectorise).
     let negative: Vec<u8> = y.iter().map(|&x| (x < -1e-10) as u8).collect();
-    let pad = if center {
-        (frame_length / 2) as isize
-    } else {
-        0
-    };
+    let pad = if center { frame_length / 2 } else { 0 };
+    // c[j] = negative[j-1] ^ negative[j] for 1 ≤ j < n (0 elsewhere). A padded
+    // frame [a, a + len) counts c[j] for j = a+1 ..= a+len-1.
+    let c = |j: usize| (negative[j - 1] ^ negative[j]) as u32;
+    if let Some(g) = frame_block(frame_length, hop, pad) {
+        // Crossings per block of g samples (u8 sums while they cannot overflow).
+        let blocks = n.div_ceil(g);
+        let counts: Vec<u32> = (0..blocks)
+            .map(|k| {
+                let (lo, hi) = ((k * g).max(1), ((k + 1) * g).min(n));
+                if lo >= hi {
+                    return 0;
+                }
+                let (p, q) = (&negative[lo - 1..hi - 1], &negative[lo..hi]);
+                if hi - lo <= 255 {
+                    p.iter().zip(q).map(|(a, b)| a ^ b).sum::<u8>() as u32
+                } else {
+                    p.iter().zip(q).map(|(a, b)| (a ^ b) as u32).sum()
+                }
+            })
+            .collect();
+        return (0..frames)
+            .map(|t| {
+                let r = frame_blocks(t, hop, pad, frame_length, g, blocks);
+                // The blocks hold c[a .. a+len); c[a] is not the frame's.
+                let a = (t * hop) as isize - pad as isize;
+                let first = if a >= 1 && (a as usize) < n {
+                    c(a as usize)
+                } else {
+                    0
+                };
+                (counts[r].iter().sum::<u32>() - first) as f32 / frame_length as f32
+            })
+            .collect();
+    }
     (0..frames)
         .map(|t| {
-            // A padded frame [a, a + len) counts crossings between samples j-1 and j
-            // for j = a+1 ..= a+len-1, i.e. for y positions lo ..= hi.
-            let a = (t * hop) as isize - pad;
+            // Positions lo ..= hi of y.
+            let a = (t * hop) as isize - pad as isize;
             let lo = (a + 1).max(1) as usize;
             let hi = (a + frame_length as isize - 1).min(n as isize - 1);
-            let c: u32 = if hi >= lo as isize {
-                let hi = hi as usize;
-                negative[lo - 1..hi]
-                    .iter()
-                    .zip(&negative[lo..=hi])
-                    .map(|(p, q)| (p ^ q) as u32)
-                    .sum()
+            let count: u32 = if hi >= lo as isize {
+                (lo..=hi as usize).map(c).sum()
             } else {
                 0
             };
-            c as f32 / frame_length as f32
+            count as f32 / frame_length as f32
         })
         .collect()
 }
 
-/// `librosa.feature.rms` on the waveform (`center` pads with zeros).
+/// `librosa.feature.rms` on the waveform (`center` pads with zeros, which add
+/// nothing to a frame's sum: only its part inside `y` is summed). Squares are
+/// summed in float32 over 8 lanes within a block and in float64 across blocks,
+/// more precise than librosa's float32 mean.
 pub fn rms(y: &[f32], frame_length: usize, hop: usize, center: bool) -> Vec<f32> {
     let n = y.len();
-    let pad = if center {
-        (frame_length / 2) as isize
-    } else {
-        0
-    };
-    (0..n_frames(n, frame_length, hop, center))
+    let hop = hop.max(1);
+    let pad = if center { frame_length / 2 } else { 0 };
+    let frames = n_frames(n, frame_length, hop, center);
+    let scale = 1.0 / frame_length as f64;
+    if let Some(g) = frame_block(frame_length, hop, pad) {
+        let energy: Vec<f64> = y.chunks(g).map(|b| dot(b, b) as f64).collect();
+        return (0..frames)
+            .map(|t| {
+                let r = frame_blocks(t, hop, pad, frame_length, g, energy.len());
+                (energy[r].iter().sum::<f64>() * scale).sqrt() as f32
+            })
+            .collect();
+    }
+    (0..frames)
         .map(|t| {
-            // Zero padding adds nothing to the sum: the frame's part inside `y`.
-            // float32 like librosa (`np.mean(np.abs(x)**2)` on float32 frames); the
-            // 8-lane `dot` keeps the rounding error far below librosa's own.
-            let a = (t * hop) as isize - pad;
+            let a = (t * hop) as isize - pad as isize;
             let (lo, hi) = (
                 a.max(0) as usize,
                 ((a + frame_length as isize).max(0) as usize).min(n),
             );
             let f = &y[lo.min(hi)..hi];
-            (dot(f, f) / frame_length as f32).sqrt()
+            (dot(f, f) as f64 * scale).sqrt() as f32
         })
         .collect()
 }

@@ -9,6 +9,8 @@ use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 
+use super::simd::{madd, madd64, multiversion};
+
 /// How the signal is padded when `center` is true (librosa's `pad_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -73,6 +75,24 @@ pub fn n_frames(len: usize, frame_length: usize, hop: usize, center: bool) -> us
         0
     } else {
         1 + (padded - frame_length) / hop.max(1)
+    }
+}
+
+multiversion! {
+    /// `|c|²` of every bin.
+    fn norm_sqr<const FMA: bool>(spec: &[Complex<f32>], out: &mut [f32]) {
+        for (r, c) in out.iter_mut().zip(spec) {
+            *r = madd::<FMA>(c.re, c.re, c.im * c.im);
+        }
+    }
+}
+
+multiversion! {
+    /// `|c|` of every float64 bin: `|c|²` rounded to f32, then an f32 square root.
+    fn magnitude_f64<const FMA: bool>(spec: &[Complex<f64>], out: &mut [f32]) {
+        for (r, c) in out.iter_mut().zip(spec) {
+            *r = (madd64::<FMA>(c.re, c.re, c.im * c.im) as f32).sqrt();
+        }
     }
 }
 
@@ -191,11 +211,7 @@ impl Stft {
                 // complex64 magnitudes are. The `power` branch stays outside the
                 // loops: inside, LLVM computes the (pure) powf for every bin and
                 // selects afterwards.
-                Some(spec) if power == 1.0 => {
-                    for (r, c) in row.iter_mut().zip(spec) {
-                        *r = (c.norm_sqr() as f32).sqrt();
-                    }
-                }
+                Some(spec) if power == 1.0 => magnitude_f64(spec, &mut row),
                 Some(spec) => {
                     for (r, c) in row.iter_mut().zip(spec) {
                         *r = (c.norm_sqr().sqrt() as f32).powf(power);
@@ -224,11 +240,7 @@ impl Stft {
             |spec| {
                 match spec {
                     None => row.fill(0.0),
-                    Some(spec) if power == 2.0 => {
-                        for (r, c) in row.iter_mut().zip(spec) {
-                            *r = c.norm_sqr();
-                        }
-                    }
+                    Some(spec) if power == 2.0 => norm_sqr(spec, &mut row),
                     Some(spec) if power == 1.0 => {
                         for (r, c) in row.iter_mut().zip(spec) {
                             *r = c.norm_sqr().sqrt();
