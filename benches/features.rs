@@ -4,7 +4,11 @@
 //! ```sh
 //! cargo bench --bench features     # RAVDESS from ../shared/corpora, else generated audio
 //! SERMO_BENCH_FILES=300 cargo bench --bench features
+//! SERMO_BENCH_TASKS=chroma_contrast SERMO_BENCH_LIBROSA=0 SERMO_BENCH_RUN=0 cargo bench --bench features
 //! ```
+//! `SERMO_BENCH_TASKS` (comma list) picks tasks, `SERMO_BENCH_LIBROSA=0` skips the
+//! librosa side and `SERMO_BENCH_RUN=0` the full-pipeline run (for profiling),
+//! `SERMO_BENCH_PASSES` sets the best-of count (default 3, both sides).
 
 use std::io::Write;
 use std::path::Path;
@@ -104,14 +108,28 @@ fn main() {
         ("chroma", cfg("[chroma]\n")),
         ("contrast", cfg("[contrast]\n")),
     ];
+    let only = std::env::var("SERMO_BENCH_TASKS").ok();
+    let tasks: Vec<(&str, FeaturesConfig)> = tasks
+        .into_iter()
+        .filter(|(n, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|t| t == *n))
+        })
+        .collect();
+    let flag = |k: &str| std::env::var(k).map_or(true, |v| v != "0");
+    let passes: usize = std::env::var("SERMO_BENCH_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let mut sermo_s = Vec::new();
     for (name, c) in &tasks {
         let ex = Extractor::new(c.clone());
         let _ = ex.run(16000, &clips[0]);
-        // Best of 3 passes (the same for librosa): short passes are noisy.
+        // Best of `passes` (the same for librosa): short passes are noisy.
         let mut s = f64::INFINITY;
         let mut frames = 0usize;
-        for _ in 0..3 {
+        for _ in 0..passes {
             let t = Instant::now();
             frames = 0;
             for y in &clips {
@@ -132,12 +150,28 @@ fn main() {
         );
     }
 
-    // librosa on the same samples.
+    if flag("SERMO_BENCH_LIBROSA") {
+        librosa(root, &clips, &tasks, &sermo_s, audio_s, passes);
+    }
+    if flag("SERMO_BENCH_RUN") {
+        full_run(root, speech);
+    }
+}
+
+/// librosa on the same samples, one core, best of `passes`.
+fn librosa(
+    root: &Path,
+    clips: &[Vec<f32>],
+    tasks: &[(&str, FeaturesConfig)],
+    sermo_s: &[(String, f64)],
+    audio_s: f64,
+    passes: usize,
+) {
     let dir = std::env::temp_dir().join(format!("sermo-bench-features-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let (raw, lens) = (dir.join("clips.f32"), dir.join("lengths.txt"));
     if let (Ok(mut f), Ok(mut l)) = (std::fs::File::create(&raw), std::fs::File::create(&lens)) {
-        for c in &clips {
+        for c in clips {
             let bytes: Vec<u8> = c.iter().flat_map(|x| x.to_le_bytes()).collect();
             let _ = f.write_all(&bytes);
             let _ = writeln!(l, "{}", c.len());
@@ -150,6 +184,7 @@ fn main() {
         .env("OMP_NUM_THREADS", "1")
         .env("MKL_NUM_THREADS", "1")
         .env("NUMBA_NUM_THREADS", "1")
+        .env("SERMO_BENCH_PASSES", passes.to_string())
         .arg(root.join("benches/python/librosa_features.py"))
         .arg(&raw)
         .arg(&lens)
@@ -158,7 +193,7 @@ fn main() {
     {
         Ok(o) if o.status.success() => {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout) {
-                for (name, s) in &sermo_s {
+                for (name, s) in sermo_s {
                     let l = v[name.as_str()].as_f64().unwrap_or(f64::NAN);
                     println!(
                         "librosa {name:<16} {l:>7.3} s  {:>8.0}x real time  -> sermo is {:.1}x librosa",
@@ -175,8 +210,10 @@ fn main() {
         Err(e) => eprintln!("librosa skipped: {e}"),
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
 
-    // Full pipeline, 1 vs 2 worker threads.
+/// The full pipeline over RAVDESS, 1 vs 2 worker threads.
+fn full_run(root: &Path, speech: &str) {
     let ravdess = root.join("../shared/corpora/ravdess");
     if ravdess.is_dir() {
         let rt = match tokio::runtime::Runtime::new() {
