@@ -166,7 +166,6 @@ multiversion! {
         threshold: f32,
         masks: &mut Vec<u32>,
     ) -> Option<f32> {
-        let _ = FMA;
         masks.clear();
         let r = threshold * abs_max(x)?;
         let th = |v: f32| {
@@ -174,6 +173,11 @@ multiversion! {
             if a > r { a } else { 0.0 }
         };
         let mut k = lo;
+        #[cfg(target_arch = "x86_64")]
+        if FMA {
+            // SAFETY: this copy runs only where `avx2()` found AVX2 (and FMA).
+            k = unsafe { peak_masks_avx2(x, lo, hi, r, masks) };
+        }
         while k < hi {
             let m = (hi - k).min(8);
             let mask = match x.get(k - 1..k + 9) {
@@ -196,6 +200,41 @@ multiversion! {
         }
         Some(r)
     }
+}
+
+/// The whole 8-bin words of [`frame_peak_masks`] with AVX2 (three shifted loads,
+/// `|x|`, threshold, two compares, movemask); returns the first bin not covered.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn peak_masks_avx2(x: &[f32], lo: usize, hi: usize, r: f32, masks: &mut Vec<u32>) -> usize {
+    use std::arch::x86_64::*;
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let rv = _mm256_set1_ps(r);
+    let th = |v: __m256| {
+        let a = _mm256_and_ps(v, abs);
+        _mm256_and_ps(a, _mm256_cmp_ps::<_CMP_GT_OQ>(a, rv))
+    };
+    let mut k = lo;
+    while k + 8 <= hi {
+        let Some(w) = x.get(k - 1..k + 9) else {
+            break;
+        };
+        // SAFETY: `w` holds 10 values; the loads read w[0..8], w[1..9], w[2..10].
+        let (l, c, n) = unsafe {
+            (
+                th(_mm256_loadu_ps(w.as_ptr())),
+                th(_mm256_loadu_ps(w.as_ptr().add(1))),
+                th(_mm256_loadu_ps(w.as_ptr().add(2))),
+            )
+        };
+        let peak = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_GT_OQ>(c, l),
+            _mm256_cmp_ps::<_CMP_GE_OQ>(c, n),
+        );
+        masks.push(_mm256_movemask_ps(peak) as u32);
+        k += 8;
+    }
+    k
 }
 
 /// A tracked peak at bin `k` of frame `t` with librosa's interpolation.
@@ -620,9 +659,9 @@ impl ChromaBank {
 }
 
 /// Frames the dense product works on at once (each weight chunk loaded once for all).
-const FRAME_BLOCK: usize = 4;
+const FRAME_BLOCK: usize = 6;
 /// Weight rows per block (`FRAME_BLOCK × ROW_BLOCK` 8-lane accumulators = 12 registers).
-const ROW_BLOCK: usize = 3;
+const ROW_BLOCK: usize = 2;
 
 crate::dsp::simd::multiversion! {
     /// `out[t][c] = weights[c] · power[t]` for every frame `t` (`n_bins` values) and
