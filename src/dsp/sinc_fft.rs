@@ -15,7 +15,8 @@
 //! instants. The filter is centred `delay()` *output* frames into the block (a whole
 //! number, so the caller can trim it exactly). Pure DSP, no I/O.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
@@ -83,7 +84,7 @@ pub struct SincFft {
     n_out: usize,
     delay: usize,
     /// Filter spectrum at the `n_in` bins that reach the output, scaled by 1/n_in.
-    h: Vec<Complex<f32>>,
+    h: Arc<[Complex<f32>]>,
     fwd: Arc<dyn RealToComplex<f32>>,
     inv: Arc<dyn ComplexToReal<f32>>,
     /// Per channel: `n_out` frames of overlap-add accumulator.
@@ -106,9 +107,74 @@ impl std::fmt::Debug for SincFft {
     }
 }
 
+/// Everything about a resampler that depends only on `(from, to, design)`: the
+/// filter's spectrum and the FFT plans. Designed once per process and shared by
+/// every clip (a corpus has one or two source rates; designing per clip cost
+/// several percent of the front end).
+struct Plan {
+    block_in: usize,
+    block_out: usize,
+    n_in: usize,
+    n_out: usize,
+    delay: usize,
+    h: Arc<[Complex<f32>]>,
+    fwd: Arc<dyn RealToComplex<f32>>,
+    inv: Arc<dyn ComplexToReal<f32>>,
+}
+
+type PlanKey = (u32, u32, [u64; 4]);
+
+fn plan_cached(from: u32, to: u32, design: SincDesign) -> Result<Arc<Plan>, String> {
+    static PLANS: OnceLock<Mutex<HashMap<PlanKey, Arc<Plan>>>> = OnceLock::new();
+    let key = (
+        from,
+        to,
+        [
+            design.cutoff.to_bits(),
+            design.half_len_low.to_bits(),
+            design.beta.to_bits(),
+            0,
+        ],
+    );
+    let plans = PLANS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(p) = plans.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(p);
+    }
+    let p = Arc::new(design_plan(from, to, design)?);
+    if let Ok(mut m) = plans.lock() {
+        m.insert(key, p.clone());
+    }
+    Ok(p)
+}
+
 impl SincFft {
     /// `from`, `to` > 0.
     pub fn new(from: u32, to: u32, channels: usize, design: SincDesign) -> Result<Self, String> {
+        let p = plan_cached(from, to, design)?;
+        let (fwd, inv) = (p.fwd.clone(), p.inv.clone());
+        Ok(SincFft {
+            block_in: p.block_in,
+            block_out: p.block_out,
+            n_in: p.n_in,
+            n_out: p.n_out,
+            delay: p.delay,
+            h: p.h.clone(),
+            time_in: fwd.make_input_vec(),
+            spec_in: fwd.make_output_vec(),
+            scratch_fwd: fwd.make_scratch_vec(),
+            spec_out: inv.make_input_vec(),
+            time_out: inv.make_output_vec(),
+            scratch_inv: inv.make_scratch_vec(),
+            acc: vec![vec![0.0; p.n_out]; channels.max(1)],
+            fwd,
+            inv,
+        })
+    }
+}
+
+/// Design the filter and plan the transforms for `from → to`.
+fn design_plan(from: u32, to: u32, design: SincDesign) -> Result<Plan, String> {
+    {
         if from == 0 || to == 0 {
             return Err("sample rates must be positive".into());
         }
@@ -175,25 +241,20 @@ impl SincFft {
         let mut p32 = RealFftPlanner::<f32>::new();
         let fwd = p32.plan_fft_forward(n_in);
         let inv = p32.plan_fft_inverse(n_out);
-        Ok(SincFft {
+        Ok(Plan {
             block_in,
             block_out,
             n_in,
             n_out,
             delay,
-            h,
-            time_in: fwd.make_input_vec(),
-            spec_in: fwd.make_output_vec(),
-            scratch_fwd: fwd.make_scratch_vec(),
-            spec_out: inv.make_input_vec(),
-            time_out: inv.make_output_vec(),
-            scratch_inv: inv.make_scratch_vec(),
+            h: h.into(),
             fwd,
             inv,
-            acc: vec![vec![0.0; n_out]; channels.max(1)],
         })
     }
+}
 
+impl SincFft {
     /// Input frames per block.
     pub fn block_in(&self) -> usize {
         self.block_in
@@ -220,7 +281,12 @@ impl SincFft {
             self.fwd
                 .process_with_scratch(&mut self.time_in, &mut self.spec_in, &mut self.scratch_fwd)
                 .map_err(|e| e.to_string())?;
-            for ((o, a), b) in self.spec_out.iter_mut().zip(&self.spec_in).zip(&self.h) {
+            for ((o, a), b) in self
+                .spec_out
+                .iter_mut()
+                .zip(&self.spec_in)
+                .zip(self.h.iter())
+            {
                 *o = a * b;
             }
             self.spec_out[bins..].fill(Complex::new(0.0, 0.0));
