@@ -5,8 +5,10 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use sermo::train::data::{Example, Standardizer};
-use sermo::train::model::{ModelConfig, ModelKind, ModelParams};
-use sermo::train::training::{ClassWeights, Schedule, TrainSettings, argmax, predict, train};
+use sermo::train::model::{ModelConfig, ModelKind, ModelParams, Pooling};
+use sermo::train::training::{
+    Checkpoint, ClassWeights, Schedule, TrainSettings, argmax, predict, train,
+};
 use sermo::train::{Cpu, CpuAutodiff};
 
 const DIMS: usize = 6;
@@ -46,6 +48,7 @@ fn toy(n_per_class: usize, classes: usize) -> Vec<Example> {
                 segment: 0,
                 start_s: 0.0,
                 end_s: 0.0,
+                variant: None,
             });
         }
     }
@@ -76,6 +79,17 @@ fn config(kind: ModelKind) -> ModelConfig {
     }
 }
 
+/// Every model with its default pooling, plus the CNNs with statistics pooling.
+fn configs() -> Vec<ModelConfig> {
+    let mut out: Vec<ModelConfig> = ModelKind::ALL.iter().map(|&k| config(k)).collect();
+    for kind in [ModelKind::Cnn1d, ModelKind::Cnn2d] {
+        let mut c = config(kind);
+        c.params.pooling = Pooling::MeanStd;
+        out.push(c);
+    }
+    out
+}
+
 fn settings() -> TrainSettings {
     TrainSettings {
         epochs: 60,
@@ -91,14 +105,20 @@ fn settings() -> TrainSettings {
         max_frames: 1000,
         seed: 1,
         spec_mask: None,
+        label_smoothing: 0.0,
+        mixup: None,
+        crop_frames: None,
+        checkpoint: Checkpoint::Best,
+        sample_variants: false,
+        ensemble: 1,
     }
 }
 
 #[test]
 fn every_model_has_the_right_shapes_and_ignores_padding() {
     let device = Default::default();
-    for kind in ModelKind::ALL {
-        let cfg = config(kind);
+    for cfg in configs() {
+        let kind = (cfg.kind, cfg.params.pooling);
         assert!(cfg.check().is_empty());
         let model = cfg.init::<Cpu>(&device);
         // Two examples of 20 and 13 frames in one padded batch.
@@ -140,8 +160,8 @@ fn every_model_learns_a_tiny_subset_and_reloads_identically() {
     let data = toy(6, 3);
     let refs: Vec<&Example> = data.iter().collect();
     let norm = Standardizer::fit(&refs, DIMS);
-    for kind in ModelKind::ALL {
-        let cfg = config(kind);
+    for cfg in configs() {
+        let kind = (cfg.kind, cfg.params.pooling);
         let trained = train::<CpuAutodiff>(&cfg, &settings(), &refs, &[], &norm, &device, |_| {});
         let probs = predict(&trained.model, &refs, DIMS, &norm, 8, 1000, &device);
         let correct = probs

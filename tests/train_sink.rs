@@ -241,3 +241,110 @@ heads = 4
         "{text}"
     );
 }
+
+/// Augmented rows (the `augment` stage's `variant` column) train only: the test
+/// speaker is scored on its clean rows, once per clip. The recipe options
+/// (ensemble, mixup, label smoothing, crops, masking, per-clip normalization,
+/// last-epoch checkpoint) run end to end, and `sermo eval` on the clean held-out
+/// rows reproduces the sink's test metrics from the reloaded ensemble.
+#[test]
+fn augmented_training_tests_on_clean_rows_and_ensembles_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let glob = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/emodb/*.wav");
+    let feats = dir.path().join("features.toml");
+    let head = common::audio_head(&glob.display().to_string());
+    let aug = r#"
+[stages.aug]
+kind = "augment"
+input = "a16"
+variants = ["clean", "noise", "pitch"]
+"#;
+    write(
+        &feats,
+        &format!(
+            "{head}{aug}{}[sinks.t]\nkind = \"parquet\"\ninput = \"feat\"\npath = \"feats\"\n",
+            common::DEMO_FEATURES.replace("input = \"a16\"", "input = \"aug\"")
+        ),
+    );
+    let (ok, text) = run(&["run", "-q", feats.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let keys = r#"model = "cnn1d"
+features = ["stacked"]
+epochs = 4
+batch_size = 4
+split = { by = "speaker", test = ["08"] }
+seed = 5
+normalize = "utterance"
+ensemble = 2
+label_smoothing = 0.1
+mixup = { alpha = 0.4 }
+crop = { frames = 20 }
+spec_mask = { time = 1, time_width = 4, feature = 1, feature_width = 2 }
+checkpoint = "last"
+[sinks.m.params]
+filters = [8, 8, 8]
+dense = 8
+"#;
+    let p = common::train_pipeline(dir.path(), "aug", keys);
+    let (ok, text) = run(&["run", p.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let out = dir.path().join("aug");
+    assert!(out.join("model.mpk").is_file() && out.join("model-1.mpk").is_file());
+    let m = json(&out.join("metrics.json"));
+    let scored: u64 = m["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(
+        scored, 5,
+        "speaker 08 has 5 clips; augmented rows must not be tested: {text}"
+    );
+    let cfg = json(&out.join("config.json"));
+    assert_eq!(cfg["training"]["ensemble"], 2);
+    assert_eq!(cfg["member_best_epochs"], serde_json::json!([4, 4]));
+    assert_eq!(cfg["standardizer"]["per_clip"], true);
+    // Two members × 4 epochs in the history.
+    let f = std::fs::File::open(out.join("history.parquet")).unwrap();
+    let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    assert_eq!(rows, 8);
+
+    // The clean rows of speaker 08, scored by the reloaded ensemble.
+    let sel = dir.path().join("select.toml");
+    write(
+        &sel,
+        r#"[pipeline]
+name = "sel"
+[sources.f]
+kind = "parquet"
+path = "feats"
+where = "speaker = '08' AND variant = 'clean'"
+[sinks.t]
+kind = "parquet"
+input = "f"
+path = "test08"
+"#,
+    );
+    let (ok, text) = run(&["run", "-q", sel.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let eval_json = dir.path().join("eval.json");
+    let (ok, text) = run(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--table",
+        dir.path().join("test08").to_str().unwrap(),
+        "--out",
+        eval_json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let e = json(&eval_json);
+    assert_eq!(e["confusion"], m["confusion"], "reloaded ensemble differs");
+    assert_eq!(e["accuracy"], m["accuracy"]);
+}

@@ -62,7 +62,7 @@ use crate::train::model::{ModelConfig, ModelKind, ModelParams};
 use crate::train::plots;
 use crate::train::split::{Assignment, Cv, Part, Split};
 use crate::train::training::{
-    ClassWeights, Epoch, Schedule, TrainSettings, argmax, predict, train,
+    Checkpoint, ClassWeights, Epoch, Schedule, TrainSettings, argmax, predict, train,
 };
 use burn::tensor::backend::AutodiffBackend;
 
@@ -120,6 +120,65 @@ pub struct TrainConfig {
     /// `spec_mask = { time = 2, time_width = 20, feature = 2, feature_width = 6 }`
     /// (every key optional, these are the defaults).
     pub spec_mask: Option<Masking>,
+    /// Label smoothing ε in [0, 1) of the training loss (0 = off).
+    #[serde(default)]
+    pub label_smoothing: f32,
+    /// `mixup = { alpha = 0.2 }`: mix training batches with λ ~ Beta(α, α).
+    pub mixup: Option<Mixup>,
+    /// `crop = { frames = 150 }`: train on a random window of each clip every
+    /// epoch (validation and test see whole clips).
+    pub crop: Option<Crop>,
+    /// `"best"` (lowest validation loss, default) or `"last"` epoch.
+    #[serde(default)]
+    pub checkpoint: Checkpoint,
+    /// Train this many models (seeds seed, seed + 1, ...) and average their
+    /// class probabilities (default 1).
+    #[serde(default = "d_ensemble")]
+    pub ensemble: usize,
+    /// Augmented rows (a `variant` column from the `augment` stage): which
+    /// variants train and how. Validation and test always use `clean` rows only.
+    #[serde(default)]
+    pub variants: Variants,
+}
+
+/// `mixup = { alpha = 0.2 }`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mixup {
+    pub alpha: f64,
+}
+
+/// `crop = { frames = 150 }`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crop {
+    pub frames: usize,
+}
+
+/// How a table with a `variant` column (the `augment` stage) trains.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variants {
+    /// Variants whose rows train (default: every variant in the table).
+    pub train: Option<Vec<String>>,
+    /// `"all"` (default): every variant row is a training example, so an epoch
+    /// sees each clip once per variant; `"sample"`: each epoch trains one randomly
+    /// drawn variant of every clip (same epoch cost as without augmentation).
+    #[serde(default)]
+    pub mode: VariantMode,
+}
+
+/// See [`Variants::mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VariantMode {
+    #[default]
+    All,
+    Sample,
+}
+
+fn d_ensemble() -> usize {
+    1
 }
 
 fn d_epochs() -> usize {
@@ -163,6 +222,12 @@ impl TrainConfig {
             max_frames: self.max_frames,
             seed: self.seed,
             spec_mask: self.spec_mask,
+            label_smoothing: self.label_smoothing,
+            mixup: self.mixup.map(|m| m.alpha),
+            crop_frames: self.crop.map(|c| c.frames),
+            checkpoint: self.checkpoint,
+            sample_variants: self.variants.mode == VariantMode::Sample,
+            ensemble: self.ensemble,
         }
     }
 
@@ -200,6 +265,34 @@ impl OperatorConfig for TrainConfig {
             if v == 0 {
                 p.push(Problem::new(k, "must be at least 1"));
             }
+        }
+        if self.ensemble == 0 {
+            p.push(Problem::new("ensemble", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            p.push(Problem::new(
+                "label_smoothing",
+                format!("must be in [0, 1), got {}", self.label_smoothing),
+            ));
+        }
+        if let Some(m) = self.mixup
+            && !(m.alpha.is_finite() && m.alpha > 0.0)
+        {
+            p.push(Problem::new(
+                "mixup.alpha",
+                format!("must be positive, got {}", m.alpha),
+            ));
+        }
+        if self.crop.is_some_and(|c| c.frames == 0) {
+            p.push(Problem::new("crop.frames", "must be at least 1"));
+        }
+        if let Some(v) = &self.variants.train
+            && v.is_empty()
+        {
+            p.push(
+                Problem::new("variants.train", "is empty")
+                    .with_hint("list variants of the augment stage, e.g. [\"clean\", \"noise\"], or leave it out for all"),
+            );
         }
         if self.learning_rate.is_nan() || self.learning_rate <= 0.0 {
             p.push(Problem::new(
@@ -283,8 +376,12 @@ struct TrainSink {
     out: PathBuf,
 }
 
-fn history_batch(h: &[Epoch]) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+/// `history.parquet`: one row per epoch of every ensemble member (`member` 0, 1, ...).
+fn history_batch(
+    h: &[(usize, Epoch)],
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     let f = |name: &str, t: DataType, n: bool| Field::new(name, t, n);
+    let (members, h): (Vec<usize>, Vec<Epoch>) = h.iter().cloned().unzip();
     let schema = Arc::new(Schema::new(vec![
         f("epoch", DataType::UInt32, false),
         f("train_loss", DataType::Float64, false),
@@ -293,6 +390,7 @@ fn history_batch(h: &[Epoch]) -> std::result::Result<RecordBatch, arrow::error::
         f("val_acc", DataType::Float64, true),
         f("lr", DataType::Float64, false),
         f("seconds", DataType::Float64, false),
+        f("member", DataType::UInt32, false),
     ]));
     RecordBatch::try_new(
         schema,
@@ -310,6 +408,9 @@ fn history_batch(h: &[Epoch]) -> std::result::Result<RecordBatch, arrow::error::
             Arc::new(Float64Array::from_iter(h.iter().map(|e| e.val_acc))),
             Arc::new(Float64Array::from_iter_values(h.iter().map(|e| e.lr))),
             Arc::new(Float64Array::from_iter_values(h.iter().map(|e| e.seconds))),
+            Arc::new(UInt32Array::from_iter_values(
+                members.iter().map(|&m| m as u32),
+            )),
         ],
     )
 }
@@ -404,6 +505,70 @@ impl FoldJob<'_> {
     }
 }
 
+/// File name (without `.mpk`) of ensemble member `k`: `model`, `model-1`, ...
+pub fn member_file(k: usize) -> String {
+    if k == 0 {
+        MODEL_FILE.to_string()
+    } else {
+        format!("{MODEL_FILE}-{k}")
+    }
+}
+
+/// The examples of one fold's parts.
+struct FoldParts<'a> {
+    train: Vec<&'a Example>,
+    valid: Vec<&'a Example>,
+    test: Vec<&'a Example>,
+}
+
+/// Split `ex` by `assignment`. Augmented rows (a `variant` other than `clean`)
+/// train only: validation and test take the clean rows, so every held-out clip
+/// is scored once, unaugmented. `train_variants` (when given) selects the
+/// variants that train.
+fn fold_parts<'a>(
+    ex: &'a [Example],
+    assignment: &Assignment,
+    train_variants: Option<&[String]>,
+) -> std::result::Result<FoldParts<'a>, String> {
+    let pick = |p: Part, keep: &dyn Fn(&Example) -> bool| -> Vec<&'a Example> {
+        assignment
+            .indices(p)
+            .into_iter()
+            .map(|i| &ex[i])
+            .filter(|e| keep(e))
+            .collect()
+    };
+    let train_keep = |e: &Example| match (train_variants, e.variant.as_deref()) {
+        (Some(list), Some(v)) => list.iter().any(|l| l == v),
+        _ => true,
+    };
+    let parts = FoldParts {
+        train: pick(Part::Train, &train_keep),
+        valid: pick(Part::Valid, &|e| e.is_clean()),
+        test: pick(Part::Test, &|e| e.is_clean()),
+    };
+    if parts.train.is_empty() || parts.test.is_empty() {
+        let variants: BTreeSet<&str> = ex.iter().filter_map(|e| e.variant.as_deref()).collect();
+        let why = if variants.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the table's variants are {} (test rows must be `clean`{})",
+                variants.into_iter().collect::<Vec<_>>().join(", "),
+                match train_variants {
+                    Some(l) => format!(", training rows one of {}", l.join(", ")),
+                    None => String::new(),
+                }
+            )
+        };
+        return Err(format!(
+            "empty train or test set ({}){why}",
+            assignment.describe()
+        ));
+    }
+    Ok(parts)
+}
+
 /// Train and evaluate one assignment; write its artifacts into `dir`.
 #[allow(clippy::too_many_arguments)] // one call site; the inputs are distinct
 fn run_fold(
@@ -419,16 +584,22 @@ fn run_fold(
     device: Device,
 ) -> std::result::Result<Report, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let pick =
-        |p: Part| -> Vec<&Example> { assignment.indices(p).into_iter().map(|i| &ex[i]).collect() };
-    let (tr, va, te) = (pick(Part::Train), pick(Part::Valid), pick(Part::Test));
-    if tr.is_empty() || te.is_empty() {
-        return Err(format!(
-            "{name}: empty train or test set ({})",
-            assignment.describe()
-        ));
-    }
-    let norm = Standardizer::fit(&tr, dims);
+    let FoldParts {
+        train: tr,
+        valid: va,
+        test: te,
+    } = fold_parts(ex, assignment, cfg.variants.train.as_deref())
+        .map_err(|e| format!("{name}: {e}"))?;
+    let clean_train: Vec<&Example> = tr.iter().copied().filter(|e| e.is_clean()).collect();
+    let norm = Standardizer::fit_with(
+        if clean_train.is_empty() {
+            &tr
+        } else {
+            &clean_train
+        },
+        dims,
+        cfg.normalize == Normalize::Utterance,
+    );
     let model_cfg = ModelConfig {
         kind: cfg.model,
         input_dim: dims,
@@ -436,7 +607,8 @@ fn run_fold(
         params: cfg.params.clone(),
     };
     let settings = cfg.settings();
-    let bar = progress_bar(settings.epochs, name);
+    let members = settings.ensemble.max(1);
+    let bar = progress_bar(settings.epochs * members, name);
     let mut progress = |e: &Epoch| {
         let line = format!(
             "train loss {:.4} acc {:.3}{} ({:.1} s)",
@@ -459,32 +631,48 @@ fn run_fold(
             None => {}
         }
     };
-    let job = FoldJob {
-        model: &model_cfg,
-        settings: &settings,
-        train: &tr,
-        valid: &va,
-        test: &te,
-        norm: &norm,
-        model_path: dir.join(MODEL_FILE),
-    };
-    let fitted = match device {
-        Device::Cpu => job.fit::<CpuAutodiff>(&Default::default(), &mut progress)?,
-        #[cfg(feature = "cuda")]
-        Device::Cuda(i) => crate::train::device::guard("training", || {
-            job.fit::<crate::train::GpuAutodiff>(
-                &burn::backend::cuda::CudaDevice::new(i),
-                &mut progress,
-            )
-        })??,
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => return Err("this build has no CUDA backend".into()),
-    };
+    // Ensemble members: seeds seed, seed + 1, ...; member 0 is `model.mpk`, member
+    // k `model-k.mpk`; test probabilities are averaged.
+    let mut history: Vec<(usize, Epoch)> = Vec::new();
+    let mut best_epochs = Vec::with_capacity(members);
+    let mut probs: Vec<Vec<f32>> = vec![vec![0.0; labels.len()]; te.len()];
+    for k in 0..members {
+        let mut member_settings = settings.clone();
+        member_settings.seed = settings.seed.wrapping_add(k as u64);
+        let job = FoldJob {
+            model: &model_cfg,
+            settings: &member_settings,
+            train: &tr,
+            valid: &va,
+            test: &te,
+            norm: &norm,
+            model_path: dir.join(member_file(k)),
+        };
+        let fitted = match device {
+            Device::Cpu => job.fit::<CpuAutodiff>(&Default::default(), &mut progress)?,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => crate::train::device::guard("training", || {
+                job.fit::<crate::train::GpuAutodiff>(
+                    &burn::backend::cuda::CudaDevice::new(i),
+                    &mut progress,
+                )
+            })??,
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => return Err("this build has no CUDA backend".into()),
+        };
+        for (acc, p) in probs.iter_mut().zip(&fitted.probs) {
+            for (a, v) in acc.iter_mut().zip(p) {
+                *a += v / members as f32;
+            }
+        }
+        best_epochs.push(fitted.best_epoch);
+        history.extend(fitted.history.into_iter().map(|e| (k, e)));
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let mut conf = Confusion::new(labels.to_vec());
-    for (p, e) in fitted.probs.iter().zip(&te) {
+    for (p, e) in probs.iter().zip(&te) {
         if let Some(t) = e.label {
             conf.add(t, argmax(p));
         }
@@ -505,14 +693,19 @@ fn run_fold(
         training: settings,
         split: assignment.describe(),
         leakage: assignment.leakage(),
-        best_epoch: fitted.best_epoch,
+        best_epoch: best_epochs.first().copied().unwrap_or(0),
+        member_best_epochs: if members > 1 {
+            best_epochs.clone()
+        } else {
+            Vec::new()
+        },
         data_hash: hashes,
         normalize: cfg.normalize,
         sample_rate,
     };
     write_json(&dir.join(CONFIG_FILE), &artifact)?;
     write_json(&dir.join("metrics.json"), &report)?;
-    let hb = history_batch(&fitted.history).map_err(|e| e.to_string())?;
+    let hb = history_batch(&history).map_err(|e| e.to_string())?;
     let f = std::fs::File::create(dir.join("history.parquet")).map_err(|e| e.to_string())?;
     let mut w =
         parquet::arrow::ArrowWriter::try_new(f, hb.schema(), None).map_err(|e| e.to_string())?;
@@ -520,19 +713,28 @@ fn run_fold(
     w.close().map_err(|e| e.to_string())?;
     let title = format!("{} {}", cfg.model.name(), name);
     plots::confusion(&report, &title, &dir.join(plots::CONFUSION_PNG))?;
+    let first: Vec<Epoch> = history
+        .iter()
+        .filter(|(k, _)| *k == 0)
+        .map(|(_, e)| e.clone())
+        .collect();
     plots::curves(
-        &fitted.history,
-        fitted.best_epoch,
+        &first,
+        best_epochs.first().copied().unwrap_or(0),
         &title,
         &dir.join(plots::CURVES_PNG),
     )?;
     eprintln!(
-        "sermo: {name}: {} — accuracy {:.3}, UAR {:.3} on {} test rows (best epoch {})",
+        "sermo: {name}: {} — accuracy {:.3}, UAR {:.3} on {} test rows (kept epoch {})",
         assignment.describe(),
         report.accuracy,
         report.uar,
         te.len(),
-        fitted.best_epoch
+        best_epochs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(report)
 }
@@ -691,6 +893,112 @@ impl Operator for TrainSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::split::Split;
+
+    /// Three speakers × two clips × variants clean/noise/pitch, one frame each.
+    fn augmented_rows() -> Vec<Example> {
+        let mut out = Vec::new();
+        for spk in ["a", "b", "c"] {
+            for clip in 0..2 {
+                for v in ["clean", "noise", "pitch"] {
+                    out.push(Example {
+                        x: vec![0.0; 3],
+                        frames: 1,
+                        label: Some(clip),
+                        label_text: Some(clip.to_string()),
+                        group: spk.into(),
+                        clip_id: format!("{spk}-{clip}"),
+                        segment: 0,
+                        start_s: 0.0,
+                        end_s: 0.0,
+                        variant: Some(v.into()),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn augmented_rows_only_train() {
+        let ex = augmented_rows();
+        let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
+        let a = Split::by_groups("speaker", &["b"], &["c"])
+            .assign(&groups)
+            .unwrap();
+        let parts = fold_parts(&ex, &a, None).unwrap();
+        // Every variant of speaker a trains; speakers b and c are tested and
+        // validated once per clip, on clean rows.
+        assert_eq!(parts.train.len(), 6);
+        assert!(parts.train.iter().all(|e| e.group == "a"));
+        assert_eq!(parts.test.len(), 2, "augmented rows reached the test set");
+        assert_eq!(parts.valid.len(), 2, "augmented rows reached validation");
+        for (part, spk) in [(&parts.test, "b"), (&parts.valid, "c")] {
+            assert!(
+                part.iter()
+                    .all(|e| e.group == spk && e.variant.as_deref() == Some("clean"))
+            );
+        }
+        // A selection of training variants.
+        let sel = ["clean".to_string(), "pitch".to_string()];
+        let parts = fold_parts(&ex, &a, Some(&sel)).unwrap();
+        assert_eq!(parts.train.len(), 4);
+        assert!(
+            parts
+                .train
+                .iter()
+                .all(|e| e.variant.as_deref() != Some("noise"))
+        );
+        // Without clean rows there is nothing to test on, and the error says why.
+        let noisy: Vec<Example> = ex.iter().filter(|e| !e.is_clean()).cloned().collect();
+        let groups: Vec<String> = noisy.iter().map(|e| e.group.clone()).collect();
+        let a = Split::by_groups("speaker", &["b"], &[])
+            .assign(&groups)
+            .unwrap();
+        let err = fold_parts(&noisy, &a, None).err().unwrap();
+        assert!(err.contains("test rows must be `clean`"), "{err}");
+    }
+
+    #[test]
+    fn validation_lists_every_recipe_problem() {
+        let c: TrainConfig = toml::from_str(
+            r#"model = "cnn1d"
+features = ["stacked"]
+out = "runs/x"
+cv = { by = "speaker", folds = 10 }
+ensemble = 0
+label_smoothing = 1.0
+mixup = { alpha = -1.0 }
+crop = { frames = 0 }
+variants = { train = [] }
+"#,
+        )
+        .unwrap();
+        let ctx = ConfigContext {
+            base_dir: Path::new("."),
+            seed: 0,
+        };
+        let all: String = c
+            .check(&ctx)
+            .iter()
+            .map(|p| format!("{}: {}\n", p.key.as_deref().unwrap_or(""), p.message))
+            .collect();
+        for k in [
+            "ensemble",
+            "label_smoothing",
+            "mixup.alpha",
+            "crop.frames",
+            "variants.train",
+        ] {
+            assert!(all.contains(k), "no problem about {k}: {all}");
+        }
+        assert!(
+            toml::from_str::<TrainConfig>(
+                "model = \"mlp\"\nfeatures = [\"x\"]\nout = \"o\"\nvariants = { mode = \"each\" }\n"
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn config_parses_with_defaults() {

@@ -32,6 +32,19 @@ pub struct Example {
     pub segment: u32,
     pub start_s: f64,
     pub end_s: f64,
+    /// The `augment` stage's variant of the row (`None` without a `variant`
+    /// column). Only clean rows are validated, tested and scored.
+    pub variant: Option<String>,
+}
+
+/// The variant name of unaugmented rows (the `augment` stage's `clean`).
+pub const CLEAN: &str = "clean";
+
+impl Example {
+    /// True for an unaugmented row: no `variant` column, or variant `clean`.
+    pub fn is_clean(&self) -> bool {
+        self.variant.as_deref().is_none_or(|v| v == CLEAN)
+    }
 }
 
 /// The frames × dims values of row `i` of a feature column.
@@ -141,6 +154,7 @@ pub fn examples(
             segment: segment.as_ref().map(|s| s.value(i)).unwrap_or(0),
             start_s: start.as_ref().map(|s| s.value(i)).unwrap_or(0.0),
             end_s: end.as_ref().map(|s| s.value(i)).unwrap_or(0.0),
+            variant: text(batch, crate::ops::augment::VARIANT, i),
         });
     }
     Ok(out)
@@ -157,16 +171,33 @@ pub enum Normalize {
     /// std over all its frames. Uses the test speaker's audio but never its
     /// labels: speaker-level normalization, common in speaker-independent SER.
     Speaker,
+    /// Z-normalize every clip (row) with its own per-dimension mean and std over
+    /// its frames, in training and at inference (part of the saved standardizer,
+    /// so it works row by row in the `infer` stage too). Removes each clip's
+    /// level and spectral tilt along with the speaker's.
+    Utterance,
 }
 
 /// Z-normalize each group's frames with the group's own statistics (in place).
+/// The statistics come from the group's clean rows ([`Example::is_clean`]) when it
+/// has any, so augmented copies do not shift a speaker's normalization: a test
+/// speaker is normalized the same with or without augmentation upstream.
 pub fn normalize_groups(ex: &mut [Example], dims: usize) {
     let mut by_group: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, e) in ex.iter().enumerate() {
         by_group.entry(e.group.clone()).or_default().push(i);
     }
     for idx in by_group.values() {
-        let refs: Vec<&Example> = idx.iter().map(|&i| &ex[i]).collect();
+        let clean: Vec<&Example> = idx
+            .iter()
+            .map(|&i| &ex[i])
+            .filter(|e| e.is_clean())
+            .collect();
+        let refs: Vec<&Example> = if clean.is_empty() {
+            idx.iter().map(|&i| &ex[i]).collect()
+        } else {
+            clean
+        };
         let st = Standardizer::fit(&refs, dims);
         for &i in idx {
             st.apply(&mut ex[i].x);
@@ -179,16 +210,35 @@ pub fn normalize_groups(ex: &mut [Example], dims: usize) {
 pub struct Standardizer {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Z-normalize every clip with its own statistics first (`normalize =
+    /// "utterance"`); `mean`/`std` are then fitted on clip-normalized frames.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_clip: bool,
 }
 
 impl Standardizer {
     /// Mean and std over every frame of `examples` (std floored at 1e-5).
     pub fn fit(examples: &[&Example], dims: usize) -> Standardizer {
+        Self::fit_with(examples, dims, false)
+    }
+
+    /// [`Standardizer::fit`]; with `per_clip`, each clip is z-normalized with its
+    /// own statistics before it is counted (and before [`Standardizer::apply`]).
+    pub fn fit_with(examples: &[&Example], dims: usize, per_clip: bool) -> Standardizer {
         let mut sum = vec![0f64; dims];
         let mut sq = vec![0f64; dims];
         let mut n = 0f64;
         for e in examples {
-            for f in e.x.chunks_exact(dims) {
+            let own;
+            let x: &[f32] = if per_clip {
+                let mut v = e.x.clone();
+                clip_normalize(&mut v, dims);
+                own = v;
+                &own
+            } else {
+                &e.x
+            };
+            for f in x.chunks_exact(dims) {
                 for (k, &v) in f.iter().enumerate() {
                     sum[k] += v as f64;
                     sq[k] += (v as f64) * (v as f64);
@@ -203,15 +253,51 @@ impl Standardizer {
             .zip(&sum)
             .map(|(q, s)| ((q / n - (s / n) * (s / n)).max(0.0).sqrt() as f32).max(1e-5))
             .collect();
-        Standardizer { mean, std }
+        Standardizer {
+            mean,
+            std,
+            per_clip,
+        }
     }
 
+    /// Standardize the frames of one clip (`frames × dims`, row-major).
     pub fn apply(&self, x: &mut [f32]) {
         let d = self.mean.len();
+        if self.per_clip {
+            clip_normalize(x, d);
+        }
         for f in x.chunks_exact_mut(d) {
             for ((v, m), s) in f.iter_mut().zip(&self.mean).zip(&self.std) {
                 *v = (*v - m) / s;
             }
+        }
+    }
+}
+
+/// Z-normalize one clip's frames (`frames × dims`) per dimension with the clip's
+/// own mean and std (std floored at 1e-5; a single frame becomes 0).
+pub fn clip_normalize(x: &mut [f32], dims: usize) {
+    if dims == 0 {
+        return;
+    }
+    let n = (x.len() / dims).max(1) as f64;
+    let mut sum = vec![0f64; dims];
+    let mut sq = vec![0f64; dims];
+    for f in x.chunks_exact(dims) {
+        for (k, &v) in f.iter().enumerate() {
+            sum[k] += v as f64;
+            sq[k] += (v as f64) * (v as f64);
+        }
+    }
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let std: Vec<f32> = sq
+        .iter()
+        .zip(&sum)
+        .map(|(q, s)| ((q / n - (s / n) * (s / n)).max(0.0).sqrt() as f32).max(1e-5))
+        .collect();
+    for f in x.chunks_exact_mut(dims) {
+        for ((v, m), s) in f.iter_mut().zip(&mean).zip(&std) {
+            *v = (*v - m) / s;
         }
     }
 }
@@ -315,10 +401,28 @@ pub struct SerBatcher {
 impl SerBatcher {
     /// Pad `examples` (standardized copies) to the longest of them.
     pub fn host(&self, examples: &[&Example]) -> HostBatch {
+        let windows: Vec<(usize, usize)> = examples
+            .iter()
+            .map(|e| (0, e.frames.min(self.max_frames)))
+            .collect();
+        self.host_windows(examples, &windows)
+    }
+
+    /// [`SerBatcher::host`] on a window of each example: `windows[i] = (start,
+    /// len)` in frames (clamped to the example and to `max_frames`). Training
+    /// uses it for random crops; a clip is standardized as a whole (its own
+    /// statistics with `normalize = "utterance"`) before the window is cut.
+    pub fn host_windows(&self, examples: &[&Example], windows: &[(usize, usize)]) -> HostBatch {
         let dims = self.dims;
+        let win = |i: usize, e: &Example| {
+            let (s, l) = windows.get(i).copied().unwrap_or((0, e.frames));
+            let s = s.min(e.frames);
+            (s, l.min(e.frames - s).min(self.max_frames))
+        };
         let t = examples
             .iter()
-            .map(|e| e.frames.min(self.max_frames))
+            .enumerate()
+            .map(|(i, e)| win(i, e).1)
             .max()
             .unwrap_or(1)
             .max(1);
@@ -327,10 +431,16 @@ impl SerBatcher {
         let mut mask = vec![0f32; b * t];
         let mut targets = Vec::with_capacity(b);
         for (i, e) in examples.iter().enumerate() {
-            let n = e.frames.min(t);
+            let (s, n) = win(i, e);
             let dst = &mut x[i * t * dims..(i * t + n) * dims];
-            dst.copy_from_slice(&e.x[..n * dims]);
-            self.norm.apply(dst);
+            if self.norm.per_clip {
+                let mut whole = e.x.clone();
+                self.norm.apply(&mut whole);
+                dst.copy_from_slice(&whole[s * dims..(s + n) * dims]);
+            } else {
+                dst.copy_from_slice(&e.x[s * dims..(s + n) * dims]);
+                self.norm.apply(dst);
+            }
             for m in &mut mask[i * t..i * t + n] {
                 *m = 1.0;
             }
@@ -343,6 +453,73 @@ impl SerBatcher {
             batch: b,
             frames: t,
             dims,
+        }
+    }
+}
+
+/// Mixup (Zhang et al. 2018, "mixup: Beyond empirical risk minimization") of a
+/// training batch: example i becomes `lambda · x_i + (1 − lambda) · x_partner[i]`
+/// (mask: the union of both), and its loss target the same mixture of the two
+/// labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mixed {
+    pub lambda: f32,
+    /// The partner's class of every example.
+    pub partner_targets: Vec<i64>,
+}
+
+impl HostBatch {
+    /// Mix every example with `partner[i]` (a permutation of the batch) by `lambda`.
+    pub fn mixup(&mut self, partner: &[usize], lambda: f32) -> Mixed {
+        let (t, d) = (self.frames, self.dims);
+        let x0 = self.x.clone();
+        let m0 = self.mask.clone();
+        for (i, &j) in partner.iter().enumerate().take(self.batch) {
+            let (a, b) = (
+                &x0[i * t * d..(i + 1) * t * d],
+                &x0[j * t * d..(j + 1) * t * d],
+            );
+            for ((o, &p), &q) in self.x[i * t * d..(i + 1) * t * d].iter_mut().zip(a).zip(b) {
+                *o = lambda * p + (1.0 - lambda) * q;
+            }
+            for k in 0..t {
+                self.mask[i * t + k] = m0[i * t + k].max(m0[j * t + k]);
+            }
+        }
+        Mixed {
+            lambda,
+            partner_targets: partner.iter().map(|&j| self.targets[j]).collect(),
+        }
+    }
+}
+
+/// A draw from Beta(alpha, alpha) (two Gamma(alpha) draws, Marsaglia–Tsang).
+pub fn beta_sample(alpha: f64, rng: &mut impl rand::Rng) -> f64 {
+    let a = gamma_sample(alpha, rng);
+    let b = gamma_sample(alpha, rng);
+    if a + b <= 0.0 { 0.5 } else { a / (a + b) }
+}
+
+fn gamma_sample(alpha: f64, rng: &mut impl rand::Rng) -> f64 {
+    if alpha < 1.0 {
+        // Gamma(a) = Gamma(a + 1) · U^(1/a).
+        let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+        return gamma_sample(alpha + 1.0, rng) * u.powf(1.0 / alpha);
+    }
+    let d = alpha - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        // A standard normal by Box–Muller.
+        let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+        let u2: f64 = rng.random();
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        let v = (1.0 + c * z).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+        if u.ln() < 0.5 * z * z + d - d * v + d * v.ln() {
+            return d * v;
         }
     }
 }
@@ -435,6 +612,68 @@ mod tests {
             frames: t,
             dims: d,
         }
+    }
+
+    #[test]
+    fn mixup_mixes_values_masks_and_targets() {
+        // Example 0: 3 real frames of 1.0; example 1: 5 real frames of 3.0.
+        let mut hb = batch(&[3, 5], 5, 2);
+        hb.x[10..20].fill(3.0);
+        hb.mask = vec![1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        hb.targets = vec![4, 6];
+        let m = hb.mixup(&[1, 0], 0.75);
+        assert_eq!(m.partner_targets, vec![6, 4]);
+        assert_eq!(&hb.x[..6], &[1.5; 6]); // 0.75 · 1 + 0.25 · 3
+        assert_eq!(&hb.x[6..10], &[0.75; 4]); // 0.75 · 0 + 0.25 · 3
+        assert_eq!(&hb.x[10..16], &[2.5; 6]); // 0.75 · 3 + 0.25 · 1
+        assert_eq!(hb.mask, vec![1.0; 10]);
+    }
+
+    #[test]
+    fn windows_and_per_clip_normalization() {
+        let e = Example {
+            x: (0..12).map(|v| v as f32).collect(), // 6 frames × 2 dims
+            frames: 6,
+            label: Some(0),
+            label_text: None,
+            group: String::new(),
+            clip_id: String::new(),
+            segment: 0,
+            start_s: 0.0,
+            end_s: 0.0,
+            variant: None,
+        };
+        let plain = SerBatcher {
+            dims: 2,
+            norm: Standardizer {
+                mean: vec![0.0, 0.0],
+                std: vec![1.0, 1.0],
+                per_clip: false,
+            },
+            max_frames: 100,
+        };
+        let hb = plain.host_windows(&[&e], &[(2, 3)]);
+        assert_eq!(hb.frames, 3);
+        assert_eq!(hb.x, vec![4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+        // A window past the end is clamped to the clip.
+        let hb = plain.host_windows(&[&e], &[(5, 4)]);
+        assert_eq!(hb.x, vec![10.0, 11.0]);
+        // Per-clip: the whole clip is z-normalized before the window is cut.
+        let mut per_clip = plain.clone();
+        per_clip.norm.per_clip = true;
+        let whole = per_clip.host(&[&e]);
+        let mean: f32 = whole.x.iter().step_by(2).sum::<f32>() / 6.0;
+        let var: f32 = whole.x.iter().step_by(2).map(|v| v * v).sum::<f32>() / 6.0;
+        assert!(
+            mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5,
+            "{mean} {var}"
+        );
+        let win = per_clip.host_windows(&[&e], &[(2, 3)]);
+        assert_eq!(win.x, whole.x[4..10].to_vec());
+        // fit_with(per_clip) sees normalized clips: mean 0, std 1.
+        let st = Standardizer::fit_with(&[&e], 2, true);
+        assert!(st.mean.iter().all(|m| m.abs() < 1e-6));
+        assert!(st.std.iter().all(|s| (s - 1.0).abs() < 1e-5));
     }
 
     #[test]

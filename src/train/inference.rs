@@ -46,6 +46,9 @@ pub struct ModelArtifact {
     pub split: String,
     pub leakage: bool,
     pub best_epoch: usize,
+    /// The kept epoch of every ensemble member (empty for a single model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_best_epochs: Vec<usize>,
     /// Hash of the clip ids of each part.
     pub data_hash: BTreeMap<String, String>,
     /// Per-speaker normalization before the standardizer (`normalize`).
@@ -60,7 +63,8 @@ pub struct ModelArtifact {
 /// A model loaded for inference, on the CPU or a CUDA device.
 pub struct LoadedModel {
     pub artifact: ModelArtifact,
-    net: Net,
+    /// One module per ensemble member (`model.mpk`, `model-1.mpk`, ...).
+    nets: Vec<Net>,
     pub dir: PathBuf,
     /// Where it runs, for the user (`CPU`, `CUDA device 0 (…)`).
     pub device: String,
@@ -136,19 +140,38 @@ impl LoadedModel {
             ));
         }
         let resolved = device::resolve(choice)?;
+        let mut nets = Vec::new();
+        for k in 0..artifact.training.ensemble.max(1) {
+            nets.push(Self::load_net(&artifact, &dir, k, resolved.device)?);
+        }
+        Ok(LoadedModel {
+            artifact,
+            nets,
+            dir,
+            device: resolved.description,
+        })
+    }
+
+    /// The weights of ensemble member `k` (`model.mpk`, `model-1.mpk`, ...).
+    fn load_net(artifact: &ModelArtifact, dir: &Path, k: usize, on: Device) -> Result<Net, String> {
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        let path = dir.join(MODEL_FILE);
-        let bad = |e: burn::record::RecorderError| {
-            format!("cannot load the weights in {}: {e}", dir.display())
+        let file = if k == 0 {
+            MODEL_FILE.to_string()
+        } else {
+            format!("{MODEL_FILE}-{k}")
         };
-        let net = match resolved.device {
+        let path = dir.join(&file);
+        let bad = |e: burn::record::RecorderError| {
+            format!("cannot load the weights in {}: {e}", path.display())
+        };
+        let net = match on {
             Device::Cpu => {
                 let d = Default::default();
                 Net::Cpu(
                     artifact
                         .model
                         .init::<Cpu>(&d)
-                        .load_file(path, &rec, &d)
+                        .load_file(&path, &rec, &d)
                         .map_err(bad)?,
                 )
             }
@@ -159,7 +182,7 @@ impl LoadedModel {
                     artifact
                         .model
                         .init::<crate::train::Gpu>(&d)
-                        .load_file(path, &rec, &d)
+                        .load_file(&path, &rec, &d)
                 })?
                 .map_err(bad)?;
                 Net::Cuda(Box::new((m, d)))
@@ -167,12 +190,7 @@ impl LoadedModel {
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(_) => return Err("this build has no CUDA backend".into()),
         };
-        Ok(LoadedModel {
-            artifact,
-            net,
-            dir,
-            device: resolved.description,
-        })
+        Ok(net)
     }
 
     /// Class probabilities for each example (rows of [`ModelArtifact::labels`]).
@@ -188,22 +206,30 @@ impl LoadedModel {
     ) -> Result<Vec<Vec<f32>>, String> {
         let a = &self.artifact;
         let (dims, norm, frames) = (a.model.input_dim, &a.standardizer, a.max_frames);
-        match &self.net {
-            Net::Cpu(m) => Ok(predict::<Cpu>(
-                m,
-                ex,
-                dims,
-                norm,
-                batch_size,
-                frames,
-                &Default::default(),
-            )),
-            #[cfg(feature = "cuda")]
-            Net::Cuda(md) => device::guard("inference", || {
-                let (m, d) = &**md;
-                predict::<crate::train::Gpu>(m, ex, dims, norm, batch_size, frames, d)
-            }),
+        let mut out: Option<Vec<Vec<f32>>> = None;
+        let members = self.nets.len().max(1) as f32;
+        for net in &self.nets {
+            let probs = match net {
+                Net::Cpu(m) => {
+                    predict::<Cpu>(m, ex, dims, norm, batch_size, frames, &Default::default())
+                }
+                #[cfg(feature = "cuda")]
+                Net::Cuda(md) => device::guard("inference", || {
+                    let (m, d) = &**md;
+                    predict::<crate::train::Gpu>(m, ex, dims, norm, batch_size, frames, d)
+                })?,
+            };
+            // Ensemble: the mean of the members' probabilities, summed in member
+            // order as in training.
+            let acc =
+                out.get_or_insert_with(|| probs.iter().map(|p| vec![0.0f32; p.len()]).collect());
+            for (a, p) in acc.iter_mut().zip(probs) {
+                for (x, v) in a.iter_mut().zip(p) {
+                    *x += v / members;
+                }
+            }
         }
+        Ok(out.unwrap_or_default())
     }
 }
 

@@ -88,6 +88,19 @@ pub struct ModelParams {
     pub heads: usize,
     pub d_ff: usize,
     pub layers: usize,
+    /// `cnn1d`, `cnn2d`: how the last feature map is pooled over time: `"mean"`
+    /// (masked average, the papers') or `"mean_std"` (masked mean and standard
+    /// deviation concatenated: statistics pooling, as in x-vector networks).
+    pub pooling: Pooling,
+}
+
+/// Time pooling of `cnn1d` / `cnn2d` (`params.pooling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    #[default]
+    Mean,
+    MeanStd,
 }
 
 impl Default for ModelParams {
@@ -108,6 +121,7 @@ impl Default for ModelParams {
             heads: 4,
             d_ff: 256,
             layers: 1,
+            pooling: Pooling::Mean,
         }
     }
 }
@@ -188,9 +202,12 @@ impl ModelConfig {
                     });
                     c_in = c;
                 }
+                let std_pool = p.pooling == Pooling::MeanStd;
+                let pooled = if std_pool { 2 * c_in } else { c_in };
                 SerModel::Cnn1d(Cnn1d {
                     blocks,
-                    dense: LinearConfig::new(c_in, p.dense).init(device),
+                    std_pool,
+                    dense: LinearConfig::new(pooled, p.dense).init(device),
                     out: LinearConfig::new(p.dense, self.classes).init(device),
                     dropout: drop,
                 })
@@ -206,10 +223,13 @@ impl ModelConfig {
                     });
                     c_in = c;
                 }
+                let std_pool = p.pooling == Pooling::MeanStd;
+                let pooled = if std_pool { 2 * c_in } else { c_in };
                 SerModel::Cnn2d(Cnn2d {
                     blocks,
+                    std_pool,
                     out: LinearConfig::new(c_in, self.classes).init(device),
-                    fc: LinearConfig::new(c_in, c_in).init(device),
+                    fc: LinearConfig::new(pooled, c_in).init(device),
                     dropout: drop,
                 })
             }
@@ -279,6 +299,27 @@ pub fn masked_mean<B: Backend>(x: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B,
     (x * m).sum_dim(2).div(n).squeeze_dim::<2>(2)
 }
 
+/// Masked mean and standard deviation over the last axis, concatenated:
+/// `x: [b, c, t]`, `mask: [b, t]` → `[b, 2c]` (std = sqrt(var + 1e-5)).
+pub fn masked_mean_std<B: Backend>(x: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B, 2> {
+    let mean = masked_mean(x.clone(), mask.clone());
+    let sq = masked_mean(x.clone() * x, mask);
+    let std = (sq - mean.clone() * mean.clone())
+        .clamp_min(0.0)
+        .add_scalar(1e-5)
+        .sqrt();
+    Tensor::cat(vec![mean, std], 1)
+}
+
+/// Time pooling of the CNNs: mean, or mean and std ([`Pooling`]).
+fn pool_time<B: Backend>(x: Tensor<B, 3>, mask: Tensor<B, 2>, std_pool: bool) -> Tensor<B, 2> {
+    if std_pool {
+        masked_mean_std(x, mask)
+    } else {
+        masked_mean(x, mask)
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     fc1: Linear<B>,
@@ -297,6 +338,7 @@ pub struct Block1d<B: Backend> {
 #[derive(Module, Debug)]
 pub struct Cnn1d<B: Backend> {
     blocks: Vec<Block1d<B>>,
+    std_pool: bool,
     dense: Linear<B>,
     out: Linear<B>,
     dropout: Dropout,
@@ -312,6 +354,7 @@ pub struct Block2d<B: Backend> {
 #[derive(Module, Debug)]
 pub struct Cnn2d<B: Backend> {
     blocks: Vec<Block2d<B>>,
+    std_pool: bool,
     fc: Linear<B>,
     out: Linear<B>,
     dropout: Dropout,
@@ -388,7 +431,7 @@ impl<B: Backend> SerModel<B> {
                     mk = b.pool.forward(mk.unsqueeze_dim::<3>(1)).squeeze_dim::<2>(1);
                     h = b.dropout.forward(h) * mk.clone().unsqueeze_dim::<3>(1);
                 }
-                let pooled = masked_mean(h, mk);
+                let pooled = pool_time(h, mk, m.std_pool);
                 let d = m.dropout.forward(relu(m.dense.forward(pooled)));
                 m.out.forward(d)
             }
@@ -409,7 +452,7 @@ impl<B: Backend> SerModel<B> {
                 // [b, c, t, d] → mean over d, masked mean over t.
                 let [bb, c, t, _] = h.dims();
                 let over_d = h.mean_dim(3).reshape([bb, c, t]);
-                let pooled = masked_mean(over_d, mk);
+                let pooled = pool_time(over_d, mk, m.std_pool);
                 let f = m.dropout.forward(elu(m.fc.forward(pooled), 1.0));
                 m.out.forward(f)
             }

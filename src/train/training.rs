@@ -8,13 +8,15 @@ use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Example, Masking, SerBatcher, Standardizer, batch, length_buckets, prefetch};
+use super::data::{
+    Example, Masking, Mixed, SerBatcher, Standardizer, batch, beta_sample, length_buckets, prefetch,
+};
 use super::model::{ModelConfig, SerModel};
 
 /// Learning-rate schedule.
@@ -60,6 +62,46 @@ pub struct TrainSettings {
     /// SpecAugment-style masking of training batches.
     #[serde(default)]
     pub spec_mask: Option<Masking>,
+    /// Label smoothing ε of the training loss: targets (1 − ε) on the class and
+    /// ε / classes everywhere (Szegedy et al. 2016). 0 = off.
+    #[serde(default)]
+    pub label_smoothing: f32,
+    /// Mixup of training batches with λ ~ Beta(alpha, alpha); `None` = off.
+    #[serde(default)]
+    pub mixup: Option<f64>,
+    /// Random crops: each training example is cut to a random window of this
+    /// many frames every epoch (shorter examples stay whole); validation and test
+    /// see whole clips.
+    #[serde(default)]
+    pub crop_frames: Option<usize>,
+    /// Which epoch's weights are kept.
+    #[serde(default)]
+    pub checkpoint: Checkpoint,
+    /// Augmented data: train each epoch on one variant of every clip, drawn at
+    /// random (rows of a clip share `clip_id` and `segment`), instead of on every
+    /// variant row.
+    #[serde(default)]
+    pub sample_variants: bool,
+    /// Models trained with seeds seed, seed + 1, ...; their class probabilities
+    /// are averaged.
+    #[serde(default = "one")]
+    pub ensemble: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Which epoch's weights training keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Checkpoint {
+    /// The epoch with the lowest validation loss (the last one without a
+    /// validation part).
+    #[default]
+    Best,
+    /// The last epoch trained (validation is still computed and reported).
+    Last,
 }
 
 /// One epoch of the history.
@@ -115,6 +157,54 @@ pub fn class_weights(kind: ClassWeights, train: &[&Example], classes: usize) -> 
             })
             .collect(),
     )
+}
+
+/// Soft targets `[n · classes]` and per-example loss weights `[n]` of a training
+/// batch: one-hot targets smoothed by `smoothing`, mixed with the partners' by
+/// mixup's λ; an example's weight is its class weight (mixed the same way).
+pub fn soft_targets(
+    targets: &[usize],
+    mixed: Option<&Mixed>,
+    classes: usize,
+    smoothing: f32,
+    class_w: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let off = smoothing / classes as f32;
+    let on = 1.0 - smoothing + off;
+    let mut q = vec![0f32; targets.len() * classes];
+    let mut w = Vec::with_capacity(targets.len());
+    for (i, &t) in targets.iter().enumerate() {
+        let row = &mut q[i * classes..(i + 1) * classes];
+        let (lambda, partner) = match mixed {
+            Some(m) => (m.lambda, m.partner_targets.get(i).map(|&p| p as usize)),
+            None => (1.0, None),
+        };
+        let partner = partner.unwrap_or(t).min(classes - 1);
+        let t = t.min(classes - 1);
+        for (c, v) in row.iter_mut().enumerate() {
+            let a = if c == t { on } else { off };
+            let b = if c == partner { on } else { off };
+            *v = lambda * a + (1.0 - lambda) * b;
+        }
+        w.push(lambda * class_w[t] + (1.0 - lambda) * class_w[partner]);
+    }
+    (q, w)
+}
+
+/// Weighted cross-entropy against soft targets: −Σᵢ wᵢ Σ_c q_ic log softmax(z)_ic
+/// / Σᵢ wᵢ. With one-hot targets and class weights it equals burn's weighted
+/// cross-entropy.
+pub fn soft_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: Tensor<B, 2>,
+    weights: Tensor<B, 1>,
+) -> Tensor<B, 1> {
+    let [n, _] = logits.dims();
+    let per = (log_softmax(logits, 1) * targets)
+        .sum_dim(1)
+        .reshape([n])
+        .neg();
+    (per * weights.clone()).sum() / weights.sum()
 }
 
 /// What training gives back: the best model (inner backend), the history and the
@@ -203,44 +293,104 @@ pub fn train<B: AutodiffBackend>(
         .with_weights(weights.clone())
         .init(device);
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
-    let lengths: Vec<usize> = train.iter().map(|e| e.frames.min(s.max_frames)).collect();
+    let all_lengths: Vec<usize> = train.iter().map(|e| e.frames.min(s.max_frames)).collect();
+    // With `sample_variants`, the rows of one clip (its augmented variants) form a
+    // group of which each epoch trains one.
+    let clips: Vec<Vec<usize>> = if s.sample_variants {
+        let mut by_clip: std::collections::BTreeMap<(&str, u32), Vec<usize>> = Default::default();
+        for (i, e) in train.iter().enumerate() {
+            by_clip
+                .entry((e.clip_id.as_str(), e.segment))
+                .or_default()
+                .push(i);
+        }
+        by_clip.into_values().collect()
+    } else {
+        (0..train.len()).map(|i| vec![i]).collect()
+    };
     let batcher = SerBatcher {
         dims,
         norm: norm.clone(),
         max_frames: s.max_frames,
     };
+    let smoothing = s.label_smoothing.clamp(0.0, 0.999);
+    let soft_loss = smoothing > 0.0 || s.mixup.is_some();
+    let class_w: Vec<f32> = weights.clone().unwrap_or_else(|| vec![1.0; classes]);
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, SerModel<B::InnerBackend>)> = None;
     let mut since_best = 0;
     for epoch in 0..s.epochs {
         let t0 = Instant::now();
         let lr = learning_rate(s, epoch);
+        let active: Vec<usize> = clips
+            .iter()
+            .map(|rows| {
+                if rows.len() == 1 {
+                    rows[0]
+                } else {
+                    rows[rng.random_range(0..rows.len())]
+                }
+            })
+            .collect();
+        let lengths: Vec<usize> = active.iter().map(|&i| all_lengths[i]).collect();
         let jobs: Vec<(usize, Vec<usize>)> = length_buckets(&lengths, s.batch_size, &mut rng)
             .into_iter()
+            .map(|b| b.into_iter().map(|k| active[k]).collect())
             .enumerate()
             .collect();
         let make = |(k, idx): (usize, Vec<usize>)| {
             let chunk: Vec<&Example> = idx.iter().map(|&i| train[i]).collect();
             let targets: Vec<usize> = chunk.iter().map(|e| e.label.unwrap_or(0)).collect();
-            let mut hb = batcher.host(&chunk);
+            // Seeded per (seed, epoch, batch): the same on every run.
+            let mut r = ChaCha8Rng::seed_from_u64(
+                s.seed ^ ((epoch as u64) << 32 | k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            let mut lens: Vec<usize> = idx.iter().map(|&i| all_lengths[i]).collect();
+            let mut hb = match s.crop_frames {
+                Some(c) => {
+                    let windows: Vec<(usize, usize)> = lens
+                        .iter()
+                        .map(|&len| {
+                            let w = c.min(len);
+                            (r.random_range(0..=len - w), w)
+                        })
+                        .collect();
+                    for (l, w) in lens.iter_mut().zip(&windows) {
+                        *l = w.1;
+                    }
+                    batcher.host_windows(&chunk, &windows)
+                }
+                None => batcher.host(&chunk),
+            };
             if let Some(m) = &s.spec_mask {
-                // Seeded per (seed, epoch, batch): the same on every run.
-                let mut r = ChaCha8Rng::seed_from_u64(
-                    s.seed ^ ((epoch as u64) << 32 | k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                );
-                let lens: Vec<usize> = idx.iter().map(|&i| lengths[i]).collect();
                 hb.spec_mask(m, &lens, &mut r);
             }
-            (hb, targets)
+            let mixed = s.mixup.map(|alpha| {
+                use rand::seq::SliceRandom;
+                let lambda = beta_sample(alpha, &mut r) as f32;
+                let mut partner: Vec<usize> = (0..chunk.len()).collect();
+                partner.shuffle(&mut r);
+                hb.mixup(&partner, lambda)
+            });
+            (hb, targets, mixed)
         };
         let (loss_sum, correct, seen);
         (model, loss_sum, correct, seen) = prefetch(jobs, 2, make, |batches| {
             let mut model = model;
             let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-            for (hb, targets) in batches {
+            for (hb, targets, mixed) in batches {
+                let soft = soft_loss
+                    .then(|| soft_targets(&targets, mixed.as_ref(), classes, smoothing, &class_w));
                 let b = hb.to_device::<B>(device);
                 let logits = model.forward(b.x, b.mask);
-                let loss = loss_fn.forward(logits.clone(), b.targets);
+                let loss = match soft {
+                    Some((q, w)) => soft_cross_entropy(
+                        logits.clone(),
+                        Tensor::from_data(TensorData::new(q, [targets.len(), classes]), device),
+                        Tensor::from_data(TensorData::new(w, [targets.len()]), device),
+                    ),
+                    None => loss_fn.forward(logits.clone(), b.targets),
+                };
                 let l: f32 = loss.clone().into_scalar().elem();
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(lr, model, grads);
@@ -268,8 +418,12 @@ pub fn train<B: AutodiffBackend>(
             seconds: t0.elapsed().as_secs_f64(),
         };
         progress(&e);
-        // Without a validation set the last epoch is kept.
-        let score = val_loss.unwrap_or(-(epoch as f64));
+        // Without a validation set (or with `checkpoint = "last"`) the last epoch
+        // is kept.
+        let score = match s.checkpoint {
+            Checkpoint::Best => val_loss.unwrap_or(-(epoch as f64)),
+            Checkpoint::Last => -(epoch as f64),
+        };
         let better = best.as_ref().is_none_or(|(b, _, _)| score < *b);
         if better {
             best = Some((score, epoch + 1, inner));
@@ -278,8 +432,9 @@ pub fn train<B: AutodiffBackend>(
             since_best += 1;
         }
         history.push(e);
-        if s.patience
-            .is_some_and(|p| !valid.is_empty() && since_best >= p)
+        if s.checkpoint == Checkpoint::Best
+            && s.patience
+                .is_some_and(|p| !valid.is_empty() && since_best >= p)
         {
             break;
         }
@@ -314,4 +469,87 @@ pub fn predict<B: Backend>(
         out.extend(v.chunks_exact(c).map(|r| r.to_vec()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::Cpu;
+
+    #[test]
+    fn soft_cross_entropy_with_one_hot_targets_is_burns_weighted_loss() {
+        let device = Default::default();
+        let logits = vec![2.0f32, -1.0, 0.5, 0.1, 0.3, -2.0, 1.5, 1.4, 0.0];
+        let targets = [0usize, 2, 1];
+        let w = [0.5f32, 2.0, 1.25];
+        let (q, ew) = soft_targets(&targets, None, 3, 0.0, &w);
+        assert_eq!(ew, vec![0.5, 1.25, 2.0]);
+        let z = || Tensor::<Cpu, 2>::from_data(TensorData::new(logits.clone(), [3, 3]), &device);
+        let ours: f32 = soft_cross_entropy(
+            z(),
+            Tensor::from_data(TensorData::new(q, [3, 3]), &device),
+            Tensor::from_data(TensorData::new(ew, [3]), &device),
+        )
+        .into_scalar()
+        .elem();
+        let t: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+        let burns: f32 = CrossEntropyLossConfig::new()
+            .with_weights(Some(w.to_vec()))
+            .init(&device)
+            .forward(z(), Tensor::from_data(TensorData::new(t, [3]), &device))
+            .into_scalar()
+            .elem();
+        assert!((ours - burns).abs() < 1e-6, "{ours} vs {burns}");
+    }
+
+    #[test]
+    fn smoothed_and_mixed_targets() {
+        let w = [1.0f32, 3.0, 1.0, 1.0];
+        // Smoothing 0.2 over 4 classes: 0.85 on the class, 0.05 elsewhere.
+        let (q, ew) = soft_targets(&[1], None, 4, 0.2, &w);
+        for (a, b) in q.iter().zip([0.05, 0.85, 0.05, 0.05]) {
+            assert!((a - b).abs() < 1e-6, "{q:?}");
+        }
+        assert_eq!(ew, vec![3.0]);
+        // Mixup with λ = 0.75 of class 1 and partner class 3, no smoothing.
+        let m = Mixed {
+            lambda: 0.75,
+            partner_targets: vec![3],
+        };
+        let (q, ew) = soft_targets(&[1], Some(&m), 4, 0.0, &w);
+        assert_eq!(q, vec![0.0, 0.75, 0.0, 0.25]);
+        assert_eq!(ew, vec![0.75 * 3.0 + 0.25]);
+        // Rows sum to 1 either way.
+        let (q, _) = soft_targets(
+            &[0, 2],
+            Some(&Mixed {
+                lambda: 0.3,
+                partner_targets: vec![2, 1],
+            }),
+            4,
+            0.1,
+            &w,
+        );
+        for row in q.chunks(4) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn beta_draws_have_the_right_mean_and_range() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for alpha in [0.2, 1.0, 4.0] {
+            let v: Vec<f64> = (0..4000).map(|_| beta_sample(alpha, &mut rng)).collect();
+            assert!(v.iter().all(|x| (0.0..=1.0).contains(x)));
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+            // Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1)).
+            assert!((mean - 0.5).abs() < 0.02, "alpha {alpha}: mean {mean}");
+            let expect = 1.0 / (4.0 * (2.0 * alpha + 1.0));
+            assert!(
+                (var - expect).abs() < 0.1 * expect,
+                "alpha {alpha}: var {var} vs {expect}"
+            );
+        }
+    }
 }
