@@ -84,3 +84,70 @@ zstd_level = 12
         .sum::<usize>();
     assert_eq!(rows, 4 * parts.len());
 }
+
+/// SIGTERM during training stops it between epochs: exit 130, no metrics written as
+/// if the run had finished (the train sink runs on a worker thread the engine cannot
+/// abort, so training itself has to watch the cancellation).
+#[test]
+fn sigterm_stops_training_between_epochs() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    common::demo_features(dir.path());
+    // Far more epochs than the test could ever wait for.
+    let p = common::train_pipeline(
+        dir.path(),
+        "model",
+        "model = \"mlp\"\nfeatures = [\"stacked\"]\nepochs = 1000000\nbatch_size = 4\nsplit = { by = \"speaker\", test = [\"03\"] }\n",
+    );
+    let mut child = Command::new(common::sermo_bin())
+        .arg("run")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Training has started once the first epoch is reported.
+    while !log.iter().any(|l: &String| l.contains("epoch   1")) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) => log.push(l),
+            Err(_) => assert!(
+                Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+                "training never reported an epoch: {log:?}"
+            ),
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("training went on after SIGTERM: {log:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    log.extend(rx.try_iter());
+    assert_eq!(code, Some(130), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("interrupted")), "{log:?}");
+    assert!(
+        !dir.path().join("model/metrics.json").exists(),
+        "an interrupted training wrote final metrics"
+    );
+}

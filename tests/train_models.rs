@@ -10,6 +10,7 @@ use sermo::train::training::{
     Checkpoint, ClassWeights, Schedule, TrainSettings, argmax, predict, train,
 };
 use sermo::train::{Cpu, CpuAutodiff};
+use std::ops::ControlFlow;
 
 const DIMS: usize = 6;
 
@@ -19,6 +20,11 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A progress callback that never stops training.
+fn go_on(_: &sermo::train::training::Epoch) -> ControlFlow<()> {
+    ControlFlow::Continue(())
 }
 
 /// Separable toy data: class k has a bump in dimension k, lengths vary.
@@ -162,7 +168,7 @@ fn every_model_learns_a_tiny_subset_and_reloads_identically() {
     let norm = Standardizer::fit(&refs, DIMS);
     for cfg in configs() {
         let kind = (cfg.kind, cfg.params.pooling);
-        let trained = train::<CpuAutodiff>(&cfg, &settings(), &refs, &[], &norm, &device, |_| {});
+        let trained = train::<CpuAutodiff>(&cfg, &settings(), &refs, &[], &norm, &device, go_on);
         let probs = predict(&trained.model, &refs, DIMS, &norm, 8, 1000, &device);
         let correct = probs
             .iter()
@@ -209,12 +215,39 @@ fn same_seed_same_history() {
     let mut s = settings();
     s.epochs = 5;
     let cfg = config(ModelKind::Cnn1d);
-    let a = train::<CpuAutodiff>(&cfg, &s, &refs, &refs[..4], &norm, &device, |_| {});
-    let b = train::<CpuAutodiff>(&cfg, &s, &refs, &refs[..4], &norm, &device, |_| {});
+    let a = train::<CpuAutodiff>(&cfg, &s, &refs, &refs[..4], &norm, &device, go_on);
+    let b = train::<CpuAutodiff>(&cfg, &s, &refs, &refs[..4], &norm, &device, go_on);
     let strip = |h: &[sermo::train::training::Epoch]| {
         h.iter()
             .map(|e| (e.train_loss, e.train_acc, e.val_loss, e.val_acc))
             .collect::<Vec<_>>()
     };
     assert_eq!(strip(&a.history), strip(&b.history));
+}
+
+#[test]
+fn progress_can_stop_training_between_epochs() {
+    let _guard = serial();
+    let device = Default::default();
+    let data = toy(4, 3);
+    let refs: Vec<&Example> = data.iter().collect();
+    let norm = Standardizer::fit(&refs, DIMS);
+    let mut s = settings();
+    s.epochs = 20;
+    let cfg = config(ModelKind::Cnn1d);
+    let mut seen = 0;
+    let t = train::<CpuAutodiff>(&cfg, &s, &refs, &refs[..4], &norm, &device, |e| {
+        seen += 1;
+        if e.epoch == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    assert!(t.stopped);
+    assert_eq!(seen, 3);
+    assert_eq!(t.history.len(), 3);
+    let full = train::<CpuAutodiff>(&cfg, &s, &refs, &refs[..4], &norm, &device, go_on);
+    assert!(!full.stopped);
+    assert_eq!(full.history.len(), 20);
 }

@@ -33,6 +33,7 @@
 //! compact f32 examples (a feature table, not audio).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -46,8 +47,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::hash;
 use crate::engine::{
-    BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
-    Role, TaskContext,
+    BatchStream, Cancel, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput,
+    Problem, Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
 use crate::schema::{self, col};
@@ -467,7 +468,7 @@ impl FoldJob<'_> {
     fn fit<B: AutodiffBackend>(
         &self,
         device: &B::Device,
-        progress: &mut dyn FnMut(&Epoch),
+        progress: &mut dyn FnMut(&Epoch) -> ControlFlow<()>,
     ) -> std::result::Result<Fitted, String> {
         let trained = train::<B>(
             self.model,
@@ -478,6 +479,9 @@ impl FoldJob<'_> {
             device,
             progress,
         );
+        if trained.stopped {
+            return Err(STOPPED.into());
+        }
         let probs = predict::<B::InnerBackend>(
             &trained.model,
             self.test,
@@ -582,6 +586,7 @@ fn run_fold(
     dir: &Path,
     name: &str,
     device: Device,
+    cancel: &Cancel,
 ) -> std::result::Result<Report, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let FoldParts {
@@ -629,6 +634,11 @@ fn run_fold(
                 eprintln!("  {name} epoch {:>3}: {line}", e.epoch)
             }
             None => {}
+        }
+        if cancel.is_cancelled() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     };
     // Ensemble members: seeds seed, seed + 1, ...; member 0 is `model.mpk`, member
@@ -739,7 +749,11 @@ fn run_fold(
     Ok(report)
 }
 
+/// Why a fold ended early: the run was cancelled (Ctrl-C / SIGTERM).
+const STOPPED: &str = "training stopped: the run was interrupted";
+
 /// Everything after the input: splits, folds, artifacts.
+#[allow(clippy::too_many_arguments)] // one call site; the inputs are distinct
 fn fit_all(
     cfg: &TrainConfig,
     out: &Path,
@@ -748,6 +762,7 @@ fn fit_all(
     dims: usize,
     feature_settings: Option<serde_json::Value>,
     sample_rate: Option<u32>,
+    cancel: &Cancel,
 ) -> std::result::Result<(), String> {
     let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
     let resolved = crate::train::device::resolve(cfg.device)?;
@@ -770,6 +785,7 @@ fn fit_all(
                 out,
                 "split",
                 device,
+                cancel,
             )?;
             println!("{}", r.render());
         }
@@ -789,6 +805,7 @@ fn fit_all(
                     &dir,
                     &format!("fold {k}"),
                     device,
+                    cancel,
                 )?);
             }
             let mut pooled = Confusion::new(labels.clone());
@@ -838,6 +855,7 @@ impl Operator for TrainSink {
                 return;
             }
             let out = self.out.clone();
+            let cancel = ctx.cancel.clone();
             let feature_settings = in_schema
                 .metadata()
                 .get(crate::ops::features::FEATURES_KEY)
@@ -878,10 +896,12 @@ impl Operator for TrainSink {
                     normalize_groups(&mut ex, dims);
                 }
                 let sample_rate = batches_rate;
-                fit_all(&cfg, &out, ex, labels, dims, feature_settings, sample_rate)
+                fit_all(&cfg, &out, ex, labels, dims, feature_settings, sample_rate, &cancel)
             }).await;
             match job {
                 Ok(Ok(())) => {}
+                // Interrupted: the engine reports the cancellation (exit 130).
+                Ok(Err(_)) if ctx.cancel.is_cancelled() => {}
                 Ok(Err(m)) => yield Err(SermoError::stage(&stage, Some(self.out.clone()), m)),
                 Err(p) => yield Err(SermoError::stage(&stage, None, p.to_string())),
             }

@@ -2,6 +2,7 @@
 //! warmup, weighted cross-entropy, gradient clipping, early stopping on validation
 //! loss and the best checkpoint by validation loss. Deterministic for a seed on CPU.
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -213,6 +214,9 @@ pub struct Trained<B: AutodiffBackend> {
     pub model: SerModel<B::InnerBackend>,
     pub history: Vec<Epoch>,
     pub best_epoch: usize,
+    /// `progress` asked to stop before the planned epochs were done (e.g. Ctrl-C):
+    /// the model is the best so far, not a finished one.
+    pub stopped: bool,
 }
 
 fn accuracy(logits: &[f32], classes: usize, targets: &[usize]) -> usize {
@@ -267,7 +271,8 @@ fn evaluate<B: Backend>(
     (loss / n, correct as f64 / n)
 }
 
-/// Train one model. `progress` is called after every epoch.
+/// Train one model. `progress` is called after every epoch; returning
+/// `ControlFlow::Break` stops training there (`Trained::stopped`).
 pub fn train<B: AutodiffBackend>(
     cfg: &ModelConfig,
     s: &TrainSettings,
@@ -275,7 +280,7 @@ pub fn train<B: AutodiffBackend>(
     valid: &[&Example],
     norm: &Standardizer,
     device: &B::Device,
-    mut progress: impl FnMut(&Epoch),
+    mut progress: impl FnMut(&Epoch) -> ControlFlow<()>,
 ) -> Trained<B> {
     B::seed(device, s.seed);
     let dims = cfg.input_dim;
@@ -319,6 +324,7 @@ pub fn train<B: AutodiffBackend>(
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, SerModel<B::InnerBackend>)> = None;
     let mut since_best = 0;
+    let mut stopped = false;
     for epoch in 0..s.epochs {
         let t0 = Instant::now();
         let lr = learning_rate(s, epoch);
@@ -417,7 +423,7 @@ pub fn train<B: AutodiffBackend>(
             lr,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        progress(&e);
+        let flow = progress(&e);
         // Without a validation set (or with `checkpoint = "last"`) the last epoch
         // is kept.
         let score = match s.checkpoint {
@@ -432,6 +438,10 @@ pub fn train<B: AutodiffBackend>(
             since_best += 1;
         }
         history.push(e);
+        if flow.is_break() {
+            stopped = true;
+            break;
+        }
         if s.checkpoint == Checkpoint::Best
             && s.patience
                 .is_some_and(|p| !valid.is_empty() && since_best >= p)
@@ -447,6 +457,7 @@ pub fn train<B: AutodiffBackend>(
         model,
         history,
         best_epoch,
+        stopped,
     }
 }
 
