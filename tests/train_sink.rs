@@ -56,6 +56,43 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Select the rows of `dir/feats` matching `filter` into a table of their own, run
+/// `sermo eval --model model` on it; the metrics written and the command's output.
+fn eval_on(dir: &Path, model: &Path, filter: &str) -> (serde_json::Value, String) {
+    let sel = dir.join("select.toml");
+    write(
+        &sel,
+        &format!(
+            "[pipeline]\nname = \"sel\"\n[sources.f]\nkind = \"parquet\"\npath = \"feats\"\nwhere = \"{filter}\"\n[sinks.t]\nkind = \"parquet\"\ninput = \"f\"\npath = \"selected\"\n"
+        ),
+    );
+    let (ok, text) = run(&["run", "-q", sel.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let eval_json = dir.join("eval.json");
+    let (ok, text) = run(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--table",
+        dir.join("selected").to_str().unwrap(),
+        "--out",
+        eval_json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    (json(&eval_json), text)
+}
+
+/// Rows of one Parquet file.
+fn parquet_rows(path: &Path) -> usize {
+    let f = std::fs::File::open(path).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum()
+}
+
 fn assert_png(path: &Path) {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
@@ -92,13 +129,7 @@ fn train_split_writes_artifacts_and_eval_reproduces_the_test_metrics() {
     assert!(cfg["feature_settings"].is_object(), "{cfg}");
     assert_eq!(cfg["standardizer"]["mean"].as_array().unwrap().len(), 15);
     assert!(cfg["split"].as_str().unwrap().contains("08"));
-    let f = std::fs::File::open(out.join("history.parquet")).unwrap();
-    let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap().num_rows())
-        .sum();
+    let rows = parquet_rows(&out.join("history.parquet"));
     assert_eq!(rows, 6);
 
     let m = json(&out.join("metrics.json"));
@@ -121,36 +152,8 @@ fn train_split_writes_artifacts_and_eval_reproduces_the_test_metrics() {
     assert_eq!(held_out, 5, "speaker 08 has 5 demo clips");
 
     // The held-out speaker as its own table, then `sermo eval` on it.
-    let sel = dir.path().join("select.toml");
-    write(
-        &sel,
-        r#"[pipeline]
-name = "sel"
-[sources.f]
-kind = "parquet"
-path = "feats"
-where = "speaker = '08'"
-[sinks.t]
-kind = "parquet"
-input = "f"
-path = "test08"
-"#,
-    );
-    let (ok, text) = run(&["run", "-q", sel.to_str().unwrap()]);
-    assert!(ok, "{text}");
-    let eval_json = dir.path().join("eval.json");
-    let (ok, text) = run(&[
-        "eval",
-        "--model",
-        out.to_str().unwrap(),
-        "--table",
-        dir.path().join("test08").to_str().unwrap(),
-        "--out",
-        eval_json.to_str().unwrap(),
-    ]);
-    assert!(ok, "{text}");
+    let (e, text) = eval_on(dir.path(), &out, "speaker = '08'");
     assert!(text.contains("5 of 5 rows scored"), "{text}");
-    let e = json(&eval_json);
     assert_eq!(
         e["confusion"], m["confusion"],
         "reloaded model predicts differently"
@@ -306,45 +309,11 @@ dense = 8
     assert_eq!(cfg["member_best_epochs"], serde_json::json!([4, 4]));
     assert_eq!(cfg["standardizer"]["per_clip"], true);
     // Two members × 4 epochs in the history.
-    let f = std::fs::File::open(out.join("history.parquet")).unwrap();
-    let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap().num_rows())
-        .sum();
+    let rows = parquet_rows(&out.join("history.parquet"));
     assert_eq!(rows, 8);
 
     // The clean rows of speaker 08, scored by the reloaded ensemble.
-    let sel = dir.path().join("select.toml");
-    write(
-        &sel,
-        r#"[pipeline]
-name = "sel"
-[sources.f]
-kind = "parquet"
-path = "feats"
-where = "speaker = '08' AND variant = 'clean'"
-[sinks.t]
-kind = "parquet"
-input = "f"
-path = "test08"
-"#,
-    );
-    let (ok, text) = run(&["run", "-q", sel.to_str().unwrap()]);
-    assert!(ok, "{text}");
-    let eval_json = dir.path().join("eval.json");
-    let (ok, text) = run(&[
-        "eval",
-        "--model",
-        out.to_str().unwrap(),
-        "--table",
-        dir.path().join("test08").to_str().unwrap(),
-        "--out",
-        eval_json.to_str().unwrap(),
-    ]);
-    assert!(ok, "{text}");
-    let e = json(&eval_json);
+    let (e, _) = eval_on(dir.path(), &out, "speaker = '08' AND variant = 'clean'");
     assert_eq!(e["confusion"], m["confusion"], "reloaded ensemble differs");
     assert_eq!(e["accuracy"], m["accuracy"]);
 }

@@ -253,28 +253,7 @@ fn peak(t: usize, k: usize, shift: f32, avg: f32, x: f32, sr: f64, n_fft: usize)
 /// would be NaN).
 #[inline(always)]
 fn abs_max(x: &[f32]) -> Option<f32> {
-    let mut m = [f32::NEG_INFINITY; 8];
-    let mut nan = [false; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        if let Ok(c) = <&[f32; 8]>::try_from(c) {
-            for j in 0..8 {
-                let v = c[j].abs();
-                m[j] = if v > m[j] { v } else { m[j] };
-                nan[j] |= v.is_nan();
-            }
-        }
-    }
-    let mut out = m
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-    let mut any_nan = nan.iter().any(|&b| b);
-    for &v in chunks.remainder() {
-        let v = v.abs();
-        out = if v > out { v } else { out };
-        any_nan |= v.is_nan();
-    }
-    (!any_nan).then_some(out)
+    min_max(x).map(|(lo, hi)| hi.max(-lo))
 }
 
 /// [`piptrack_visit`], collected.

@@ -78,15 +78,8 @@ fn smooth(mut k: usize) -> bool {
 
 /// A planned resampler for `channels` channels.
 pub struct SincFft {
-    block_in: usize,
-    block_out: usize,
-    n_in: usize,
-    n_out: usize,
-    delay: usize,
-    /// Filter spectrum at the `n_in` bins that reach the output, scaled by 1/n_in.
-    h: Arc<[Complex<f32>]>,
-    fwd: Arc<dyn RealToComplex<f32>>,
-    inv: Arc<dyn ComplexToReal<f32>>,
+    /// Filter and FFT plans, shared by every resampler of the same conversion.
+    plan: Arc<Plan>,
     /// Per channel: `n_out` frames of overlap-add accumulator.
     acc: Vec<Vec<f32>>,
     time_in: Vec<f32>,
@@ -102,7 +95,7 @@ impl std::fmt::Debug for SincFft {
         write!(
             f,
             "SincFft(n_in={}, n_out={}, block_in={}, delay={})",
-            self.n_in, self.n_out, self.block_in, self.delay
+            self.plan.n_in, self.plan.n_out, self.plan.block_in, self.plan.delay
         )
     }
 }
@@ -117,6 +110,7 @@ struct Plan {
     n_in: usize,
     n_out: usize,
     delay: usize,
+    /// Filter spectrum at the `n_in` bins that reach the output, scaled by 1/n_in.
     h: Arc<[Complex<f32>]>,
     fwd: Arc<dyn RealToComplex<f32>>,
     inv: Arc<dyn ComplexToReal<f32>>,
@@ -151,141 +145,132 @@ impl SincFft {
     /// `from`, `to` > 0.
     pub fn new(from: u32, to: u32, channels: usize, design: SincDesign) -> Result<Self, String> {
         let p = plan_cached(from, to, design)?;
-        let (fwd, inv) = (p.fwd.clone(), p.inv.clone());
         Ok(SincFft {
-            block_in: p.block_in,
-            block_out: p.block_out,
-            n_in: p.n_in,
-            n_out: p.n_out,
-            delay: p.delay,
-            h: p.h.clone(),
-            time_in: fwd.make_input_vec(),
-            spec_in: fwd.make_output_vec(),
-            scratch_fwd: fwd.make_scratch_vec(),
-            spec_out: inv.make_input_vec(),
-            time_out: inv.make_output_vec(),
-            scratch_inv: inv.make_scratch_vec(),
+            time_in: p.fwd.make_input_vec(),
+            spec_in: p.fwd.make_output_vec(),
+            scratch_fwd: p.fwd.make_scratch_vec(),
+            spec_out: p.inv.make_input_vec(),
+            time_out: p.inv.make_output_vec(),
+            scratch_inv: p.inv.make_scratch_vec(),
             acc: vec![vec![0.0; p.n_out]; channels.max(1)],
-            fwd,
-            inv,
+            plan: p,
         })
     }
 }
 
 /// Design the filter and plan the transforms for `from → to`.
 fn design_plan(from: u32, to: u32, design: SincDesign) -> Result<Plan, String> {
-    {
-        if from == 0 || to == 0 {
-            return Err("sample rates must be positive".into());
-        }
-        let (from, to) = (from as usize, to as usize);
-        let g = gcd(from, to);
-        let (up, down) = (to / g, from / g);
-        let low = from.min(to) as f64;
-        // Cutoff in cycles per input sample; window half-length in input samples.
-        let fc = design.cutoff * low / 2.0 / from as f64;
-        let half = design.half_len_low * from as f64 / low;
-        // Integral output delay: the filter centre D (input samples) = delay · down / up ≥ half.
-        let delay = (half * up as f64 / down as f64).ceil() as usize;
-        let centre = delay as f64 * down as f64 / up as f64;
-        let taps = (centre + half).floor() as usize + 1;
-        let mut h = vec![0.0f64; taps];
-        let i0b = bessel_i0(design.beta);
-        for (n, v) in h.iter_mut().enumerate() {
-            let t = n as f64 - centre;
-            let u = t / half;
-            if u.abs() > 1.0 {
-                continue;
-            }
-            let x = 2.0 * fc * t;
-            let sinc = if x.abs() < 1e-12 {
-                1.0
-            } else {
-                (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
-            };
-            let w = bessel_i0(design.beta * (1.0 - u * u).max(0.0).sqrt()) / i0b;
-            *v = 2.0 * fc * sinc * w;
-        }
-        let sum: f64 = h.iter().sum();
-        if sum.abs() < 1e-12 {
-            return Err("degenerate filter".into());
-        }
-        // FFT sizes: n_in = k·down ≥ 4·taps, n_out = k·up even, k 5-smooth if possible.
-        let k_min = (4 * taps).div_ceil(down).max(2);
-        let ok = |k: usize| (k * up).is_multiple_of(2);
-        let k = (k_min..k_min * 2)
-            .find(|&k| ok(k) && smooth(k))
-            .or_else(|| (k_min..k_min * 2).find(|&k| ok(k)))
-            .unwrap_or(2 * k_min);
-        let (n_in, n_out) = (k * down, k * up);
-        let block_in = (n_in + 1 - taps) / down * down;
-        if block_in == 0 {
-            return Err("block size is zero".into());
-        }
-        let block_out = block_in / down * up;
-        let mut planner = RealFftPlanner::<f64>::new();
-        let fft64 = planner.plan_fft_forward(n_in);
-        let mut padded = fft64.make_input_vec();
-        for (p, v) in padded.iter_mut().zip(&h) {
-            *p = v / sum;
-        }
-        let mut spec = fft64.make_output_vec();
-        fft64
-            .process(&mut padded, &mut spec)
-            .map_err(|e| e.to_string())?;
-        let bins = n_in.min(n_out) / 2 + 1;
-        let h: Vec<Complex<f32>> = spec[..bins]
-            .iter()
-            .map(|c| Complex::new((c.re / n_in as f64) as f32, (c.im / n_in as f64) as f32))
-            .collect();
-        let mut p32 = RealFftPlanner::<f32>::new();
-        let fwd = p32.plan_fft_forward(n_in);
-        let inv = p32.plan_fft_inverse(n_out);
-        Ok(Plan {
-            block_in,
-            block_out,
-            n_in,
-            n_out,
-            delay,
-            h: h.into(),
-            fwd,
-            inv,
-        })
+    if from == 0 || to == 0 {
+        return Err("sample rates must be positive".into());
     }
+    let (from, to) = (from as usize, to as usize);
+    let g = gcd(from, to);
+    let (up, down) = (to / g, from / g);
+    let low = from.min(to) as f64;
+    // Cutoff in cycles per input sample; window half-length in input samples.
+    let fc = design.cutoff * low / 2.0 / from as f64;
+    let half = design.half_len_low * from as f64 / low;
+    // Integral output delay: the filter centre D (input samples) = delay · down / up ≥ half.
+    let delay = (half * up as f64 / down as f64).ceil() as usize;
+    let centre = delay as f64 * down as f64 / up as f64;
+    let taps = (centre + half).floor() as usize + 1;
+    let mut h = vec![0.0f64; taps];
+    let i0b = bessel_i0(design.beta);
+    for (n, v) in h.iter_mut().enumerate() {
+        let t = n as f64 - centre;
+        let u = t / half;
+        if u.abs() > 1.0 {
+            continue;
+        }
+        let x = 2.0 * fc * t;
+        let sinc = if x.abs() < 1e-12 {
+            1.0
+        } else {
+            (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
+        };
+        let w = bessel_i0(design.beta * (1.0 - u * u).max(0.0).sqrt()) / i0b;
+        *v = 2.0 * fc * sinc * w;
+    }
+    let sum: f64 = h.iter().sum();
+    if sum.abs() < 1e-12 {
+        return Err("degenerate filter".into());
+    }
+    // FFT sizes: n_in = k·down ≥ 4·taps, n_out = k·up even, k 5-smooth if possible.
+    let k_min = (4 * taps).div_ceil(down).max(2);
+    let ok = |k: usize| (k * up).is_multiple_of(2);
+    let k = (k_min..k_min * 2)
+        .find(|&k| ok(k) && smooth(k))
+        .or_else(|| (k_min..k_min * 2).find(|&k| ok(k)))
+        .unwrap_or(2 * k_min);
+    let (n_in, n_out) = (k * down, k * up);
+    let block_in = (n_in + 1 - taps) / down * down;
+    if block_in == 0 {
+        return Err("block size is zero".into());
+    }
+    let block_out = block_in / down * up;
+    let mut planner = RealFftPlanner::<f64>::new();
+    let fft64 = planner.plan_fft_forward(n_in);
+    let mut padded = fft64.make_input_vec();
+    for (p, v) in padded.iter_mut().zip(&h) {
+        *p = v / sum;
+    }
+    let mut spec = fft64.make_output_vec();
+    fft64
+        .process(&mut padded, &mut spec)
+        .map_err(|e| e.to_string())?;
+    let bins = n_in.min(n_out) / 2 + 1;
+    let h: Vec<Complex<f32>> = spec[..bins]
+        .iter()
+        .map(|c| Complex::new((c.re / n_in as f64) as f32, (c.im / n_in as f64) as f32))
+        .collect();
+    let mut p32 = RealFftPlanner::<f32>::new();
+    let fwd = p32.plan_fft_forward(n_in);
+    let inv = p32.plan_fft_inverse(n_out);
+    Ok(Plan {
+        block_in,
+        block_out,
+        n_in,
+        n_out,
+        delay,
+        h: h.into(),
+        fwd,
+        inv,
+    })
 }
 
 impl SincFft {
     /// Input frames per block.
     pub fn block_in(&self) -> usize {
-        self.block_in
+        self.plan.block_in
     }
 
     /// Output frames per block.
     pub fn block_out(&self) -> usize {
-        self.block_out
+        self.plan.block_out
     }
 
     /// Filter delay in output frames (whole).
     pub fn delay(&self) -> usize {
-        self.delay
+        self.plan.delay
     }
 
     /// One block: `input[c]` holds up to `block_in()` frames of channel `c` (fewer =
     /// zeros after them); appends `block_out()` frames per channel to `out`.
     pub fn process_block(&mut self, input: &[&[f32]], out: &mut [Vec<f32>]) -> Result<(), String> {
-        let bins = self.h.len();
+        let bins = self.plan.h.len();
         for ((x, acc), o) in input.iter().zip(&mut self.acc).zip(out.iter_mut()) {
-            let real = x.len().min(self.block_in);
+            let real = x.len().min(self.plan.block_in);
             self.time_in[..real].copy_from_slice(&x[..real]);
             self.time_in[real..].fill(0.0);
-            self.fwd
+            self.plan
+                .fwd
                 .process_with_scratch(&mut self.time_in, &mut self.spec_in, &mut self.scratch_fwd)
                 .map_err(|e| e.to_string())?;
             for ((o, a), b) in self
                 .spec_out
                 .iter_mut()
                 .zip(&self.spec_in)
-                .zip(self.h.iter())
+                .zip(self.plan.h.iter())
             {
                 *o = a * b;
             }
@@ -295,7 +280,8 @@ impl SincFft {
             if let Some(last) = self.spec_out.last_mut() {
                 last.im = 0.0;
             }
-            self.inv
+            self.plan
+                .inv
                 .process_with_scratch(
                     &mut self.spec_out,
                     &mut self.time_out,
@@ -305,10 +291,10 @@ impl SincFft {
             for (a, y) in acc.iter_mut().zip(&self.time_out) {
                 *a += y;
             }
-            o.extend_from_slice(&acc[..self.block_out]);
-            acc.copy_within(self.block_out.., 0);
+            o.extend_from_slice(&acc[..self.plan.block_out]);
+            acc.copy_within(self.plan.block_out.., 0);
             let n = acc.len();
-            acc[n - self.block_out..].fill(0.0);
+            acc[n - self.plan.block_out..].fill(0.0);
         }
         Ok(())
     }
@@ -335,9 +321,12 @@ mod tests {
             (16000, 48000),
         ] {
             let r = SincFft::new(from, to, 1, SincDesign::SOXR_HQ).unwrap();
-            assert_eq!(r.block_in * to as usize, r.block_out * from as usize);
-            assert_eq!(r.n_in * to as usize, r.n_out * from as usize);
-            assert!(r.n_out.is_multiple_of(2) && r.block_in > 0);
+            assert_eq!(
+                r.plan.block_in * to as usize,
+                r.plan.block_out * from as usize
+            );
+            assert_eq!(r.plan.n_in * to as usize, r.plan.n_out * from as usize);
+            assert!(r.plan.n_out.is_multiple_of(2) && r.plan.block_in > 0);
         }
     }
 
