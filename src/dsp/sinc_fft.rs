@@ -116,7 +116,7 @@ struct Plan {
     inv: Arc<dyn ComplexToReal<f32>>,
 }
 
-type PlanKey = (u32, u32, [u64; 4]);
+type PlanKey = (u32, u32, [u64; 3]);
 
 fn plan_cached(from: u32, to: u32, design: SincDesign) -> Result<Arc<Plan>, String> {
     static PLANS: OnceLock<Mutex<HashMap<PlanKey, Arc<Plan>>>> = OnceLock::new();
@@ -127,7 +127,6 @@ fn plan_cached(from: u32, to: u32, design: SincDesign) -> Result<Arc<Plan>, Stri
             design.cutoff.to_bits(),
             design.half_len_low.to_bits(),
             design.beta.to_bits(),
-            0,
         ],
     );
     let plans = PLANS.get_or_init(|| Mutex::new(HashMap::new()));
