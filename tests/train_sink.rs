@@ -202,6 +202,20 @@ fn train_cv_writes_every_fold_and_pooled_metrics() {
         m["mean"]["uar"].is_number() && m["std"]["uar"].is_number(),
         "{m}"
     );
+    // Pooled accuracy = all folds' correct predictions over all test rows.
+    let (mut right, mut rows) = (0u64, 0u64);
+    for f in m["folds"].as_array().unwrap() {
+        for (i, row) in f["confusion"].as_array().unwrap().iter().enumerate() {
+            for (j, n) in row.as_array().unwrap().iter().enumerate() {
+                let n = n.as_u64().unwrap();
+                rows += n;
+                right += if i == j { n } else { 0 };
+            }
+        }
+    }
+    let pooled = m["pooled"]["accuracy"].as_f64().unwrap();
+    assert!((pooled - right as f64 / rows as f64).abs() < 1e-9, "{m}");
+    assert!(text.contains("pooled"), "{text}");
     // A CV run has no single model: eval names the folds to choose from.
     let (ok, text) = run(&[
         "eval",

@@ -808,18 +808,11 @@ fn fit_all(
                     cancel,
                 )?);
             }
-            let mut pooled = Confusion::new(labels.clone());
-            for r in &reports {
-                for (t, row) in r.confusion.iter().enumerate() {
-                    for (p, &n) in row.iter().enumerate() {
-                        for _ in 0..n {
-                            pooled.add(t, p);
-                        }
-                    }
-                }
-            }
             let cvr = CvReport::from_folds(reports);
             write_json(&out.join("metrics.json"), &cvr)?;
+            let pooled = cvr
+                .pooled_confusion()
+                .unwrap_or_else(|| Confusion::new(labels.clone()));
             plots::confusion(
                 &pooled.report(),
                 &format!("{} {}-fold CV (pooled)", cfg.model.name(), folds.len()),

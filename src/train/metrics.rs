@@ -16,7 +16,9 @@
 //!   out. weighted-F1 = F1 weighted by support. With no rows at all, every metric
 //!   is 0.
 //! - [`CvReport`] holds one [`Report`] per fold plus the mean and population
-//!   standard deviation (divide by K) of accuracy, UAR and macro-F1.
+//!   standard deviation (divide by K) of accuracy, UAR and macro-F1, and the
+//!   same three metrics of the pooled confusion matrix (the sum of the folds'
+//!   matrices: every test example weighs the same, whatever its fold's size).
 //!
 //! Cross-checked against scikit-learn by `tests/fixtures/metrics/sklearn.json`
 //! (made by `scripts/make_metrics_fixture.py`).
@@ -300,6 +302,10 @@ pub struct CvReport {
     /// Population standard deviation over folds (divide by K; 0 for one fold or
     /// none).
     pub std: Summary,
+    /// Metrics of all folds' test predictions counted together (the sum of the
+    /// fold confusion matrices); absent from files written before it existed.
+    #[serde(default)]
+    pub pooled: Summary,
 }
 
 impl CvReport {
@@ -313,8 +319,19 @@ impl CvReport {
         let (acc_m, acc_s) = stat(|r| r.accuracy);
         let (uar_m, uar_s) = stat(|r| r.uar);
         let (f1_m, f1_s) = stat(|r| r.macro_f1);
+        let pooled = pooled_confusion(&folds)
+            .map(|c| {
+                let r = c.report();
+                Summary {
+                    accuracy: r.accuracy,
+                    uar: r.uar,
+                    macro_f1: r.macro_f1,
+                }
+            })
+            .unwrap_or_default();
         CvReport {
             folds,
+            pooled,
             mean: Summary {
                 accuracy: acc_m,
                 uar: uar_m,
@@ -328,7 +345,14 @@ impl CvReport {
         }
     }
 
-    /// One line per fold (numbered from 0, as the `fold-K` folders), then mean ± std.
+    /// The sum of the folds' confusion matrices over the first fold's labels (`None`
+    /// without folds, or when a fold has other labels).
+    pub fn pooled_confusion(&self) -> Option<Confusion> {
+        pooled_confusion(&self.folds)
+    }
+
+    /// One line per fold (numbered from 0, as the `fold-K` folders), then mean ±
+    /// std, then the pooled metrics.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let fw = self.folds.len().saturating_sub(1).to_string().len();
@@ -354,8 +378,41 @@ impl CvReport {
             self.std.macro_f1,
             self.folds.len()
         );
+        let _ = writeln!(
+            out,
+            "pooled{:fw$}      accuracy {:.4}           UAR {:.4}           macro-F1 {:.4}           (n = {})",
+            "",
+            self.pooled.accuracy,
+            self.pooled.uar,
+            self.pooled.macro_f1,
+            self.folds.iter().map(Report::total).sum::<u64>()
+        );
         out
     }
+}
+
+/// The element-wise sum of the folds' confusion matrices.
+fn pooled_confusion(folds: &[Report]) -> Option<Confusion> {
+    let first = folds.first()?;
+    let n = first.labels.len();
+    let mut matrix = vec![vec![0u64; n]; n];
+    for r in folds {
+        if r.labels != first.labels || r.confusion.len() != n {
+            return None;
+        }
+        for (acc, row) in matrix.iter_mut().zip(&r.confusion) {
+            if row.len() != n {
+                return None;
+            }
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    }
+    Some(Confusion {
+        labels: first.labels.clone(),
+        matrix,
+    })
 }
 
 #[cfg(test)]
@@ -547,7 +604,7 @@ neutral     10        1
         assert_close(cv.std.uar, (uars[0] - m).abs());
         let text = cv.render();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
         assert!(lines[0].starts_with("fold 0    accuracy 0.8000"), "{text}");
         assert!(lines[1].starts_with("fold 1    accuracy 0.6000"), "{text}");
         assert!(
@@ -555,6 +612,10 @@ neutral     10        1
             "{text}"
         );
         assert!(lines[2].ends_with("(2 folds)"));
+        assert!(lines[3].starts_with("pooled"), "{text}");
+        assert!(lines[3].ends_with("(n = 20)"), "{text}");
+        // Pooled: 14 of 20 right; equal fold sizes, so pooled accuracy = mean.
+        assert_close(cv.pooled.accuracy, 0.7);
 
         let one = CvReport::from_folds(vec![fold(8, 10)]);
         assert_eq!(one.std, Summary::default());
@@ -563,6 +624,33 @@ neutral     10        1
             (none.mean, none.std),
             (Summary::default(), Summary::default())
         );
+    }
+
+    #[test]
+    fn pooled_weighs_every_example_not_every_fold() {
+        // Fold 1: 10 examples, all right. Fold 2: 2 examples of B, both called A.
+        let big = Confusion::from_pairs(labels(&["A", "B"]), (0..10).map(|i| (i % 2, i % 2)))
+            .unwrap()
+            .report();
+        let small = Confusion::from_pairs(labels(&["A", "B"]), [(1, 0), (1, 0)])
+            .unwrap()
+            .report();
+        let cv = CvReport::from_folds(vec![big, small]);
+        // Mean over folds: accuracy (1 + 0) / 2, UAR (1 + 0) / 2 (fold 2 has only B).
+        assert_close(cv.mean.accuracy, 0.5);
+        assert_close(cv.mean.uar, 0.5);
+        // Pooled: 10 of 12 right; recall A = 5/5, B = 5/7.
+        assert_close(cv.pooled.accuracy, 10.0 / 12.0);
+        assert_close(cv.pooled.uar, (1.0 + 5.0 / 7.0) / 2.0);
+        let c = cv.pooled_confusion().unwrap();
+        assert_eq!(c.matrix(), &[vec![5, 0], vec![2, 5]]);
+        // Folds over different labels have no pooled matrix.
+        let other = Confusion::from_pairs(labels(&["A", "C"]), [(0, 0)])
+            .unwrap()
+            .report();
+        let mixed = CvReport::from_folds(vec![cv.folds[0].clone(), other]);
+        assert!(mixed.pooled_confusion().is_none());
+        assert_eq!(mixed.pooled, Summary::default());
     }
 
     #[test]
@@ -578,6 +666,12 @@ neutral     10        1
         assert!(v["folds"][0]["uar"].is_f64());
         assert_eq!(v["folds"][0]["confusion"][1][0], 1);
         assert!(v["mean"]["macro_f1"].is_f64());
+        assert!(v["pooled"]["uar"].is_f64());
+        // Files written before `pooled` existed still load.
+        let mut old = v.clone();
+        old.as_object_mut().unwrap().remove("pooled");
+        let back: CvReport = serde_json::from_value(old).unwrap();
+        assert_eq!(back.pooled, Summary::default());
     }
 
     /// Matches scikit-learn on random fixtures (see scripts/make_metrics_fixture.py).
