@@ -11,7 +11,8 @@ normalization as `normalize = "speaker"` in the train sink.
 The second argument is `loso`, a number K of speaker folds (speakers sorted, every
 K-th in a fold), or a sermo CV run directory whose `fold-*/config.json` name the
 test speakers (the exact folds of that run). Prints, per feature set and C, the
-mean over folds of accuracy and UAR.
+mean over folds of accuracy and UAR, and the UAR of all folds' predictions pooled
+(as `pooled` in a sermo CV run's metrics.json).
 """
 import json
 import pathlib
@@ -71,7 +72,7 @@ S, L = frames("stacked"), frames("log_mel")
 for name, xs in [("stacked", S), ("log_mel", L), ("both", [np.concatenate([a, b], 1) for a, b in zip(S, L)])]:
     F = np.stack([functionals(x) for x in speaker_norm(xs)])
     for C in [1, 10]:
-        accs, uars = [], []
+        accs, uars, truth, pred = [], [], [], []
         for test in folds:
             te = np.isin(spk, test)
             sc = StandardScaler().fit(F[~te])
@@ -79,4 +80,7 @@ for name, xs in [("stacked", S), ("log_mel", L), ("both", [np.concatenate([a, b]
             p = clf.predict(sc.transform(F[te]))
             accs.append(accuracy_score(lab[te], p))
             uars.append(recall_score(lab[te], p, labels=np.unique(lab[te]), average="macro"))
-        print(f"{name:8s} C={C:<3d} accuracy {np.mean(accs):.3f} ± {np.std(accs):.3f}  UAR {np.mean(uars):.3f} ± {np.std(uars):.3f}  ({len(folds)} folds)", flush=True)
+            truth += list(lab[te])
+            pred += list(p)
+        pooled = recall_score(truth, pred, labels=np.unique(truth), average="macro")
+        print(f"{name:8s} C={C:<3d} accuracy {np.mean(accs):.3f} ± {np.std(accs):.3f}  UAR {np.mean(uars):.3f} ± {np.std(uars):.3f}  pooled UAR {pooled:.3f}  ({len(folds)} folds)", flush=True)
