@@ -54,7 +54,8 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
         /// Process one shard of the clips: `I/N`, or `N` with I taken from
-        /// SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX. Sinks write into `PATH/shard=I/`.
+        /// SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX. Sinks write into `PATH/shard=I/`;
+        /// a train sink with `cv` trains folds k with k mod N = I on every row instead.
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
         /// Resume into output written with other settings (normally refused).
@@ -63,15 +64,16 @@ pub enum Command {
     },
     /// Join the shards of a sharded run: check every shard's marker, schema and
     /// config hash, then write `_manifest.json` and `_SUCCESS` (fails listing the
-    /// missing shards).
+    /// missing shards). On a train sink's CV folder (`cv.json`): check every fold
+    /// and write the joined `metrics.json` and `confusion.png`.
     Commit {
-        /// The sink directory (holding `shard=0/` ...).
+        /// The sink directory (holding `shard=0/` ..., or a train sink's `fold-K/`).
         out: PathBuf,
         #[arg(long)]
         shards: u32,
     },
-    /// Show which shards of a sharded run are complete, and the `--array=` list of
-    /// the ones to resubmit.
+    /// Show which shards of a sharded run (or folds of a sharded CV training) are
+    /// complete, and the `--array=` list of the shards to resubmit.
     Status {
         out: PathBuf,
         #[arg(long)]
@@ -157,6 +159,23 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Commit { out, shards } if crate::train::cv_shards::is_cv_run(&out) => {
+            match crate::train::cv_shards::commit(&out, shards) {
+                Ok(cvr) => {
+                    println!("{}", cvr.render());
+                    println!(
+                        "{}: committed {} CV folds (metrics.json, confusion.png)",
+                        out.display(),
+                        cvr.folds.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sermo: commit {}: {e}", out.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Commit { out, shards } => match crate::shards::commit(&out, shards) {
             Ok(m) => {
                 println!(
@@ -174,6 +193,22 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Status { out, shards } if crate::train::cv_shards::is_cv_run(&out) => {
+            match crate::train::cv_shards::status(&out, shards) {
+                Ok(st) => {
+                    print!("{}", st.render());
+                    if st.missing.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(3)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sermo: status {}: {e}", out.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Status { out, shards } => {
             let st = crate::shards::status(&out, shards);
             print!("{}", st.render());

@@ -2,7 +2,9 @@
 //! test skips): munged, slurmctld and slurmd with every file under a temp dir, no
 //! cgroups. `scripts/slurm/submit.sh` submits a 4-shard array over EmoDB (or
 //! generated clips) and the dependent commit job; the committed table must hold
-//! the rows of a single-machine run. Every daemon is stopped by PID afterwards.
+//! the rows of a single-machine run. Then a 2-fold CV training runs as a 2-task
+//! array (one fold per task) and its commit must give the metrics of a
+//! single-machine run. Every daemon is stopped by PID afterwards.
 
 mod common;
 
@@ -237,61 +239,7 @@ fn four_shard_array_and_commit_on_a_local_slurm() {
 
     let p = pipeline(&t.join("cluster"));
     let out = t.join("cluster/out");
-    let submit = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm/submit.sh");
-    let o = Command::new(&submit)
-        .arg(&p)
-        .arg(&out)
-        .arg("4")
-        // The script asks for 4 CPUs per task; this node may have fewer.
-        .args(["--", "--cpus-per-task=1"])
-        .current_dir(t.join("jobs"))
-        .env("SLURM_CONF", &conf)
-        .env("SERMO", common::sermo_bin())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    eprintln!("{said}");
-    let start = Instant::now();
-    while !out.join("_SUCCESS").exists() {
-        let q = slurm(&conf, "squeue", &["-h", "-o", "%i %T %r"]);
-        let queue = String::from_utf8_lossy(&q.stdout).to_string();
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "jobs did not finish; squeue:\n{queue}\nslurmctld.log tail:\n{}",
-            log("slurmctld.log")
-                .lines()
-                .rev()
-                .take(30)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        if queue.trim().is_empty() && !out.join("_SUCCESS").exists() {
-            std::thread::sleep(Duration::from_secs(1));
-            if !out.join("_SUCCESS").exists() {
-                let logs: Vec<String> = std::fs::read_dir(t.join("jobs"))
-                    .unwrap()
-                    .flatten()
-                    .map(|e| {
-                        format!(
-                            "== {}\n{}",
-                            e.path().display(),
-                            std::fs::read_to_string(e.path()).unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                panic!(
-                    "queue empty but no _SUCCESS; job logs:\n{}",
-                    logs.join("\n")
-                );
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    submit_and_wait(&conf, t, &p, &out, 4, &out.join("_SUCCESS"));
     for i in 0..4 {
         assert!(out.join(format!("shard={i}/_SUCCESS")).exists());
     }
@@ -305,4 +253,89 @@ fn four_shard_array_and_commit_on_a_local_slurm() {
         want,
         "the array gives the rows of one run"
     );
+
+    // CV folds as array tasks: the demo clips' two speakers, one fold per task,
+    // joined by the commit job into the metrics of a single-machine run.
+    let cv = t.join("cv");
+    std::fs::create_dir_all(&cv).unwrap();
+    common::demo_features(&cv);
+    let keys = "model = \"mlp\"\nfeatures = [\"stacked\"]\nepochs = 4\nbatch_size = 4\n\
+                cv = { by = \"speaker\", folds = 2, valid = 0 }\nseed = 5\n";
+    common::train_demo(&cv, "single", keys);
+    let tp = common::train_pipeline(&cv, "array", keys);
+    let run_dir = cv.join("array");
+    submit_and_wait(&conf, t, &tp, &run_dir, 2, &run_dir.join("metrics.json"));
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    assert_eq!(
+        read(&run_dir.join("metrics.json")),
+        read(&cv.join("single/metrics.json")),
+        "the CV array gives the metrics of one run"
+    );
+    for k in 0..2 {
+        assert!(run_dir.join(format!("fold-{k}/model.mpk")).is_file());
+    }
+}
+
+/// Submit `pipeline` as an `n`-task array plus its commit job with
+/// `scripts/slurm/submit.sh` (sink or run folder `out`), and wait for `done`.
+fn submit_and_wait(conf: &Path, t: &Path, pipeline: &Path, out: &Path, n: u32, done: &Path) {
+    let log = |name: &str| std::fs::read_to_string(t.join(name)).unwrap_or_default();
+    let submit = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm/submit.sh");
+    let o = Command::new(&submit)
+        .arg(pipeline)
+        .arg(out)
+        .arg(n.to_string())
+        // The script asks for 4 CPUs per task; this node may have fewer.
+        .args(["--", "--cpus-per-task=1"])
+        .current_dir(t.join("jobs"))
+        .env("SLURM_CONF", conf)
+        .env("SERMO", common::sermo_bin())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("{said}");
+    let start = Instant::now();
+    while !done.exists() {
+        let q = slurm(conf, "squeue", &["-h", "-o", "%i %T %r"]);
+        let queue = String::from_utf8_lossy(&q.stdout).to_string();
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "jobs did not finish; squeue:\n{queue}\nslurmctld.log tail:\n{}",
+            log("slurmctld.log")
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        if queue.trim().is_empty() && !done.exists() {
+            std::thread::sleep(Duration::from_secs(1));
+            if !done.exists() {
+                let logs: Vec<String> = std::fs::read_dir(t.join("jobs"))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| {
+                        format!(
+                            "== {}\n{}",
+                            e.path().display(),
+                            std::fs::read_to_string(e.path()).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "queue empty but no {}; job logs:\n{}",
+                    done.display(),
+                    logs.join("\n")
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

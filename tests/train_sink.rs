@@ -331,3 +331,116 @@ dense = 8
     assert_eq!(e["confusion"], m["confusion"], "reloaded ensemble differs");
     assert_eq!(e["accuracy"], m["accuracy"]);
 }
+
+/// CV folds as Slurm array tasks: `--shard I/N` trains folds k mod N = I on the
+/// whole table (not a slice of its clips), `sermo status`/`commit` name the missing
+/// folds and the shards to resubmit, and the committed metrics equal those of the
+/// same CV run on one machine.
+#[test]
+fn cv_folds_run_as_shards_and_commit_joins_them_like_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path());
+    let cv = r#"cv = { by = "speaker", folds = 2, valid = 0 }"#;
+    let whole = train_pipeline(dir.path(), "whole", "mlp", cv);
+    let (ok, text) = run(&["run", whole.to_str().unwrap()]);
+    assert!(ok, "{text}");
+
+    let sharded = train_pipeline(dir.path(), "sharded", "mlp", cv);
+    let p = sharded.to_str().unwrap();
+    let out = dir.path().join("sharded");
+    let o = out.to_str().unwrap();
+    let (ok, text) = run(&["run", p, "--shard", "1/2"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("trained fold 1 of 2"), "{text}");
+    assert!(out.join("fold-1/metrics.json").is_file(), "{text}");
+    assert!(
+        !out.join("fold-0").exists(),
+        "shard 1/2 trained fold 0: {text}"
+    );
+    assert!(!out.join("metrics.json").exists());
+    // Fold 1 trained on every clip of speaker 03 and tested all of speaker 08's,
+    // exactly as in the whole run (a clip-sharded table would have fewer rows).
+    let fold1 = json(&out.join("fold-1/metrics.json"));
+    let whole_m = json(&dir.path().join("whole/metrics.json"));
+    assert_eq!(fold1, whole_m["folds"][1], "{text}");
+
+    let (ok, text) = run(&["status", o, "--shards", "2"]);
+    assert!(!ok);
+    assert!(
+        text.contains("1 of 2 CV folds complete") && text.contains("resubmit: --array=0"),
+        "{text}"
+    );
+    let (ok, text) = run(&["commit", o, "--shards", "2"]);
+    assert!(!ok);
+    assert!(
+        text.contains("missing CV folds 0 of 2") && text.contains("--array=0"),
+        "{text}"
+    );
+    // A shard beyond the folds has nothing to do and succeeds (array tasks > folds).
+    let (ok, text) = run(&["run", p, "--shard", "2/3"]);
+    assert!(ok && text.contains("nothing to train"), "{text}");
+
+    let (ok, text) = run(&["run", p, "--shard", "0/2"]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["commit", o, "--shards", "2"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("committed 2 CV folds") && text.contains("pooled"),
+        "{text}"
+    );
+    assert_eq!(json(&out.join("metrics.json")), whole_m);
+    assert_png(&out.join("confusion.png"));
+    let (ok, text) = run(&["status", o, "--shards", "2"]);
+    assert!(ok && text.contains("(committed)"), "{text}");
+
+    // Other settings into the same folder are refused rather than mixed in.
+    let (ok, text) = run(&["run", p, "--shard", "0/2", "--set", "sinks.model.epochs=3"]);
+    assert!(!ok);
+    assert!(text.contains("holds CV folds of other settings"), "{text}");
+}
+
+/// `--shard` cannot mean folds for one sink and clips for another, nor apply to a
+/// single split.
+#[test]
+fn shard_refuses_a_train_sink_beside_a_table_sink_and_a_single_split() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path());
+    let both = dir.path().join("both.toml");
+    write(
+        &both,
+        r#"[sources.feats]
+kind = "parquet"
+path = "feats"
+[sinks.copy]
+kind = "parquet"
+input = "feats"
+path = "copy"
+[sinks.model]
+kind = "train"
+input = "feats"
+model = "mlp"
+features = ["stacked"]
+cv = { by = "speaker", folds = 2, valid = 0 }
+out = "run"
+"#,
+    );
+    let (ok, text) = run(&["run", both.to_str().unwrap(), "--shard", "0/2"]);
+    assert!(!ok);
+    assert!(
+        text.contains("sinks.copy")
+            && text.contains("`model` splits its own work")
+            && text.contains("two pipelines"),
+        "{text}"
+    );
+    assert!(!dir.path().join("copy").exists() && !dir.path().join("run").exists());
+
+    let split = train_pipeline(
+        dir.path(),
+        "split",
+        "mlp",
+        r#"split = { by = "speaker", test = ["08"] }"#,
+    );
+    let (ok, text) = run(&["run", split.to_str().unwrap(), "--shard", "0/2"]);
+    assert!(!ok);
+    assert!(text.contains("this sink has one `split`"), "{text}");
+}

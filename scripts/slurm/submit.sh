@@ -3,7 +3,8 @@
 #
 #   scripts/slurm/submit.sh PIPELINE OUT N [--gpu] [--array=LIST] [-- SBATCH_ARGS...]
 #
-# PIPELINE  the pipeline file; OUT  its parquet sink directory (for `sermo commit`);
+# PIPELINE  the pipeline file; OUT  its parquet sink directory, or a train sink's
+#           `out` for CV folds as shards (for `sermo commit`);
 # N         the number of shards (always explicit);
 # --gpu     request one GPU per task (--gres=gpu:1) for GPU stages (train, infer);
 # --array=  resubmit only some shards, e.g. the list `sermo status OUT --shards N`
@@ -14,7 +15,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ $# -lt 3 ]; then
-  sed -n '2,15p' "$0" >&2
+  sed -n '2,16p' "$0" >&2
   exit 2
 fi
 pipeline="$(realpath "$1")"; out="$2"; n="$3"; shift 3

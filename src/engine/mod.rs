@@ -234,13 +234,18 @@ impl Plan {
             }
         }
 
+        let whole_rows = self.shard_route(opts.shard)?;
         let ctx_for = |node: &PlanNode, skip: Option<Arc<HashSet<String>>>| TaskContext {
             node_id: Arc::from(node.id.as_str()),
             pool: pool.clone(),
             metrics: opts.metrics.clone(),
             cancel: cancel.clone(),
             base_dir: self.base_dir.clone(),
-            shard: opts.shard,
+            shard: if whole_rows && !node.config.shards_itself() {
+                None
+            } else {
+                opts.shard
+            },
             skip,
             force: opts.force,
             lineage: Arc::new(self.lineage(node)),
@@ -316,6 +321,48 @@ impl Plan {
 }
 
 impl Plan {
+    /// Where `--shard` goes: `false` when the sources split the units (clips) as
+    /// usual; `true` when a node splits its own work
+    /// ([`OperatorConfig::shards_itself`]): every other node then sees all rows.
+    /// A sink that writes units cannot share a sharded run with such a node (it
+    /// would get every unit in every shard).
+    pub fn shard_route(&self, shard: Option<Shard>) -> Result<bool> {
+        let Some(shard) = shard else {
+            return Ok(false);
+        };
+        let own: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter(|n| n.config.shards_itself())
+            .map(|n| n.id.as_str())
+            .collect();
+        if own.is_empty() {
+            return Ok(false);
+        }
+        let errors: Vec<crate::config::ConfigError> = self
+            .nodes
+            .iter()
+            .filter(|n| n.role == Role::Sink && !n.config.shards_itself())
+            .map(|n| {
+                crate::config::ConfigError::new(
+                    format!("sinks.{}", n.id),
+                    format!(
+                        "--shard {}/{}: this sink writes only its shard's units, but sink {} splits its own work and needs every row; one sharded run cannot serve both",
+                        shard.index,
+                        shard.count,
+                        own.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+                .hint("run them as two pipelines (the table first, then the training over it)")
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(true)
+        } else {
+            Err(SermoError::Config(errors))
+        }
+    }
+
     /// The lineage of a node: its hashes and those of everything upstream.
     pub fn lineage(&self, node: &PlanNode) -> Lineage {
         let mut settings = BTreeMap::new();

@@ -130,6 +130,15 @@ pub trait OperatorConfig: Debug + Send + Sync {
 
     /// Build the runtime operator. Does no work: work starts when its stream is polled.
     fn build(&self, ctx: &ConfigContext) -> Result<Box<dyn Operator>>;
+
+    /// Whether this component splits its own work under `--shard I/N` (default:
+    /// no, the sources split the units). Such a component needs every row: when a
+    /// pipeline has one, its sources read everything and only it sees the shard
+    /// (the `train` sink runs its share of the CV folds). What a job is, is the
+    /// component's business; the engine only routes the shard.
+    fn shards_itself(&self) -> bool {
+        false
+    }
 }
 
 /// A registrable component: its config plus the `kind` name and role.

@@ -29,7 +29,10 @@
 //! standardizer, training settings, split, data hash), `metrics.json`,
 //! `history.parquet`, `confusion.png`, `curves.png`; with `cv` a top-level
 //! `metrics.json` with every fold and mean ± std and `confusion.png` of all folds'
-//! test predictions pooled. Training needs the whole table: the rows are held in memory as
+//! test predictions pooled, and `cv.json` (the fold plan). Under `--shard I/N` a
+//! CV run trains only folds k with k mod N = I, on the whole table (the engine
+//! then leaves the sources unsharded); `sermo commit OUT --shards N` joins the
+//! folds (src/train/cv_shards.rs). Training needs the whole table: the rows are held in memory as
 //! compact f32 examples (a feature table, not audio).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,17 +51,18 @@ use serde::{Deserialize, Serialize};
 use crate::engine::hash;
 use crate::engine::{
     BatchStream, Cancel, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput,
-    Problem, Role, TaskContext,
+    Problem, Role, Shard, TaskContext,
 };
 use crate::error::{Result, SermoError};
 use crate::schema::{self, col};
 use crate::train::CpuAutodiff;
+use crate::train::cv_shards::{self, CvPlan};
 use crate::train::data::{
     Example, Masking, Normalize, Standardizer, column_width, examples, normalize_groups,
 };
 use crate::train::device::Device;
 use crate::train::inference::{CONFIG_FILE, MODEL_FILE, ModelArtifact};
-use crate::train::metrics::{Confusion, CvReport, Report};
+use crate::train::metrics::{Confusion, Report};
 use crate::train::model::{ModelConfig, ModelKind, ModelParams};
 use crate::train::plots;
 use crate::train::split::{Assignment, Cv, Part, Split};
@@ -362,6 +366,12 @@ impl OperatorConfig for TrainConfig {
 
     fn output_path(&self, ctx: &ConfigContext) -> Option<PathBuf> {
         Some(ctx.resolve(&self.out))
+    }
+
+    /// Under `--shard I/N` a CV run trains folds k with k mod N = I on the whole
+    /// table (train/cv_shards.rs).
+    fn shards_itself(&self) -> bool {
+        true
     }
 
     fn build(&self, ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
@@ -714,7 +724,6 @@ fn run_fold(
         sample_rate,
     };
     write_json(&dir.join(CONFIG_FILE), &artifact)?;
-    write_json(&dir.join("metrics.json"), &report)?;
     let hb = history_batch(&history).map_err(|e| e.to_string())?;
     let f = std::fs::File::create(dir.join("history.parquet")).map_err(|e| e.to_string())?;
     let mut w =
@@ -734,6 +743,8 @@ fn run_fold(
         &title,
         &dir.join(plots::CURVES_PNG),
     )?;
+    // Last: a fold is complete once its metrics exist (train/cv_shards.rs).
+    write_json(&dir.join(cv_shards::METRICS_FILE), &report)?;
     eprintln!(
         "sermo: {name}: {} — accuracy {:.3}, UAR {:.3} on {} test rows (kept epoch {})",
         assignment.describe(),
@@ -763,6 +774,8 @@ fn fit_all(
     feature_settings: Option<serde_json::Value>,
     sample_rate: Option<u32>,
     cancel: &Cancel,
+    shard: Option<Shard>,
+    config_hash: &str,
 ) -> std::result::Result<(), String> {
     let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
     let resolved = crate::train::device::resolve(cfg.device)?;
@@ -770,6 +783,11 @@ fn fit_all(
     let device = resolved.device;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     match (&cfg.split, &cfg.cv) {
+        (Some(_), _) if shard.is_some() => {
+            return Err(
+                "--shard splits a train sink's CV folds across shards, but this sink has one `split`: run it without --shard (or use `cv`)".into(),
+            );
+        }
         (Some(split), _) => {
             let a = split
                 .assign_seeded(&groups, cfg.seed)
@@ -791,8 +809,19 @@ fn fit_all(
         }
         (None, Some(cv)) => {
             let folds = cv.folds(&groups, cfg.seed).map_err(|e| e.to_string())?;
+            let plan = CvPlan {
+                model: cfg.model.name().to_string(),
+                by: cv.by.clone(),
+                tests: folds.iter().map(|a| a.groups(Part::Test)).collect(),
+                labels: labels.clone(),
+                config_hash: config_hash.to_string(),
+            };
+            cv_shards::start(out, &plan, shard.is_some())?;
             let mut reports = Vec::new();
             for (k, a) in folds.iter().enumerate() {
+                if !cv_shards::owns_fold(shard, k) {
+                    continue;
+                }
                 let dir = out.join(format!("fold-{k}"));
                 reports.push(run_fold(
                     cfg,
@@ -808,17 +837,35 @@ fn fit_all(
                     cancel,
                 )?);
             }
-            let cvr = CvReport::from_folds(reports);
-            write_json(&out.join("metrics.json"), &cvr)?;
-            let pooled = cvr
-                .pooled_confusion()
-                .unwrap_or_else(|| Confusion::new(labels.clone()));
-            plots::confusion(
-                &pooled.report(),
-                &format!("{} {}-fold CV (pooled)", cfg.model.name(), folds.len()),
-                &out.join(plots::CONFUSION_PNG),
-            )?;
-            println!("{}", cvr.render());
+            match shard {
+                None => println!("{}", cv_shards::finish(out, &plan, reports)?.render()),
+                Some(s) => {
+                    let mine: Vec<String> = (0..folds.len())
+                        .filter(|&k| cv_shards::owns_fold(shard, k))
+                        .map(|k| k.to_string())
+                        .collect();
+                    if mine.is_empty() {
+                        eprintln!(
+                            "sermo: train: shard {}/{} has no fold of {} (fold k runs in shard k mod {}): nothing to train",
+                            s.index,
+                            s.count,
+                            folds.len(),
+                            s.count
+                        );
+                    } else {
+                        eprintln!(
+                            "sermo: train: shard {}/{} trained fold{} {} of {}; when every shard is done: sermo commit {} --shards {}",
+                            s.index,
+                            s.count,
+                            if mine.len() == 1 { "" } else { "s" },
+                            mine.join(", "),
+                            folds.len(),
+                            out.display(),
+                            s.count
+                        );
+                    }
+                }
+            }
         }
         (None, None) => return Err("give `split` or `cv`".into()),
     }
@@ -849,6 +896,8 @@ impl Operator for TrainSink {
             }
             let out = self.out.clone();
             let cancel = ctx.cancel.clone();
+            let shard = ctx.shard;
+            let config_hash = ctx.lineage.node_hash.clone();
             let feature_settings = in_schema
                 .metadata()
                 .get(crate::ops::features::FEATURES_KEY)
@@ -889,7 +938,7 @@ impl Operator for TrainSink {
                     normalize_groups(&mut ex, dims);
                 }
                 let sample_rate = batches_rate;
-                fit_all(&cfg, &out, ex, labels, dims, feature_settings, sample_rate, &cancel)
+                fit_all(&cfg, &out, ex, labels, dims, feature_settings, sample_rate, &cancel, shard, &config_hash)
             }).await;
             match job {
                 Ok(Ok(())) => {}

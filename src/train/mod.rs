@@ -11,8 +11,11 @@
 //!   flagged as leaking speakers.
 //! - [`metrics`]: confusion matrix, accuracy, UAR, precision/recall/F1, and mean ±
 //!   std over cross-validation folds, with text rendering and serde.
+//! - [`cv_shards`]: CV folds as shards (`--shard I/N` trains folds k mod N = I;
+//!   `sermo commit` joins them).
 
 pub mod conv;
+pub mod cv_shards;
 pub mod data;
 pub mod device;
 pub mod inference;
