@@ -233,24 +233,26 @@ pub fn commit(out: &Path, count: u32) -> Result<Manifest, ShardError> {
 }
 
 fn write_atomic(path: &Path, body: &[u8]) -> Result<(), ShardError> {
-    let io = |source| ShardError::Io {
+    write_file_atomic(path, body).map_err(|source| ShardError::Io {
         path: path.to_path_buf(),
         source,
-    };
+    })
+}
+
+/// Write `body` to `path` through a temporary file named after this process, then
+/// rename it into place and sync the folder: readers never see a torn file, and
+/// parallel array tasks writing the same file do not trip over each other.
+pub fn write_file_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, body).map_err(io)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io)
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, body)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all())?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir).and_then(|f| f.sync_all())
 }
 
 /// Which shards are complete.

@@ -822,7 +822,7 @@ fn fit_all(
                 if !cv_shards::owns_fold(shard, k) {
                     continue;
                 }
-                let dir = out.join(format!("fold-{k}"));
+                let dir = cv_shards::fold_dir(out, k);
                 reports.push(run_fold(
                     cfg,
                     &ex,

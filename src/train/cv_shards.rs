@@ -63,7 +63,8 @@ pub fn shard_of_fold(k: usize, count: u32) -> u32 {
     (k % count.max(1) as usize) as u32
 }
 
-fn fold_dir(out: &Path, k: usize) -> PathBuf {
+/// `OUT/fold-K`: where fold k's model and metrics go.
+pub fn fold_dir(out: &Path, k: usize) -> PathBuf {
     out.join(format!("fold-{k}"))
 }
 
@@ -106,17 +107,10 @@ pub fn start(out: &Path, plan: &CvPlan, sharded: bool) -> Result<(), String> {
     write_atomic(&out.join(CV_FILE), body.as_bytes())
 }
 
-/// Write `body` to `path` through a temporary file unique to this process, then
-/// rename (parallel tasks writing the same plan never leave a torn file).
+/// [`crate::shards::write_file_atomic`], its error naming the file.
 fn write_atomic(path: &Path, body: &[u8]) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, body).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::shards::write_file_atomic(path, body)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Join fold reports: `OUT/metrics.json` (every fold, mean ± std, pooled) and
