@@ -399,6 +399,125 @@ fn cv_folds_run_as_shards_and_commit_joins_them_like_one_run() {
     assert!(text.contains("holds CV folds of other settings"), "{text}");
 }
 
+/// A burn record's bytes with each tensor's random parameter id (msgpack `"id"`
+/// followed by a 13-character string) blanked: the weights and layout only.
+fn weights(path: &Path) -> Vec<u8> {
+    let mut b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let key = [0xa2, b'i', b'd', 0xad];
+    let mut i = 0;
+    let mut ids = 0;
+    while i + key.len() + 13 <= b.len() {
+        if b[i..i + key.len()] == key {
+            b[i + key.len()..i + key.len() + 13].fill(b'_');
+            ids += 1;
+            i += key.len() + 13;
+        } else {
+            i += 1;
+        }
+    }
+    assert!(ids >= 2, "{}: no parameter ids found", path.display());
+    b
+}
+
+/// `reuse`: the members of finished runs stand in for training. An ensemble of
+/// three seeds grown from a 2-member run and a 1-member run trains nothing and
+/// equals the same ensemble trained in one run, weights and metrics to the bit
+/// (CPU training is deterministic); a run with other settings is not reused and
+/// says why; a sink cannot reuse its own `out`.
+#[test]
+fn reuse_grows_an_ensemble_from_finished_runs_without_retraining() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path());
+    let cv = r#"cv = { by = "speaker", folds = 2, valid = 0 }"#;
+    let go = |name: &str, sets: &[&str]| -> String {
+        let p = train_pipeline(dir.path(), name, "mlp", cv);
+        let mut args = vec!["run", p.to_str().unwrap()];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let (ok, text) = run(&args);
+        assert!(ok, "{name}: {text}");
+        text
+    };
+    go("full", &["sinks.model.ensemble=3"]); // seeds 3, 4, 5
+    go("a", &["sinks.model.ensemble=2"]); // seeds 3, 4
+    go("b", &["sinks.model.seed=5"]);
+    let text = go(
+        "grown",
+        &["sinks.model.ensemble=3", r#"sinks.model.reuse=["a", "b"]"#],
+    );
+    assert!(
+        !text.contains("epoch   1"),
+        "a reused member was trained: {text}"
+    );
+    assert!(
+        text.contains("fold 1: member 2 (seed 5) reused from")
+            && text.contains(&format!(
+                "b{}fold-1{}model.mpk",
+                std::path::MAIN_SEPARATOR,
+                std::path::MAIN_SEPARATOR
+            )),
+        "{text}"
+    );
+    let (full, grown) = (dir.path().join("full"), dir.path().join("grown"));
+    assert_eq!(
+        json(&grown.join("metrics.json")),
+        json(&full.join("metrics.json"))
+    );
+    for k in 0..2 {
+        let (f, g) = (
+            full.join(format!("fold-{k}")),
+            grown.join(format!("fold-{k}")),
+        );
+        for m in ["model.mpk", "model-1.mpk", "model-2.mpk"] {
+            assert_eq!(
+                weights(&f.join(m)),
+                weights(&g.join(m)),
+                "fold {k} {m}: a reused member differs from the one trained in place"
+            );
+        }
+        let (cf, cg) = (json(&f.join("config.json")), json(&g.join("config.json")));
+        assert_eq!(cg["member_best_epochs"], cf["member_best_epochs"]);
+        assert_eq!(cg["training"], cf["training"]);
+        let seeds: Vec<u64> = cg["reused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["seed"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seeds, [3, 4, 5]);
+        assert!(cf.get("reused").is_none());
+        assert_eq!(parquet_rows(&g.join("history.parquet")), 18);
+    }
+
+    // Other settings: trained, not reused, and the reason is named.
+    let text = go(
+        "other",
+        &["sinks.model.epochs=5", r#"sinks.model.reuse=["a"]"#],
+    );
+    assert!(
+        text.contains("reuse:") && text.contains("training settings differ: `epochs` 6 vs 5"),
+        "{text}"
+    );
+    assert!(
+        json(&dir.path().join("other/fold-0/config.json"))
+            .get("reused")
+            .is_none()
+    );
+
+    // Its own `out` is refused before anything runs.
+    let p = train_pipeline(dir.path(), "selfish", "mlp", cv);
+    let (ok, text) = run(&[
+        "run",
+        p.to_str().unwrap(),
+        "--set",
+        r#"sinks.model.reuse=["selfish"]"#,
+    ]);
+    assert!(!ok);
+    assert!(text.contains("names this sink's own `out`"), "{text}");
+    assert!(!dir.path().join("selfish").exists());
+}
+
 /// `--shard` cannot mean folds for one sink and clips for another, nor apply to a
 /// single split.
 #[test]

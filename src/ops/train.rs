@@ -19,6 +19,8 @@
 //! split = { by = "speaker", test = ["03", "08"], valid = ["09"] }
 //! # cv = { by = "speaker", folds = 10 }   (instead of split; folds = speakers: LOSO)
 //! seed = 7
+//! ensemble = 1                     # N models, seeds seed .. seed + N - 1, averaged
+//! reuse = []                       # finished runs whose members stand in (train/reuse.rs)
 //! device = "cpu"                   # cpu | cuda | auto (src/train/device.rs)
 //! out = "runs/emodb-cnn1d"
 //! [sinks.model.params]             # model hyper-parameters (docs/models.md)
@@ -38,11 +40,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{Float64Array, UInt32Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use burn::module::Module;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use futures::StreamExt;
@@ -55,21 +54,23 @@ use crate::engine::{
 };
 use crate::error::{Result, SermoError};
 use crate::schema::{self, col};
-use crate::train::CpuAutodiff;
 use crate::train::cv_shards::{self, CvPlan};
 use crate::train::data::{
     Example, Masking, Normalize, Standardizer, column_width, examples, normalize_groups,
 };
 use crate::train::device::Device;
-use crate::train::inference::{CONFIG_FILE, MODEL_FILE, ModelArtifact};
+use crate::train::history::{self, HISTORY_FILE};
+use crate::train::inference::{CONFIG_FILE, ModelArtifact, ReusedFrom, member_file};
 use crate::train::metrics::{Confusion, Report};
 use crate::train::model::{ModelConfig, ModelKind, ModelParams};
 use crate::train::plots;
+use crate::train::reuse;
 use crate::train::split::{Assignment, Cv, Part, Split};
 use crate::train::training::{
     Checkpoint, ClassWeights, Epoch, Schedule, TrainSettings, argmax, predict, train,
 };
-use burn::tensor::backend::AutodiffBackend;
+use crate::train::{Cpu, CpuAutodiff};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 
 /// `early_stopping = { patience = N }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -144,6 +145,13 @@ pub struct TrainConfig {
     /// variants train and how. Validation and test always use `clean` rows only.
     #[serde(default)]
     pub variants: Variants,
+    /// Finished runs whose ensemble members stand in for training: a member of
+    /// this run (seed s) is loaded from `RUN/fold-K` (`RUN` for a `split`) when that
+    /// fold was trained on the same rows, standardizer, model and settings apart
+    /// from `seed` and `ensemble`, and holds a member of seed s. Grows an ensemble
+    /// without retraining the members it already has.
+    #[serde(default)]
+    pub reuse: Vec<String>,
 }
 
 /// `mixup = { alpha = 0.2 }`.
@@ -246,7 +254,7 @@ impl TrainConfig {
 }
 
 impl OperatorConfig for TrainConfig {
-    fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
+    fn check(&self, ctx: &ConfigContext) -> Vec<Problem> {
         let mut p = Vec::new();
         if self.features.is_empty() {
             p.push(
@@ -315,6 +323,14 @@ impl OperatorConfig for TrainConfig {
         if self.out.trim().is_empty() {
             p.push(Problem::new("out", "is empty"));
         }
+        for r in &self.reuse {
+            if ctx.resolve(r) == ctx.resolve(&self.out) {
+                p.push(
+                    Problem::new("reuse", format!("names this sink's own `out` ({r})"))
+                        .with_hint("reuse reads finished runs in other folders; set another `out`"),
+                );
+            }
+        }
         let cfg = ModelConfig {
             kind: self.model,
             input_dim: 1,
@@ -378,6 +394,7 @@ impl OperatorConfig for TrainConfig {
         Ok(Box::new(TrainSink {
             cfg: self.clone(),
             out: ctx.resolve(&self.out),
+            reuse: self.reuse.iter().map(|r| ctx.resolve(r)).collect(),
         }))
     }
 }
@@ -385,45 +402,8 @@ impl OperatorConfig for TrainConfig {
 struct TrainSink {
     cfg: TrainConfig,
     out: PathBuf,
-}
-
-/// `history.parquet`: one row per epoch of every ensemble member (`member` 0, 1, ...).
-fn history_batch(
-    h: &[(usize, Epoch)],
-) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-    let f = |name: &str, t: DataType, n: bool| Field::new(name, t, n);
-    let (members, h): (Vec<usize>, Vec<Epoch>) = h.iter().cloned().unzip();
-    let schema = Arc::new(Schema::new(vec![
-        f("epoch", DataType::UInt32, false),
-        f("train_loss", DataType::Float64, false),
-        f("train_acc", DataType::Float64, false),
-        f("val_loss", DataType::Float64, true),
-        f("val_acc", DataType::Float64, true),
-        f("lr", DataType::Float64, false),
-        f("seconds", DataType::Float64, false),
-        f("member", DataType::UInt32, false),
-    ]));
-    RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(UInt32Array::from_iter_values(
-                h.iter().map(|e| e.epoch as u32),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                h.iter().map(|e| e.train_loss),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                h.iter().map(|e| e.train_acc),
-            )),
-            Arc::new(Float64Array::from_iter(h.iter().map(|e| e.val_loss))),
-            Arc::new(Float64Array::from_iter(h.iter().map(|e| e.val_acc))),
-            Arc::new(Float64Array::from_iter_values(h.iter().map(|e| e.lr))),
-            Arc::new(Float64Array::from_iter_values(h.iter().map(|e| e.seconds))),
-            Arc::new(UInt32Array::from_iter_values(
-                members.iter().map(|&m| m as u32),
-            )),
-        ],
-    )
+    /// `reuse`, resolved.
+    reuse: Vec<PathBuf>,
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> std::result::Result<(), String> {
@@ -517,14 +497,42 @@ impl FoldJob<'_> {
             probs,
         })
     }
-}
 
-/// File name (without `.mpk`) of ensemble member `k`: `model`, `model-1`, ...
-pub fn member_file(k: usize) -> String {
-    if k == 0 {
-        MODEL_FILE.to_string()
-    } else {
-        format!("{MODEL_FILE}-{k}")
+    /// Stand `m` (a finished run's member, [`reuse`]) in for training on backend
+    /// `B`: copy its weights to `model_path`, predict the test rows.
+    fn reuse<B: Backend>(
+        &self,
+        m: &reuse::Member,
+        device: &B::Device,
+    ) -> std::result::Result<Fitted, String> {
+        let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        let model = self
+            .model
+            .init::<B>(device)
+            .load_file(m.weights.clone(), &rec, device)
+            .map_err(|e| format!("cannot load the weights in {}: {e}", m.weights.display()))?;
+        let probs = predict::<B>(
+            &model,
+            self.test,
+            self.model.input_dim,
+            self.norm,
+            self.settings.batch_size,
+            self.settings.max_frames,
+            device,
+        );
+        let to = self.model_path.with_extension("mpk");
+        std::fs::copy(&m.weights, &to).map_err(|e| {
+            format!(
+                "cannot copy {} to {}: {e}",
+                m.weights.display(),
+                to.display()
+            )
+        })?;
+        Ok(Fitted {
+            history: m.history.clone(),
+            best_epoch: m.best_epoch,
+            probs,
+        })
     }
 }
 
@@ -594,6 +602,7 @@ fn run_fold(
     feature_settings: &Option<serde_json::Value>,
     sample_rate: Option<u32>,
     dir: &Path,
+    reuse_dirs: &[PathBuf],
     name: &str,
     device: Device,
     cancel: &Cancel,
@@ -651,14 +660,46 @@ fn run_fold(
             ControlFlow::Continue(())
         }
     };
+    let mut hashes = BTreeMap::new();
+    for p in Part::ALL {
+        hashes.insert(p.name().to_string(), data_hash(ex, &assignment.indices(p)));
+    }
+    // config.json as it will be written; the kept epochs and reused members are
+    // filled in after the members.
+    let mut artifact = ModelArtifact {
+        sermo_version: env!("CARGO_PKG_VERSION").to_string(),
+        model: model_cfg.clone(),
+        labels: labels.to_vec(),
+        features: cfg.features.clone(),
+        feature_settings: feature_settings.clone(),
+        standardizer: norm.clone(),
+        max_frames: settings.max_frames,
+        training: settings.clone(),
+        split: assignment.describe(),
+        leakage: assignment.leakage(),
+        best_epoch: 0,
+        member_best_epochs: Vec::new(),
+        reused: Vec::new(),
+        data_hash: hashes,
+        normalize: cfg.normalize,
+        sample_rate,
+    };
+    let seeds: Vec<u64> = (0..members)
+        .map(|k| settings.seed.wrapping_add(k as u64))
+        .collect();
+    let (mut offered, notes) = reuse::find(reuse_dirs, &artifact, &seeds);
+    for n in notes {
+        eprintln!("sermo: {name}: reuse: {n}");
+    }
     // Ensemble members: seeds seed, seed + 1, ...; member 0 is `model.mpk`, member
-    // k `model-k.mpk`; test probabilities are averaged.
+    // k `model-k.mpk`; test probabilities are averaged. A member a finished run
+    // offers (`reuse`) is loaded instead of trained.
     let mut history: Vec<(usize, Epoch)> = Vec::new();
     let mut best_epochs = Vec::with_capacity(members);
     let mut probs: Vec<Vec<f32>> = vec![vec![0.0; labels.len()]; te.len()];
-    for k in 0..members {
+    for (k, &seed) in seeds.iter().enumerate() {
         let mut member_settings = settings.clone();
-        member_settings.seed = settings.seed.wrapping_add(k as u64);
+        member_settings.seed = seed;
         let job = FoldJob {
             model: &model_cfg,
             settings: &member_settings,
@@ -668,17 +709,30 @@ fn run_fold(
             norm: &norm,
             model_path: dir.join(member_file(k)),
         };
-        let fitted = match device {
-            Device::Cpu => job.fit::<CpuAutodiff>(&Default::default(), &mut progress)?,
+        let fitted = match (offered.remove(&seed), device) {
+            (Some(m), Device::Cpu) => {
+                let f = job.reuse::<Cpu>(&m, &Default::default())?;
+                artifact.reused.push(reused_from(k, &m));
+                f
+            }
             #[cfg(feature = "cuda")]
-            Device::Cuda(i) => crate::train::device::guard("training", || {
+            (Some(m), Device::Cuda(i)) => {
+                let f = crate::train::device::guard("loading a reused member", || {
+                    job.reuse::<crate::train::Gpu>(&m, &burn::backend::cuda::CudaDevice::new(i))
+                })??;
+                artifact.reused.push(reused_from(k, &m));
+                f
+            }
+            (None, Device::Cpu) => job.fit::<CpuAutodiff>(&Default::default(), &mut progress)?,
+            #[cfg(feature = "cuda")]
+            (None, Device::Cuda(i)) => crate::train::device::guard("training", || {
                 job.fit::<crate::train::GpuAutodiff>(
                     &burn::backend::cuda::CudaDevice::new(i),
                     &mut progress,
                 )
             })??,
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => return Err("this build has no CUDA backend".into()),
+            (_, Device::Cuda(_)) => return Err("this build has no CUDA backend".into()),
         };
         for (acc, p) in probs.iter_mut().zip(&fitted.probs) {
             for (a, v) in acc.iter_mut().zip(p) {
@@ -691,6 +745,12 @@ fn run_fold(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    for r in &artifact.reused {
+        eprintln!(
+            "sermo: {name}: member {} (seed {}) reused from {}",
+            r.member, r.seed, r.from
+        );
+    }
     let mut conf = Confusion::new(labels.to_vec());
     for (p, e) in probs.iter().zip(&te) {
         if let Some(t) = e.label {
@@ -698,38 +758,12 @@ fn run_fold(
         }
     }
     let report = conf.report();
-    let mut hashes = BTreeMap::new();
-    for p in Part::ALL {
-        hashes.insert(p.name().to_string(), data_hash(ex, &assignment.indices(p)));
+    artifact.best_epoch = best_epochs.first().copied().unwrap_or(0);
+    if members > 1 {
+        artifact.member_best_epochs = best_epochs.clone();
     }
-    let artifact = ModelArtifact {
-        sermo_version: env!("CARGO_PKG_VERSION").to_string(),
-        model: model_cfg,
-        labels: labels.to_vec(),
-        features: cfg.features.clone(),
-        feature_settings: feature_settings.clone(),
-        standardizer: norm,
-        max_frames: settings.max_frames,
-        training: settings,
-        split: assignment.describe(),
-        leakage: assignment.leakage(),
-        best_epoch: best_epochs.first().copied().unwrap_or(0),
-        member_best_epochs: if members > 1 {
-            best_epochs.clone()
-        } else {
-            Vec::new()
-        },
-        data_hash: hashes,
-        normalize: cfg.normalize,
-        sample_rate,
-    };
     write_json(&dir.join(CONFIG_FILE), &artifact)?;
-    let hb = history_batch(&history).map_err(|e| e.to_string())?;
-    let f = std::fs::File::create(dir.join("history.parquet")).map_err(|e| e.to_string())?;
-    let mut w =
-        parquet::arrow::ArrowWriter::try_new(f, hb.schema(), None).map_err(|e| e.to_string())?;
-    w.write(&hb).map_err(|e| e.to_string())?;
-    w.close().map_err(|e| e.to_string())?;
+    history::write(&dir.join(HISTORY_FILE), &history)?;
     let title = format!("{} {}", cfg.model.name(), name);
     plots::confusion(&report, &title, &dir.join(plots::CONFUSION_PNG))?;
     let first: Vec<Epoch> = history
@@ -760,6 +794,14 @@ fn run_fold(
     Ok(report)
 }
 
+fn reused_from(member: usize, m: &reuse::Member) -> ReusedFrom {
+    ReusedFrom {
+        member,
+        seed: m.seed,
+        from: m.weights.display().to_string(),
+    }
+}
+
 /// Why a fold ended early: the run was cancelled (Ctrl-C / SIGTERM).
 const STOPPED: &str = "training stopped: the run was interrupted";
 
@@ -776,6 +818,7 @@ fn fit_all(
     cancel: &Cancel,
     shard: Option<Shard>,
     config_hash: &str,
+    reuse: &[PathBuf],
 ) -> std::result::Result<(), String> {
     let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
     let resolved = crate::train::device::resolve(cfg.device)?;
@@ -801,6 +844,7 @@ fn fit_all(
                 &feature_settings,
                 sample_rate,
                 out,
+                reuse,
                 "split",
                 device,
                 cancel,
@@ -832,6 +876,10 @@ fn fit_all(
                     &feature_settings,
                     sample_rate,
                     &dir,
+                    &reuse
+                        .iter()
+                        .map(|r| cv_shards::fold_dir(r, k))
+                        .collect::<Vec<_>>(),
                     &format!("fold {k}"),
                     device,
                     cancel,
@@ -895,6 +943,7 @@ impl Operator for TrainSink {
                 return;
             }
             let out = self.out.clone();
+            let reuse = self.reuse.clone();
             let cancel = ctx.cancel.clone();
             let shard = ctx.shard;
             let config_hash = ctx.lineage.node_hash.clone();
@@ -938,7 +987,7 @@ impl Operator for TrainSink {
                     normalize_groups(&mut ex, dims);
                 }
                 let sample_rate = batches_rate;
-                fit_all(&cfg, &out, ex, labels, dims, feature_settings, sample_rate, &cancel, shard, &config_hash)
+                fit_all(&cfg, &out, ex, labels, dims, feature_settings, sample_rate, &cancel, shard, &config_hash, &reuse)
             }).await;
             match job {
                 Ok(Ok(())) => {}

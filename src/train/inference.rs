@@ -31,6 +31,15 @@ pub const MODEL_FILE: &str = "model";
 /// File name of the model's description.
 pub const CONFIG_FILE: &str = "config.json";
 
+/// File name (without `.mpk`) of ensemble member `k`: `model`, `model-1`, ...
+pub fn member_file(k: usize) -> String {
+    if k == 0 {
+        MODEL_FILE.to_string()
+    } else {
+        format!("{MODEL_FILE}-{k}")
+    }
+}
+
 /// `config.json` of a trained model: everything inference needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelArtifact {
@@ -49,6 +58,9 @@ pub struct ModelArtifact {
     /// The kept epoch of every ensemble member (empty for a single model).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub member_best_epochs: Vec<usize>,
+    /// Members loaded from a finished run (`reuse`) instead of trained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused: Vec<ReusedFrom>,
     /// Hash of the clip ids of each part.
     pub data_hash: BTreeMap<String, String>,
     /// Per-speaker normalization before the standardizer (`normalize`).
@@ -58,6 +70,16 @@ pub struct ModelArtifact {
     /// table had a `sample_rate` column.
     #[serde(default)]
     pub sample_rate: Option<u32>,
+}
+
+/// An ensemble member taken from another run's fold (`reuse` of the train sink).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReusedFrom {
+    /// Member index in this model.
+    pub member: usize,
+    pub seed: u64,
+    /// The weights file it was copied from.
+    pub from: String,
 }
 
 /// A model loaded for inference, on the CPU or a CUDA device.
@@ -155,12 +177,7 @@ impl LoadedModel {
     /// The weights of ensemble member `k` (`model.mpk`, `model-1.mpk`, ...).
     fn load_net(artifact: &ModelArtifact, dir: &Path, k: usize, on: Device) -> Result<Net, String> {
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        let file = if k == 0 {
-            MODEL_FILE.to_string()
-        } else {
-            format!("{MODEL_FILE}-{k}")
-        };
-        let path = dir.join(&file);
+        let path = dir.join(member_file(k));
         let bad = |e: burn::record::RecorderError| {
             format!("cannot load the weights in {}: {e}", path.display())
         };

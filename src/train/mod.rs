@@ -13,15 +13,20 @@
 //!   std over cross-validation folds, with text rendering and serde.
 //! - [`cv_shards`]: CV folds as shards (`--shard I/N` trains folds k mod N = I;
 //!   `sermo commit` joins them).
+//! - [`history`]: `history.parquet` written and read back.
+//! - [`reuse`]: which members of finished runs may stand in for training
+//!   (`reuse` of the train sink).
 
 pub mod conv;
 pub mod cv_shards;
 pub mod data;
 pub mod device;
+pub mod history;
 pub mod inference;
 pub mod metrics;
 pub mod model;
 pub mod plots;
+pub mod reuse;
 pub mod split;
 pub mod training;
 
