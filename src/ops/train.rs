@@ -62,7 +62,7 @@ use crate::train::device::Device;
 use crate::train::history::{self, HISTORY_FILE};
 use crate::train::inference::{CONFIG_FILE, ModelArtifact, ReusedFrom, member_file};
 use crate::train::metrics::{Confusion, Report};
-use crate::train::model::{ModelConfig, ModelKind, ModelParams};
+use crate::train::model::{ModelConfig, ModelKind, ModelParams, SerModel};
 use crate::train::plots;
 use crate::train::reuse;
 use crate::train::split::{Assignment, Cv, Part, Split};
@@ -472,15 +472,7 @@ impl FoldJob<'_> {
         if trained.stopped {
             return Err(STOPPED.into());
         }
-        let probs = predict::<B::InnerBackend>(
-            &trained.model,
-            self.test,
-            self.model.input_dim,
-            self.norm,
-            self.settings.batch_size,
-            self.settings.max_frames,
-            device,
-        );
+        let probs = self.score::<B::InnerBackend>(&trained.model, device);
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         trained
             .model
@@ -498,6 +490,19 @@ impl FoldJob<'_> {
         })
     }
 
+    /// Class probabilities of the test rows under `model`.
+    fn score<B: Backend>(&self, model: &SerModel<B>, device: &B::Device) -> Vec<Vec<f32>> {
+        predict::<B>(
+            model,
+            self.test,
+            self.model.input_dim,
+            self.norm,
+            self.settings.batch_size,
+            self.settings.max_frames,
+            device,
+        )
+    }
+
     /// Stand `m` (a finished run's member, [`reuse`]) in for training on backend
     /// `B`: copy its weights to `model_path`, predict the test rows.
     fn reuse<B: Backend>(
@@ -511,15 +516,7 @@ impl FoldJob<'_> {
             .init::<B>(device)
             .load_file(m.weights.clone(), &rec, device)
             .map_err(|e| format!("cannot load the weights in {}: {e}", m.weights.display()))?;
-        let probs = predict::<B>(
-            &model,
-            self.test,
-            self.model.input_dim,
-            self.norm,
-            self.settings.batch_size,
-            self.settings.max_frames,
-            device,
-        );
+        let probs = self.score::<B>(&model, device);
         let to = self.model_path.with_extension("mpk");
         std::fs::copy(&m.weights, &to).map_err(|e| {
             format!(
