@@ -39,7 +39,7 @@ use crate::error::{Result, SermoError};
 use crate::schema::{self, CLASSES_KEY, TableKind, col};
 use crate::train::data::{Example, Normalize, column_width, examples};
 use crate::train::device::DeviceChoice;
-use crate::train::inference::{CONFIG_FILE, LoadedModel, ModelArtifact, model_dir};
+use crate::train::inference::{LoadedModel, ModelArtifact};
 use crate::train::training::argmax;
 
 /// `smooth = { median = K }`.
@@ -74,15 +74,7 @@ impl Component for InferConfig {
         "apply a trained model to audio windows or feature rows: label, confidence, probs per row";
 }
 
-/// Read a model folder's `config.json` (not the weights).
-pub fn read_artifact(dir: &std::path::Path) -> std::result::Result<ModelArtifact, String> {
-    let dir = model_dir(dir)?;
-    let p = dir.join(CONFIG_FILE);
-    let text =
-        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a sermo model config: {e}", p.display()))
-}
+pub use crate::train::inference::read_artifact;
 
 /// Keys whose values differ between two feature settings (JSON objects).
 pub fn settings_diff(model: &serde_json::Value, table: &serde_json::Value) -> Vec<String> {

@@ -132,6 +132,16 @@ pub fn model_dir(dir: &Path) -> Result<PathBuf, String> {
     }
 }
 
+/// Read a model folder's `config.json` (not the weights); `dir` as for
+/// [`model_dir`].
+pub fn read_artifact(dir: &Path) -> Result<ModelArtifact, String> {
+    let p = model_dir(dir)?.join(CONFIG_FILE);
+    let text =
+        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a sermo model config: {e}", p.display()))
+}
+
 impl LoadedModel {
     /// Load `config.json` and the weights from `dir` onto the CPU.
     pub fn load(dir: &Path) -> Result<LoadedModel, String> {
@@ -143,10 +153,7 @@ impl LoadedModel {
     pub fn load_on(dir: &Path, choice: DeviceChoice) -> Result<LoadedModel, String> {
         let dir = model_dir(dir)?;
         let cfg_path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&cfg_path)
-            .map_err(|e| format!("cannot read {}: {e}", cfg_path.display()))?;
-        let artifact: ModelArtifact = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a sermo model config: {e}", cfg_path.display()))?;
+        let artifact = read_artifact(&dir)?;
         let problems = artifact.model.check();
         if !problems.is_empty() {
             return Err(format!("{}: {}", cfg_path.display(), problems.join("; ")));

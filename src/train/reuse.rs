@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::history::{self, HISTORY_FILE};
-use super::inference::{CONFIG_FILE, ModelArtifact, member_file};
+use super::inference::{CONFIG_FILE, ModelArtifact, member_file, read_artifact};
 use super::training::Epoch;
 
 /// A finished member that can stand in for training.
@@ -82,10 +82,10 @@ fn show(v: Option<&serde_json::Value>) -> String {
 /// stand in for `mine`; otherwise the reason, naming `dir`.
 pub fn offered(dir: &Path, mine: &ModelArtifact, seeds: &[u64]) -> Result<Vec<Member>, String> {
     let cfg_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&cfg_path)
-        .map_err(|e| format!("{}: no finished fold ({e})", dir.display()))?;
-    let src: ModelArtifact = serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not a sermo model config: {e}", cfg_path.display()))?;
+    if !cfg_path.is_file() {
+        return Err(format!("{}: no finished fold", dir.display()));
+    }
+    let src = read_artifact(dir)?;
     if let Some(why) = mismatch(&src, mine) {
         return Err(format!("{}: {why}", dir.display()));
     }
