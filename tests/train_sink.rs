@@ -518,6 +518,62 @@ fn reuse_grows_an_ensemble_from_finished_runs_without_retraining() {
     assert!(!dir.path().join("selfish").exists());
 }
 
+/// `cv.seed` deals the groups into folds apart from the training seed: with fewer
+/// folds than groups, runs of training seeds 3 and 4 deal different folds, unless
+/// both set `cv.seed`; then they share one partition and a 2-member ensemble
+/// `reuse`s both without training (a run on other folds is refused: data hash).
+#[test]
+fn cv_seed_shares_folds_across_training_seeds_so_runs_can_be_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path());
+    // Clips as groups: 10 groups, 2 folds, so the dealing depends on a seed.
+    let go = |name: &str, cv: &str, sets: &[&str]| -> String {
+        let p = train_pipeline(dir.path(), name, "mlp", cv);
+        let mut args = vec!["run", p.to_str().unwrap()];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let (ok, text) = run(&args);
+        assert!(ok, "{name}: {text}");
+        text
+    };
+    let tests = |name: &str| json(&dir.path().join(name).join("cv.json"))["tests"].clone();
+    let plain = r#"cv = { by = "clip_id", folds = 2, valid = 0 }"#;
+    let dealt = r#"cv = { by = "clip_id", folds = 2, valid = 0, seed = 11 }"#;
+    go("plain3", plain, &[]);
+    go("plain4", plain, &["sinks.model.seed=4"]);
+    assert_ne!(
+        tests("plain3"),
+        tests("plain4"),
+        "the training seed deals the folds when cv.seed is unset"
+    );
+    go("dealt3", dealt, &[]);
+    go("dealt4", dealt, &["sinks.model.seed=4"]);
+    assert_eq!(tests("dealt3"), tests("dealt4"));
+    assert_eq!(tests("dealt3").as_array().unwrap().len(), 2);
+    let text = go(
+        "dealt-ens2",
+        dealt,
+        &[
+            "sinks.model.ensemble=2",
+            r#"sinks.model.reuse=["dealt3", "dealt4"]"#,
+        ],
+    );
+    assert!(
+        !text.contains("epoch   1") && text.contains("fold 1: member 1 (seed 4) reused from"),
+        "{text}"
+    );
+    assert_eq!(tests("dealt-ens2"), tests("dealt3"));
+    // The seed-4 run on its own folds is not reused by a seed-3 ensemble.
+    let text = go(
+        "plain-ens2",
+        plain,
+        &["sinks.model.ensemble=2", r#"sinks.model.reuse=["plain4"]"#],
+    );
+    assert!(text.contains("rows (data hash) differ"), "{text}");
+    assert!(text.contains("epoch   1"), "{text}");
+}
+
 /// `--shard` cannot mean folds for one sink and clips for another, nor apply to a
 /// single split.
 #[test]

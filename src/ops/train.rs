@@ -18,6 +18,8 @@
 //! grad_clip = 1.0
 //! split = { by = "speaker", test = ["03", "08"], valid = ["09"] }
 //! # cv = { by = "speaker", folds = 10 }   (instead of split; folds = speakers: LOSO)
+//! # cv = { by = "speaker", folds = 4, valid = 1, seed = 7 }  (seed deals the folds;
+//! #   default: `seed` below, so runs of other training seeds deal other folds)
 //! seed = 7
 //! ensemble = 1                     # N models, seeds seed .. seed + N - 1, averaged
 //! reuse = []                       # finished runs whose members stand in (train/reuse.rs)

@@ -9,7 +9,8 @@
 //!   group values, a group in both lists, an empty test list and an empty train set
 //!   are errors.
 //! - [`Cv`]: the distinct groups (sorted) are dealt into `folds` folds of near-equal
-//!   group counts by a seeded permutation (stable across `rand` versions: the
+//!   group counts by a seeded permutation (`cv.seed`, else the sink's training
+//!   seed; stable across `rand` versions: the
 //!   shuffle uses ChaCha8's fixed output stream directly). Each fold tests its own
 //!   groups, validates on `valid` groups taken from the following folds and trains
 //!   on the rest; every group is tested exactly once. `folds` = number of groups is
@@ -306,6 +307,7 @@ impl Split {
 /// by = "speaker"
 /// folds = 10      # = number of speakers: leave-one-speaker-out
 /// valid = 1       # speakers held out of each fold's train set (default 1)
+/// seed = 7        # deals the speakers into folds (default: the sink's `seed`)
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -317,6 +319,11 @@ pub struct Cv {
     /// Groups held out of each fold's train set for validation (default 1; 0 = none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid: Option<usize>,
+    /// Seed that deals the groups into folds; unset, the caller's seed (the
+    /// sink's training `seed`). Setting it lets runs of different training seeds
+    /// share one partition (and `reuse` each other's members).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Cv {
@@ -327,12 +334,13 @@ impl Cv {
 
     /// The K fold assignments of rows given by their group keys.
     ///
-    /// Groups are permuted with `seed` and dealt into K folds of near-equal group
-    /// counts (the first `n % K` folds get one more); each fold's groups are sorted
-    /// and the folds are ordered by their first group. Fold k tests its groups,
-    /// validates on the first `valid` groups of folds k+1, k+2, ... (wrapping) and
-    /// trains on the rest.
+    /// Groups are permuted with the `seed` field, else with `seed`, and dealt into
+    /// K folds of near-equal group counts (the first `n % K` folds get one more);
+    /// each fold's groups are sorted and the folds are ordered by their first
+    /// group. Fold k tests its groups, validates on the first `valid` groups of
+    /// folds k+1, k+2, ... (wrapping) and trains on the rest.
     pub fn folds(&self, groups: &[String], seed: u64) -> Result<Vec<Assignment>, SplitError> {
+        let seed = self.seed.unwrap_or(seed);
         if self.by == RANDOM {
             return Err(SplitError::CvRandom);
         }
@@ -715,6 +723,7 @@ mod tests {
             by: "speaker".into(),
             folds: 10,
             valid: None,
+            seed: None,
         };
         let folds = cv.folds(&rows, 42).unwrap();
         assert_eq!(folds.len(), 10);
@@ -747,6 +756,7 @@ mod tests {
             by: "actor".into(),
             folds: 4,
             valid: Some(2),
+            seed: None,
         };
         let folds = cv.folds(&rows, 1).unwrap();
         assert_eq!(folds.len(), 4);
@@ -772,6 +782,7 @@ mod tests {
             by: "speaker".into(),
             folds: 3,
             valid: Some(0),
+            seed: None,
         };
         let folds = cv.folds(&rows, 5).unwrap();
         let mut sizes: Vec<usize> = folds.iter().map(|a| a.groups(Part::Test).len()).collect();
@@ -791,6 +802,7 @@ mod tests {
             by: "actor".into(),
             folds: 4,
             valid: None,
+            seed: None,
         };
         let a = cv.folds(&rows, 123).unwrap();
         let b = cv.folds(&rows, 123).unwrap();
@@ -812,6 +824,14 @@ mod tests {
         for (fold, actors) in a.iter().zip(pinned) {
             let expected: Vec<String> = actors.iter().map(|i| format!("Actor_{i:02}")).collect();
             assert_eq!(fold.groups(Part::Test), expected);
+        }
+        // `cv.seed` deals the folds whatever the training seed passed in.
+        let fixed = Cv {
+            seed: Some(123),
+            ..cv.clone()
+        };
+        for s in [0, 7, 8, 123] {
+            assert_eq!(fixed.folds(&rows, s).unwrap(), a, "training seed {s}");
         }
     }
 
@@ -909,6 +929,7 @@ mod tests {
             by: "speaker".into(),
             folds,
             valid,
+            seed: None,
         };
         let err = |c: Cv| c.folds(&rows, 0).unwrap_err().to_string();
         assert_eq!(err(cv(1, None)), "cv needs at least 2 folds (got 1)");
@@ -930,6 +951,7 @@ mod tests {
             by: "random".into(),
             folds: 5,
             valid: None,
+            seed: None,
         };
         assert_eq!(random.folds(&rows, 0).unwrap_err(), SplitError::CvRandom);
     }
@@ -1035,7 +1057,11 @@ mod tests {
         let cv: Cv = toml::from_str("by = \"session\"\nfolds = 5\n").unwrap();
         assert_eq!(cv.valid_groups(), 1);
         assert!(toml::from_str::<Split>("by = \"speaker\"\ntset = [\"03\"]\n").is_err());
-        assert!(toml::from_str::<Cv>("by = \"speaker\"\nfolds = 5\nseed = 1\n").is_err());
+        assert!(toml::from_str::<Cv>("by = \"speaker\"\nfolds = 5\nsed = 1\n").is_err());
+        let seeded: Cv = toml::from_str("by = \"speaker\"\nfolds = 5\nseed = 1\n").unwrap();
+        assert_eq!(seeded.seed, Some(1));
+        // Unset, the field stays out of config.json (older runs' settings match).
+        assert!(!serde_json::to_string(&cv).unwrap().contains("seed"));
         assert!(
             toml::from_str::<Split>("by = \"random\"\nfraction = { test = 0.2, vaild = 0.1 }\n")
                 .is_err()
