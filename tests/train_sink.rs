@@ -419,6 +419,19 @@ fn weights(path: &Path) -> Vec<u8> {
     b
 }
 
+/// Run the `mlp` train pipeline `name` with `split` and `--set` overrides; it must
+/// succeed. Its output.
+fn train_mlp(dir: &Path, name: &str, split: &str, sets: &[&str]) -> String {
+    let p = train_pipeline(dir, name, "mlp", split);
+    let mut args = vec!["run", p.to_str().unwrap()];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let (ok, text) = run(&args);
+    assert!(ok, "{name}: {text}");
+    text
+}
+
 /// `reuse`: the members of finished runs stand in for training. An ensemble of
 /// three seeds grown from a 2-member run and a 1-member run trains nothing and
 /// equals the same ensemble trained in one run, weights and metrics to the bit
@@ -429,16 +442,7 @@ fn reuse_grows_an_ensemble_from_finished_runs_without_retraining() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path());
     let cv = r#"cv = { by = "speaker", folds = 2, valid = 0 }"#;
-    let go = |name: &str, sets: &[&str]| -> String {
-        let p = train_pipeline(dir.path(), name, "mlp", cv);
-        let mut args = vec!["run", p.to_str().unwrap()];
-        for s in sets {
-            args.extend(["--set", s]);
-        }
-        let (ok, text) = run(&args);
-        assert!(ok, "{name}: {text}");
-        text
-    };
+    let go = |name: &str, sets: &[&str]| train_mlp(dir.path(), name, cv, sets);
     go("full", &["sinks.model.ensemble=3"]); // seeds 3, 4, 5
     go("a", &["sinks.model.ensemble=2"]); // seeds 3, 4
     go("b", &["sinks.model.seed=5"]);
@@ -527,16 +531,7 @@ fn cv_seed_shares_folds_across_training_seeds_so_runs_can_be_reused() {
     let dir = tempfile::tempdir().unwrap();
     features(dir.path());
     // Clips as groups: 10 groups, 2 folds, so the dealing depends on a seed.
-    let go = |name: &str, cv: &str, sets: &[&str]| -> String {
-        let p = train_pipeline(dir.path(), name, "mlp", cv);
-        let mut args = vec!["run", p.to_str().unwrap()];
-        for s in sets {
-            args.extend(["--set", s]);
-        }
-        let (ok, text) = run(&args);
-        assert!(ok, "{name}: {text}");
-        text
-    };
+    let go = |name: &str, cv: &str, sets: &[&str]| train_mlp(dir.path(), name, cv, sets);
     let tests = |name: &str| json(&dir.path().join(name).join("cv.json"))["tests"].clone();
     let plain = r#"cv = { by = "clip_id", folds = 2, valid = 0 }"#;
     let dealt = r#"cv = { by = "clip_id", folds = 2, valid = 0, seed = 11 }"#;
