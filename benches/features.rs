@@ -20,7 +20,7 @@ use sermo::audio::channels::{ChannelMode, to_mono};
 use sermo::config::PipelineFile;
 use sermo::dsp::resample::{Quality, resample_mono};
 use sermo::engine::{Metrics, RunOptions};
-use sermo::ops::features::{Extractor, FeaturesConfig};
+use sermo::frontend::{Extractor, FeaturesConfig};
 use sermo::registry::Registry;
 
 fn load(root: &Path, n: usize) -> Vec<Vec<f32>> {

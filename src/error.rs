@@ -1,6 +1,7 @@
 //! The one error type of sermo. Each variant has an operational meaning: what went
 //! wrong and what the user can do about it.
 
+use std::fmt;
 use std::path::PathBuf;
 
 /// Result alias used across the crate.
@@ -11,15 +12,19 @@ pub type Result<T, E = SermoError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum SermoError {
     /// The pipeline file is invalid; every problem found is listed.
-    #[error("{}", crate::config::ConfigErrors::render(.0))]
-    Config(Vec<crate::config::ConfigError>),
+    #[error("{}", ConfigErrors::render(.0))]
+    Config(Vec<ConfigError>),
 
     /// A stage failed in a way that stops the run (not a per-file failure).
+    /// `source` keeps the underlying error (Arrow, Parquet, a worker panic) when
+    /// there is one, for callers that walk the chain.
     #[error("stage `{stage}`{}: {message}", .path.as_ref().map(|p| format!(" (file {})", p.display())).unwrap_or_default())]
     Stage {
         stage: String,
         path: Option<PathBuf>,
         message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 
     /// Reading or writing a path failed.
@@ -52,6 +57,21 @@ impl SermoError {
             stage: stage.to_string(),
             path,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`SermoError::stage`] caused by `source`: its text is the message, and the
+    /// error itself is kept as the source.
+    pub fn stage_source<E>(stage: &str, path: Option<PathBuf>, source: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        SermoError::Stage {
+            stage: stage.to_string(),
+            path,
+            message: source.to_string(),
+            source: Some(Box::new(source)),
         }
     }
 
@@ -67,5 +87,56 @@ impl SermoError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// One problem in a pipeline file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// Table path of the problem (`stages.audio`, `stages.audio.chunk_s`, `pipeline`).
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n    hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Rendering of a list of [`ConfigError`]s.
+pub struct ConfigErrors;
+
+impl ConfigErrors {
+    pub fn render(errors: &[ConfigError]) -> String {
+        let mut s = format!(
+            "invalid pipeline: {} problem{}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        );
+        for e in errors {
+            s.push_str("\n  - ");
+            s.push_str(&e.to_string().replace('\n', "\n  "));
+        }
+        s
     }
 }

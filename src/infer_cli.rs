@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::ops::infer::read_artifact;
+use crate::train::inference::read_artifact;
 
 /// Arguments of `sermo infer`.
 #[derive(clap::Args, Debug, Clone)]
@@ -18,7 +18,7 @@ pub struct InferArgs {
     pub files: Vec<String>,
     /// With `-`: `wav` (header in the stream), or raw `s16le` / `f32le`.
     #[arg(long, value_enum, default_value = "wav")]
-    pub format: crate::ops::stdin::PcmFormat,
+    pub format: crate::audio::pcm::PcmFormat,
     /// With `-` and raw PCM: the sample rate.
     #[arg(long)]
     pub rate: Option<u32>,
@@ -78,9 +78,9 @@ pub fn pipeline(args: &InferArgs) -> Result<String, String> {
     let mut last = "audio";
     if stdin {
         let format = match args.format {
-            crate::ops::stdin::PcmFormat::Wav => "wav",
-            crate::ops::stdin::PcmFormat::S16le => "s16le",
-            crate::ops::stdin::PcmFormat::F32le => "f32le",
+            crate::audio::pcm::PcmFormat::Wav => "wav",
+            crate::audio::pcm::PcmFormat::S16le => "s16le",
+            crate::audio::pcm::PcmFormat::F32le => "f32le",
         };
         t.push_str(&format!(
             "[sources.audio]\nkind = \"stdin\"\nformat = \"{format}\"\nchannels = {}\n",

@@ -9,8 +9,12 @@
 //!   knows nothing about audio.
 //! - [`registry`]: `kind` name → component.
 //! - [`ops`]: one module per component kind.
+//! - [`frontend`]: the feature front end (settings + computation) shared by the
+//!   `features`, `infer` (and later `embed`) operators and `sermo eval`.
 //! - [`audio`]: decoding and channel handling used by the operators.
 //! - [`schema`]: Arrow schemas of every edge type (mirrored in `schemas/*.json`).
+//! - [`store`]: the on-disk table format (part files, ledger, hive folders,
+//!   markers) shared by the parquet sink/source, analysis, shards and train.
 //! - [`shards`]: `sermo commit` / `sermo status` for sharded (Slurm array) runs.
 //! - [`train`]: burn models, training loop, speaker-independent splits, CV, metrics.
 //! - [`analysis`]: `sermo query` (polars SQL) and `sermo stats` (feature `analysis`).
@@ -31,13 +35,16 @@ pub mod config;
 pub mod dsp;
 pub mod engine;
 pub mod error;
+pub mod frontend;
 pub mod infer_cli;
 pub mod labels;
 pub mod ops;
 pub mod registry;
+pub mod rows;
 pub mod schema;
 pub mod serve;
 pub mod shards;
+pub mod store;
 pub mod train;
 
 /// The README's Rust examples compile (`cargo test --doc`).

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+use crate::engine::PlanInput;
+
 /// Schema metadata key holding the table kind (`files`, `audio`, ...).
 pub const TABLE_KIND_KEY: &str = "sermo.table";
 
@@ -89,6 +91,9 @@ pub mod col {
     pub const CODEC: &str = "codec";
     pub const DURATION_S: &str = "duration_s";
     pub const LAST_CHUNK: &str = "last_chunk";
+    /// Which augmentation variant a row is (`clean`, `noise_10db`, ...), added by the
+    /// `augment` stage and kept by `features`.
+    pub const VARIANT: &str = "variant";
 }
 
 fn with_kind(fields: Vec<Field>, kind: TableKind, extra: &[(&str, &str)]) -> SchemaRef {
@@ -159,6 +164,10 @@ pub fn audio_schema(keep_channels: bool) -> SchemaRef {
 
 /// Metadata key listing the feature columns of a `features` table.
 pub const FEATURE_COLUMNS_KEY: &str = "sermo.feature_columns";
+
+/// Metadata key of a `features` table holding the settings that made it (JSON of
+/// the `features` stage config): `infer` and `sermo eval` featurize audio with them.
+pub const FEATURES_KEY: &str = "sermo.features";
 
 /// `features`: row keys; each enabled feature then adds one column named after it,
 /// `List<FixedSizeList<Float32, D>>` (frames × D, librosa's output transposed), or
@@ -235,4 +244,49 @@ pub fn to_json(schema: &Schema) -> String {
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// Check that every input is a table of one of `accepted` kinds with one common
+/// schema, and return that schema.
+pub fn require_inputs(
+    inputs: &[PlanInput],
+    accepted: &[TableKind],
+) -> std::result::Result<SchemaRef, String> {
+    let names: Vec<&str> = accepted.iter().map(|k| k.name()).collect();
+    let want = match names.as_slice() {
+        [one] => format!("{} {one} table", article(one)),
+        many => format!("one of the tables {}", many.join(", ")),
+    };
+    let mut first: Option<SchemaRef> = None;
+    for input in inputs {
+        let kind = TableKind::of(&input.schema);
+        if !accepted.contains(&kind) {
+            return Err(format!(
+                "accepts {want} as input, but input `{}` ({}) produces {} {} table",
+                input.id,
+                input.kind,
+                article(kind.name()),
+                kind.name()
+            ));
+        }
+        match &first {
+            None => first = Some(input.schema.clone()),
+            Some(s) if s.fields() != input.schema.fields() => {
+                return Err(format!(
+                    "its inputs have different schemas (`{}` differs from `{}`)",
+                    input.id, inputs[0].id
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    first.ok_or_else(|| "has no input".to_string())
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }

@@ -28,10 +28,10 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::audio::pcm::PcmFormat;
 use crate::config::PipelineFile;
 use crate::engine::{Cancel, Metrics, RunOptions};
 use crate::infer_cli::{InferArgs, pipeline};
-use crate::ops::stdin::PcmFormat;
 use crate::registry::Registry;
 
 /// Arguments of `sermo serve`.
@@ -109,7 +109,7 @@ fn run_text(text: &str) -> Result<Metrics, String> {
 
 /// Serve until the process is stopped.
 pub fn run(args: &ServeArgs) -> Result<(), String> {
-    let artifact = crate::ops::infer::read_artifact(&args.model)?;
+    let artifact = crate::train::inference::read_artifact(&args.model)?;
     // Fail now, not at the first connection, if the pipeline would not compile.
     pipeline(&infer_args(args, vec!["-".into()], None))?;
     let state = Arc::new(AppState {

@@ -6,13 +6,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::engine::Shard;
-use crate::ops::parquet::{SUCCESS_FILE, Success};
-
-/// File name of the shard manifest.
-pub const MANIFEST_FILE: &str = "_manifest.json";
+pub use crate::store::{MANIFEST_FILE, Manifest, ShardEntry};
+use crate::store::{SUCCESS_FILE, Success};
 
 /// Parse `--shard`: `I/N`, or `N` with I from `SLURM_ARRAY_TASK_ID` or
 /// `JOB_COMPLETION_INDEX`.
@@ -53,31 +49,6 @@ pub enum ShardError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// One shard's entry in the manifest.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ShardEntry {
-    pub index: u32,
-    pub rows: u64,
-    pub files: u64,
-    pub clips: u64,
-    pub quarantined: u64,
-}
-
-/// `_manifest.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub shards: u32,
-    pub rows: u64,
-    pub files: u64,
-    pub clips: u64,
-    pub quarantined: u64,
-    pub schema_hash: String,
-    pub config_hash: String,
-    pub pipeline_hash: String,
-    pub sermo_version: String,
-    pub per_shard: Vec<ShardEntry>,
 }
 
 /// `1,3-5,9` from sorted indices.

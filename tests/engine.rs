@@ -10,13 +10,13 @@ use arrow::datatypes::{SchemaRef, UInt32Type};
 use futures::StreamExt;
 use serde::Deserialize;
 use sermo::config::PipelineFile;
-use sermo::engine::operator::require_inputs;
 use sermo::engine::{
     BatchStream, Component, ConfigContext, Frame, Metrics, Operator, OperatorConfig, PlanInput,
     Role, RunOptions, TaskContext, edge_in_flight_metric,
 };
 use sermo::registry::Registry;
 use sermo::schema::TableKind;
+use sermo::schema::require_inputs;
 
 async fn run_text(text: &str, base: &Path, registry: &Registry, threads: usize) -> Metrics {
     let metrics = Metrics::default();

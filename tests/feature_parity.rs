@@ -196,7 +196,7 @@ fn features_match_librosa() {
 /// frame, transposed DCT) against the same librosa fixtures.
 #[test]
 fn features_stage_path_matches_librosa() {
-    use sermo::ops::features::{Extractor, FeaturesConfig};
+    use sermo::frontend::{Extractor, FeaturesConfig};
     for c in cases() {
         let p = params(&c);
         let y = f32s(&c.v["signal"]);

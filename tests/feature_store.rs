@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::array_value_to_string;
-use sermo::ops::parquet::ledger;
+use sermo::store::ledger;
 
 /// A pipeline over `glob` (plus one corrupt file) writing features to `out`.
 fn pipeline(dir: &Path, glob: &str, labels: &str, extra_sink: &str, n_mfcc: u32) -> PathBuf {

@@ -75,7 +75,7 @@ async fn frames_stacking_and_metadata() {
         std::fs::File::open(part).unwrap(),
     )
     .unwrap();
-    let settings = sermo::ops::features::settings_of(builder.schema()).expect("settings");
+    let settings = sermo::frontend::settings_of(builder.schema()).expect("settings");
     assert_eq!(settings.n_fft, 512);
     assert_eq!(settings.mfcc.as_ref().map(|m| m.n_mfcc), Some(40));
     for b in &batches {

@@ -5,7 +5,10 @@ use burn::module::Module;
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use sermo::train::data::{Example, Standardizer};
-use sermo::train::model::{ModelConfig, ModelKind, ModelParams, Pooling};
+use sermo::train::model::{
+    AttentionFcnParams, Cnn1dParams, Cnn2dParams, LstmParams, MlpParams, ModelConfig, ModelKind,
+    ModelSpec, Pooling, Q2lParams,
+};
 use sermo::train::training::{
     Checkpoint, ClassWeights, Schedule, TrainSettings, argmax, predict, train,
 };
@@ -62,26 +65,46 @@ fn toy(n_per_class: usize, classes: usize) -> Vec<Example> {
 }
 
 fn config(kind: ModelKind) -> ModelConfig {
-    let params = ModelParams {
-        filters: vec![16, 16, 8],
-        channels: vec![8, 8, 8, 8, 8],
-        hidden: 32,
-        dense: 16,
-        lstm_hidden: 16,
-        fc: 16,
-        fcn_channels: vec![8, 8, 8, 8, 8],
-        attention_dim: 16,
-        d_model: 32,
-        heads: 4,
-        d_ff: 64,
-        dropout: 0.1,
-        ..Default::default()
+    let dropout = 0.1;
+    let spec = match kind {
+        ModelKind::Mlp => ModelSpec::Mlp(MlpParams {
+            dropout,
+            hidden: 32,
+        }),
+        ModelKind::Cnn1d => ModelSpec::Cnn1d(Cnn1dParams {
+            dropout,
+            filters: vec![16, 16, 8],
+            dense: 16,
+            ..Default::default()
+        }),
+        ModelKind::Cnn2d => ModelSpec::Cnn2d(Cnn2dParams {
+            dropout,
+            channels: vec![8, 8, 8, 8, 8],
+            ..Default::default()
+        }),
+        ModelKind::Lstm => ModelSpec::Lstm(LstmParams {
+            dropout,
+            lstm_hidden: 16,
+            fc: 16,
+        }),
+        ModelKind::AttentionFcn => ModelSpec::AttentionFcn(AttentionFcnParams {
+            dropout,
+            fcn_channels: vec![8, 8, 8, 8, 8],
+            attention_dim: 16,
+            ..Default::default()
+        }),
+        ModelKind::Q2l => ModelSpec::Q2l(Q2lParams {
+            dropout,
+            d_model: 32,
+            heads: 4,
+            d_ff: 64,
+            ..Default::default()
+        }),
     };
     ModelConfig {
-        kind,
+        spec,
         input_dim: DIMS,
         classes: 3,
-        params,
     }
 }
 
@@ -90,7 +113,11 @@ fn configs() -> Vec<ModelConfig> {
     let mut out: Vec<ModelConfig> = ModelKind::ALL.iter().map(|&k| config(k)).collect();
     for kind in [ModelKind::Cnn1d, ModelKind::Cnn2d] {
         let mut c = config(kind);
-        c.params.pooling = Pooling::MeanStd;
+        match &mut c.spec {
+            ModelSpec::Cnn1d(p) => p.pooling = Pooling::MeanStd,
+            ModelSpec::Cnn2d(p) => p.pooling = Pooling::MeanStd,
+            _ => unreachable!("only the CNNs pool with statistics"),
+        }
         out.push(c);
     }
     out
@@ -124,7 +151,7 @@ fn settings() -> TrainSettings {
 fn every_model_has_the_right_shapes_and_ignores_padding() {
     let device = Default::default();
     for cfg in configs() {
-        let kind = (cfg.kind, cfg.params.pooling);
+        let kind = (cfg.kind(), cfg.spec.pooling());
         assert!(cfg.check().is_empty());
         let model = cfg.init::<Cpu>(&device);
         // Two examples of 20 and 13 frames in one padded batch.
@@ -167,7 +194,7 @@ fn every_model_learns_a_tiny_subset_and_reloads_identically() {
     let refs: Vec<&Example> = data.iter().collect();
     let norm = Standardizer::fit(&refs, DIMS);
     for cfg in configs() {
-        let kind = (cfg.kind, cfg.params.pooling);
+        let kind = (cfg.kind(), cfg.spec.pooling());
         let trained = train::<CpuAutodiff>(&cfg, &settings(), &refs, &[], &norm, &device, go_on);
         let probs = predict(&trained.model, &refs, DIMS, &norm, 8, 1000, &device);
         let correct = probs
@@ -313,13 +340,12 @@ fn same_seed_same_history_at_corpus_scale() {
     let refs: Vec<&Example> = data.iter().collect();
     let norm = Standardizer::fit(&refs, D);
     let cfg = ModelConfig {
-        kind: ModelKind::Mlp,
-        input_dim: D,
-        classes: 7,
-        params: ModelParams {
+        spec: ModelSpec::Mlp(MlpParams {
             dropout: 0.3,
             ..Default::default()
-        },
+        }),
+        input_dim: D,
+        classes: 7,
     };
     let mut st = settings();
     st.epochs = 2;

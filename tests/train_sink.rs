@@ -44,9 +44,13 @@ learning_rate = 1e-3
 {split}
 seed = 3
 out = "{name}"
-[sinks.model.params]
-hidden = 16
-"#
+{params}"#,
+            // `hidden` is the mlp's; other models train with their defaults.
+            params = if model == "mlp" {
+                "[sinks.model.params]\nhidden = 16\n"
+            } else {
+                ""
+            }
         ),
     );
     p

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use polars::prelude::*;
 
 use super::{AnalysisError, Result};
-
-/// Name of the quarantine table in a table directory (or a shard folder).
-pub const QUARANTINE_FILE: &str = "_quarantine.parquet";
+use crate::store::QUARANTINE_FILE;
+use crate::store::hive::{folder_pairs, hive_pair};
+use crate::store::part::is_part_name;
 
 /// The files of one sermo table.
 #[derive(Debug, Clone)]
@@ -31,58 +31,6 @@ pub struct Table {
     pub partition_columns: Vec<String>,
     /// The `_quarantine.parquet` files, sorted.
     pub quarantine: Vec<PathBuf>,
-}
-
-/// `key=value` of a hive-style folder name (the rules polars applies: exactly one
-/// `=`, no `*` in the value, the value percent-decoded).
-pub fn hive_pair(name: &str) -> Option<(String, String)> {
-    let mut it = name.split('=');
-    let key = it.next()?;
-    let value = it.next()?;
-    if it.next().is_some() || value.contains('*') {
-        return None;
-    }
-    Some((key.to_string(), percent_decode(value)?))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The hive keys of the folders of `rel` (a path relative to the table root, ending
-/// in the file name), outermost first, with their values.
-fn folder_pairs(rel: &Path) -> Vec<(String, String)> {
-    let comps: Vec<&str> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => s.to_str(),
-            _ => None,
-        })
-        .collect();
-    let folders = comps.len().saturating_sub(1);
-    comps[..folders]
-        .iter()
-        .filter_map(|c| hive_pair(c))
-        .collect()
-}
-
-fn is_part_file(name: &str) -> bool {
-    name.starts_with("part-") && name.ends_with(".parquet")
 }
 
 impl Table {
@@ -143,7 +91,7 @@ impl Table {
                     }
                 } else if name == QUARANTINE_FILE {
                     quarantine.push(p);
-                } else if is_part_file(name) {
+                } else if is_part_name(name) {
                     parts.push(p);
                 }
             }
@@ -279,37 +227,4 @@ fn scan_files(table: &Path, files: &[PathBuf], hive: HiveOptions) -> Result<Lazy
     };
     LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
         .map_err(AnalysisError::polars(table))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hive_pairs() {
-        assert_eq!(
-            hive_pair("label=angry"),
-            Some(("label".into(), "angry".into()))
-        );
-        assert_eq!(
-            hive_pair("label=a%20b"),
-            Some(("label".into(), "a b".into()))
-        );
-        assert_eq!(hive_pair("a=b=c"), None);
-        assert_eq!(hive_pair("part-00000.parquet"), None);
-        assert_eq!(hive_pair("x=*"), None);
-        assert_eq!(hive_pair("x=100%"), Some(("x".into(), "100%".into())));
-    }
-
-    #[test]
-    fn folder_pairs_skip_the_file_and_plain_folders() {
-        let p = Path::new("shard=0/plain/corpus=emodb/part-00000.parquet");
-        assert_eq!(
-            folder_pairs(p),
-            vec![
-                ("shard".to_string(), "0".to_string()),
-                ("corpus".to_string(), "emodb".to_string())
-            ]
-        );
-    }
 }

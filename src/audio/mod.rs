@@ -1,8 +1,9 @@
 //! Audio knowledge shared by the operators: decoding with symphonia, channel
-//! handling, and the reasons a file can be quarantined.
+//! handling, PCM streams, and the reasons a file can be quarantined.
 
 pub mod channels;
 pub mod decoder;
+pub mod pcm;
 pub mod reason;
 
 pub use channels::ChannelMode;

@@ -5,7 +5,6 @@
 mod compile;
 mod overrides;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use compile::compile;
@@ -13,58 +12,8 @@ pub use overrides::apply_override;
 
 use crate::engine::Plan;
 use crate::error::SermoError;
+pub use crate::error::{ConfigError, ConfigErrors};
 use crate::registry::Registry;
-
-/// One problem in a pipeline file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    /// Table path of the problem (`stages.audio`, `stages.audio.chunk_s`, `pipeline`).
-    pub path: String,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl ConfigError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            path: path.into(),
-            message: message.into(),
-            hint: None,
-        }
-    }
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)?;
-        if let Some(h) = &self.hint {
-            write!(f, "\n    hint: {h}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Rendering of a list of [`ConfigError`]s.
-pub struct ConfigErrors;
-
-impl ConfigErrors {
-    pub fn render(errors: &[ConfigError]) -> String {
-        let mut s = format!(
-            "invalid pipeline: {} problem{}",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" }
-        );
-        for e in errors {
-            s.push_str("\n  - ");
-            s.push_str(&e.to_string().replace('\n', "\n  "));
-        }
-        s
-    }
-}
 
 /// A pipeline file read from disk, with overrides applied, not yet compiled.
 pub struct PipelineFile {

@@ -3,9 +3,12 @@
 
 pub mod augment;
 pub mod chroma;
+pub mod contrast;
 pub mod mel;
+mod numeric;
 pub mod resample;
 pub mod simd;
 pub mod sinc_fft;
 pub mod spectral;
 pub mod stft;
+pub mod tuning;

@@ -339,12 +339,12 @@ impl Plan {
         if own.is_empty() {
             return Ok(false);
         }
-        let errors: Vec<crate::config::ConfigError> = self
+        let errors: Vec<crate::error::ConfigError> = self
             .nodes
             .iter()
             .filter(|n| n.role == Role::Sink && !n.config.shards_itself())
             .map(|n| {
-                crate::config::ConfigError::new(
+                crate::error::ConfigError::new(
                     format!("sinks.{}", n.id),
                     format!(
                         "--shard {}/{}: this sink writes only its shard's units, but sink {} splits its own work and needs every row; one sharded run cannot serve both",

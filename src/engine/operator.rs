@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use super::TaskContext;
 use super::stream::BatchStream;
 use crate::error::Result;
-use crate::schema::TableKind;
 
 /// Where a component may appear in a pipeline file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -110,7 +109,7 @@ pub trait OperatorConfig: Debug + Send + Sync {
     }
 
     /// The output schema given the input schemas, or why these inputs are not
-    /// acceptable. Sources get no inputs; sinks return [`crate::schema::empty_schema`].
+    /// acceptable. Sources get no inputs; sinks return an empty schema.
     fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String>;
 
     /// [`OperatorConfig::plan`] for components that must look at the outside world
@@ -158,49 +157,4 @@ pub trait Operator: Send {
     }
 
     fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream;
-}
-
-/// Check that every input is a table of one of `accepted` kinds with one common
-/// schema, and return that schema.
-pub fn require_inputs(
-    inputs: &[PlanInput],
-    accepted: &[TableKind],
-) -> std::result::Result<SchemaRef, String> {
-    let names: Vec<&str> = accepted.iter().map(|k| k.name()).collect();
-    let want = match names.as_slice() {
-        [one] => format!("{} {one} table", article(one)),
-        many => format!("one of the tables {}", many.join(", ")),
-    };
-    let mut first: Option<SchemaRef> = None;
-    for input in inputs {
-        let kind = TableKind::of(&input.schema);
-        if !accepted.contains(&kind) {
-            return Err(format!(
-                "accepts {want} as input, but input `{}` ({}) produces {} {} table",
-                input.id,
-                input.kind,
-                article(kind.name()),
-                kind.name()
-            ));
-        }
-        match &first {
-            None => first = Some(input.schema.clone()),
-            Some(s) if s.fields() != input.schema.fields() => {
-                return Err(format!(
-                    "its inputs have different schemas (`{}` differs from `{}`)",
-                    input.id, inputs[0].id
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    first.ok_or_else(|| "has no input".to_string())
-}
-
-fn article(word: &str) -> &'static str {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    }
 }

@@ -26,6 +26,8 @@ impl std::fmt::Display for JobPanic {
     }
 }
 
+impl std::error::Error for JobPanic {}
+
 /// Fixed-size pool of worker threads.
 pub struct WorkerPool {
     tx: Option<Sender<Job>>,

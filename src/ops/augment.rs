@@ -32,24 +32,23 @@ use arrow::record_batch::RecordBatch;
 use rand::Rng;
 use serde::Deserialize;
 
-use super::clip::{keeps_channels, replace_columns, row_planes, row_str, row_u32, samples_array};
 use super::per_row::map_rows;
 use crate::audio::ClipReader;
+use crate::audio::Reason;
 use crate::audio::channels::{ChannelMode, to_mono};
 use crate::dsp::augment::{
     NoiseColor, add_noise, add_noise_from, gain, pitch_shift, rng_for, shift, time_stretch,
 };
 use crate::dsp::resample::{Quality, resample_mono};
-use crate::engine::operator::require_inputs;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Operator, OperatorConfig, PlanInput, Problem, Role,
     TaskContext,
 };
 use crate::error::Result;
+use crate::rows::{keeps_channels, replace_columns, row_planes, row_str, row_u32, samples_array};
+use crate::schema::col::VARIANT;
+use crate::schema::require_inputs;
 use crate::schema::{TableKind, col};
-
-/// Name of the column recording the variant.
-pub const VARIANT: &str = "variant";
 
 const EFFECTS: [&str; 5] = ["stretch", "pitch", "shift", "gain", "noise"];
 
@@ -389,7 +388,7 @@ impl Operator for Augment {
         let (cfg, seed, files) = (self.cfg, self.seed, self.noise_files);
         let bank = NoiseBank::default();
         let schema = out_schema.clone();
-        map_rows(input, out_schema, ctx, "invalid_format", move |row| {
+        map_rows(input, out_schema, ctx, Reason::InvalidFormat, move |row| {
             let noise = if files.is_empty() {
                 None
             } else {

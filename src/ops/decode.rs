@@ -29,16 +29,16 @@ use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use super::clip::{ClipRow, clip_columns, clip_rows};
 use crate::audio::channels::to_mono;
 use crate::audio::decoder::Chunk;
 use crate::audio::{ChannelMode, ClipInfo, ClipReader, DecodeFailure, Reason};
-use crate::engine::operator::require_inputs;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, FrameResult, Operator, OperatorConfig, PlanInput,
     Problem, Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
+use crate::rows::{ClipRow, clip_columns, clip_rows};
+use crate::schema::require_inputs;
 use crate::schema::{self, TableKind};
 
 /// Config of the `decode` stage.
@@ -219,7 +219,7 @@ fn decode_file(
                     yield Ok(Frame::Batch(b));
                 }
                 Err(e) => {
-                    yield Err(SermoError::stage(&ctx.node_id, Some(PathBuf::from(&row.path)), e.to_string()));
+                    yield Err(SermoError::stage_source(&ctx.node_id, Some(PathBuf::from(&row.path)), e));
                     return;
                 }
             }

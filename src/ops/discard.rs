@@ -11,12 +11,12 @@ use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use crate::engine::operator::require_inputs;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, FrameResult, Operator, OperatorConfig, PlanInput,
     Role, TaskContext,
 };
 use crate::error::Result;
+use crate::schema::require_inputs;
 use crate::schema::{self, TableKind};
 
 /// Config of the `discard` sink (no keys).

@@ -27,13 +27,14 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 
-use super::clip::{ClipRow, clip_columns};
+use crate::audio::Reason;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
     Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
 use crate::labels::{LabelFilter, LabelSpec, Labeler};
+use crate::rows::{ClipRow, clip_columns};
 use crate::schema;
 
 /// Config of the `files` source.
@@ -278,7 +279,7 @@ impl Operator for FilesSource {
             ctx.metrics.counter("files.resumed").add(skipped);
             ctx.metrics.counter("labels.dropped").add(listing.dropped);
             for (rel, path, msg) in &unlabeled {
-                yield Ok(ctx.quarantine(path, rel, "unlabeled", msg.clone()));
+                yield Ok(ctx.quarantine(path, rel, Reason::Unlabeled.as_str(), msg.clone()));
                 yield Ok(Frame::Done(Arc::from(rel.as_str())));
             }
             let emitted = ctx.metrics.counter(&format!("source.{}.rows", ctx.node_id));
@@ -293,7 +294,7 @@ impl Operator for FilesSource {
                         yield Ok(Frame::Batch(b));
                     }
                     Err(e) => {
-                        yield Err(SermoError::stage(&ctx.node_id, None, e.to_string()));
+                        yield Err(SermoError::stage_source(&ctx.node_id, None, e));
                         return;
                     }
                 }

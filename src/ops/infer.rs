@@ -27,16 +27,16 @@ use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::clip::{row_str, row_u32};
-use super::features::{FEATURES_KEY, FeaturesConfig, RowFeaturizer};
 use super::per_row::{Failed, map_batches};
-use crate::engine::operator::require_inputs;
+use crate::audio::Reason;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
     Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
-use crate::schema::{self, CLASSES_KEY, TableKind, col};
+use crate::frontend::{FeaturesConfig, RowFeaturizer};
+use crate::rows::{row_str, row_u32};
+use crate::schema::{self, CLASSES_KEY, FEATURES_KEY, TableKind, col, require_inputs};
 use crate::train::data::{Example, Normalize, column_width, examples};
 use crate::train::device::DeviceChoice;
 use crate::train::inference::{LoadedModel, ModelArtifact};
@@ -74,7 +74,7 @@ impl Component for InferConfig {
         "apply a trained model to audio windows or feature rows: label, confidence, probs per row";
 }
 
-pub use crate::train::inference::read_artifact;
+use crate::train::inference::read_artifact;
 
 /// Keys whose values differ between two feature settings (JSON objects).
 pub fn settings_diff(model: &serde_json::Value, table: &serde_json::Value) -> Vec<String> {
@@ -261,7 +261,7 @@ fn infer_batch(
                     && sr != want
                 {
                     failed.push(fail(
-                        "invalid_format",
+                        Reason::InvalidFormat,
                         format!(
                             "audio at {sr} Hz, the model was trained on {want} Hz (add a resample stage with rate = {want})"
                         ),
@@ -270,7 +270,7 @@ fn infer_batch(
                 }
                 match f.row(&row) {
                     Ok(b) => rows.push(b),
-                    Err(e) => failed.push(fail("invalid_format", e)),
+                    Err(e) => failed.push(fail(Reason::InvalidFormat, e)),
                 }
             }
             rows
@@ -291,7 +291,7 @@ fn infer_batch(
                 failed.push((
                     row_str(&fb.slice(i, 1), col::PATH),
                     e.clip_id.clone(),
-                    "too_short",
+                    Reason::TooShort,
                     "no complete feature frame".into(),
                 ));
                 continue;

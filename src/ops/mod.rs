@@ -1,10 +1,11 @@
 //! One module per component `kind`: `files` → [`files`], `decode` → [`decode`],
-//! `parquet` → [`parquet`], `resample` → [`resample`]. Shared helpers: [`clip`] (row
-//! keys, samples columns) and [`per_clip`] (stateful per-clip streaming). Each holds the config struct (serde,
+//! `parquet` → [`parquet`], `resample` → [`resample`]. Shared operator helpers:
+//! [`per_clip`] (stateful per-clip streaming) and [`per_row`] (stateless per-row work);
+//! everything else they share lives in library modules beneath `ops/`
+//! (docs/architecture.md). Each holds the config struct (serde,
 //! `deny_unknown_fields`) and its runtime operator; [`crate::registry`] lists them.
 
 pub mod augment;
-pub mod clip;
 pub mod decode;
 pub mod discard;
 pub mod features;

@@ -16,9 +16,10 @@ use arrow::record_batch::RecordBatch;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 
-use super::clip::row_is_last;
+use crate::audio::Reason;
 use crate::engine::{BatchStream, Frame, FrameResult, TaskContext};
 use crate::error::SermoError;
+use crate::rows::row_is_last;
 use crate::schema::col;
 
 /// A clip in flight: its state slot and the completion of its previous row.
@@ -40,7 +41,7 @@ pub fn map_clips<S, I, F>(
     input: BatchStream,
     out_schema: SchemaRef,
     ctx: TaskContext,
-    reason: &'static str,
+    reason: Reason,
     init: I,
     step: F,
 ) -> BatchStream
@@ -139,7 +140,7 @@ where
             let _ = done_tx.send(());
             match result {
                 Ok(Ok(frames)) => frames.into_iter().map(Ok).collect(),
-                Ok(Err(msg)) => vec![Ok(ctx.quarantine(&path, &clip_id, reason, msg))],
+                Ok(Err(msg)) => vec![Ok(ctx.quarantine(&path, &clip_id, reason.as_str(), msg))],
                 Err(panic) => vec![Err(SermoError::stage(
                     &node,
                     Some(path.into()),

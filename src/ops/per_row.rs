@@ -10,13 +10,14 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 
-use super::clip::row_str;
+use crate::audio::Reason;
 use crate::engine::{BatchStream, Frame, FrameResult, TaskContext};
 use crate::error::SermoError;
+use crate::rows::row_str;
 use crate::schema::col;
 
 /// A row that could not be processed: path, clip id, quarantine reason, message.
-pub type Failed = (String, String, &'static str, String);
+pub type Failed = (String, String, Reason, String);
 
 /// What a batch job gives back: output batches and the rows it quarantines.
 pub type BatchResult = Result<(Vec<RecordBatch>, Vec<Failed>), String>;
@@ -45,11 +46,13 @@ where
                     other => return vec![other],
                 };
                 match ctx.pool.run(move || f(batch)).await {
-                    Err(p) => vec![Err(SermoError::stage(&ctx.node_id, None, p.to_string()))],
+                    Err(p) => vec![Err(SermoError::stage_source(&ctx.node_id, None, p))],
                     Ok(Err(e)) => vec![Err(SermoError::stage(&ctx.node_id, None, e))],
                     Ok(Ok((batches, failed))) => failed
                         .into_iter()
-                        .map(|(path, id, reason, msg)| Ok(ctx.quarantine(&path, &id, reason, msg)))
+                        .map(|(path, id, reason, msg)| {
+                            Ok(ctx.quarantine(&path, &id, reason.as_str(), msg))
+                        })
                         .chain(batches.into_iter().map(|b| Ok(Frame::Batch(b))))
                         .collect::<Vec<FrameResult>>(),
                 }
@@ -65,7 +68,7 @@ pub fn map_rows<F>(
     input: BatchStream,
     out_schema: SchemaRef,
     ctx: TaskContext,
-    reason: &'static str,
+    reason: Reason,
     f: F,
 ) -> BatchStream
 where

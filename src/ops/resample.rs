@@ -20,15 +20,16 @@ use arrow::array::{ArrayRef, Float64Array, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use serde::Deserialize;
 
-use super::clip::{replace_columns, row_planes, samples_array};
 use super::per_clip::map_clips;
+use crate::audio::Reason;
 use crate::dsp::resample::{Quality, StreamResampler};
-use crate::engine::operator::require_inputs;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
     Role, TaskContext,
 };
 use crate::error::Result;
+use crate::rows::{replace_columns, row_planes, samples_array};
+use crate::schema::require_inputs;
 use crate::schema::{TableKind, col};
 
 /// Config of the `resample` stage.
@@ -88,7 +89,7 @@ impl Operator for Resample {
             .first()
             .map(|s| s.schema())
             .unwrap_or_else(|| crate::schema::audio_schema(false));
-        let keep = super::clip::keeps_channels(&schema);
+        let keep = crate::rows::keeps_channels(&schema);
         let input = crate::engine::stream::merge_inputs(schema.clone(), inputs);
         let rate = self.cfg.rate as u32;
         let quality = self.cfg.quality;
@@ -96,9 +97,9 @@ impl Operator for Resample {
             input,
             schema,
             ctx,
-            "invalid_format",
+            Reason::InvalidFormat,
             move |row| {
-                let from = super::clip::row_u32(row, col::SAMPLE_RATE)?;
+                let from = crate::rows::row_u32(row, col::SAMPLE_RATE)?;
                 if from == rate {
                     return Ok(ClipState {
                         resampler: None,

@@ -24,12 +24,12 @@ use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::operator::require_inputs;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
     Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
+use crate::schema::require_inputs;
 use crate::schema::{self, CLASSES_KEY, TableKind, col};
 
 /// Config of the `timeline` sink.
@@ -39,7 +39,7 @@ pub struct TimelineConfig {
     /// Also write the rows here: `.parquet` (one file), `.jsonl` or `.csv`.
     pub out: Option<String>,
     /// The format of `out` when its name does not say (`parquet`, `jsonl`, `csv`).
-    pub format: Option<String>,
+    pub format: Option<Format>,
     #[serde(default = "d_true")]
     pub print: bool,
 }
@@ -55,26 +55,22 @@ impl Component for TimelineConfig {
         "print predictions as an emotion timeline with a per-clip summary; write .jsonl/.csv";
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Format {
+/// The file format of a timeline's `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// One JSON object per line (`ndjson` is accepted as a synonym).
+    #[serde(alias = "ndjson")]
     Jsonl,
     Csv,
+    /// One Parquet file.
     Parquet,
-}
-
-fn format_named(name: &str) -> Option<Format> {
-    match name {
-        "jsonl" | "ndjson" => Some(Format::Jsonl),
-        "csv" => Some(Format::Csv),
-        "parquet" => Some(Format::Parquet),
-        _ => None,
-    }
 }
 
 impl TimelineConfig {
     fn out_format(&self) -> Option<Format> {
-        match &self.format {
-            Some(f) => format_named(f),
+        match self.format {
+            Some(f) => Some(f),
             None => self.out.as_deref().and_then(format_of),
         }
     }
@@ -94,14 +90,6 @@ fn format_of(path: &str) -> Option<Format> {
 
 impl OperatorConfig for TimelineConfig {
     fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
-        if let Some(f) = &self.format
-            && format_named(f).is_none()
-        {
-            return vec![Problem::new(
-                "format",
-                format!("`{f}` is not parquet, jsonl or csv"),
-            )];
-        }
         match &self.out {
             Some(o) if self.out_format().is_none() => vec![
                 Problem::new("out", format!("`{o}` is not .parquet, .jsonl or .csv")).with_hint(

@@ -31,14 +31,15 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 
-use super::clip::{replace_columns, row_planes, samples_array};
 use super::per_clip::map_clips;
-use crate::engine::operator::require_inputs;
+use crate::audio::Reason;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
     Role, TaskContext,
 };
 use crate::error::Result;
+use crate::rows::{replace_columns, row_planes, samples_array};
+use crate::schema::require_inputs;
 use crate::schema::{TableKind, col};
 
 /// Windowing mode.
@@ -228,7 +229,7 @@ impl Operator for Window {
             .first()
             .map(|s| s.schema())
             .unwrap_or_else(|| crate::schema::audio_schema(false));
-        let keep = super::clip::keeps_channels(&schema);
+        let keep = crate::rows::keeps_channels(&schema);
         let input = crate::engine::stream::merge_inputs(schema.clone(), inputs);
         let cfg = Arc::new(self.cfg);
         let init_cfg = cfg.clone();
@@ -237,10 +238,10 @@ impl Operator for Window {
             input,
             schema,
             ctx,
-            "invalid_format",
+            Reason::InvalidFormat,
             move |row| {
-                let rate = super::clip::row_u32(row, col::SAMPLE_RATE)?;
-                let clip_id = super::clip::row_str(row, col::CLIP_ID);
+                let rate = crate::rows::row_u32(row, col::SAMPLE_RATE)?;
+                let clip_id = crate::rows::row_str(row, col::CLIP_ID);
                 let len = ((init_cfg.length_s * rate as f64).round() as usize).max(1);
                 let hop = ((init_cfg.hop_s.unwrap_or(init_cfg.length_s) * rate as f64).round()
                     as usize)

@@ -154,7 +154,7 @@ pub fn examples(
             segment: segment.as_ref().map(|s| s.value(i)).unwrap_or(0),
             start_s: start.as_ref().map(|s| s.value(i)).unwrap_or(0.0),
             end_s: end.as_ref().map(|s| s.value(i)).unwrap_or(0.0),
-            variant: text(batch, crate::ops::augment::VARIANT, i),
+            variant: text(batch, crate::schema::col::VARIANT, i),
         });
     }
     Ok(out)

@@ -23,8 +23,8 @@ use super::device::{self, Device, DeviceChoice};
 use super::metrics::{Confusion, Report};
 use super::model::{ModelConfig, SerModel};
 use super::training::{TrainSettings, argmax, predict};
-use crate::ops::parquet::source::list_dataset;
 use crate::schema::col;
+use crate::store::dataset::{DataFile, list_dataset};
 
 /// File name of the burn record (the recorder adds `.mpk`).
 pub const MODEL_FILE: &str = "model";
@@ -292,7 +292,7 @@ pub fn read_table(
     columns: &[String],
 ) -> Result<(Vec<RecordBatch>, Option<serde_json::Value>), String> {
     let files = if path.is_file() {
-        vec![crate::ops::parquet::source::DataFile {
+        vec![DataFile {
             path: path.to_path_buf(),
             partitions: Vec::new(),
         }]
@@ -313,7 +313,7 @@ pub fn read_table(
         if settings.is_none() {
             settings = schema
                 .metadata()
-                .get(crate::ops::features::FEATURES_KEY)
+                .get(crate::schema::FEATURES_KEY)
                 .and_then(|s| serde_json::from_str(s).ok());
         }
         let idx: Vec<usize> = columns

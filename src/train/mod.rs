@@ -1,7 +1,9 @@
 //! Training and evaluation of SER models with burn (CPU: ndarray backend; CUDA:
 //! burn's cuda backend, cargo feature `cuda`, chosen at run time by [`device`]).
 //!
-//! Layout after burn's examples: [`model`] (the modules and their configs),
+//! Layout after burn's examples: [`recipe`] (a `train` sink's settings),
+//! [`cv`] (the run: split or folds, ensembles, reuse, artifacts), [`model`] (the
+//! modules and their configs),
 //! [`data`] (rows → examples → padded batches, the `Batcher`, prefetching),
 //! [`training`] (the loop), [`inference`] (a model back from its directory,
 //! `sermo eval`), [`plots`] (confusion matrix and learning curves). Pure parts
@@ -18,6 +20,7 @@
 //!   (`reuse` of the train sink).
 
 pub mod conv;
+pub mod cv;
 pub mod cv_shards;
 pub mod data;
 pub mod device;
@@ -26,6 +29,7 @@ pub mod inference;
 pub mod metrics;
 pub mod model;
 pub mod plots;
+pub mod recipe;
 pub mod reuse;
 pub mod split;
 pub mod training;

@@ -57,43 +57,6 @@ impl ModelKind {
     }
 }
 
-/// Hyper-parameters of every model (`[sinks.x.params]`); each model reads its own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelParams {
-    /// Dropout probability (all models).
-    pub dropout: f64,
-    /// `mlp`: hidden units (300, one layer).
-    pub hidden: usize,
-    /// `cnn1d`: filters per block (128, 64, 32).
-    pub filters: Vec<usize>,
-    /// `cnn1d` kernel (5), `cnn2d` kernel (3).
-    pub kernel: usize,
-    /// `cnn1d`: units of the dense layer before the output (64).
-    pub dense: usize,
-    /// `cnn2d`: channels per block (five blocks: 16, 32, 64, 64, 64).
-    pub channels: Vec<usize>,
-    /// `lstm`: hidden size (128) and the two fully connected layers' width (64).
-    pub lstm_hidden: usize,
-    pub fc: usize,
-    /// `attention_fcn`: channels of the fully convolutional encoder (five blocks,
-    /// AlexNet's layout narrowed: 32, 64, 96, 96, 64), attention size (64) and the
-    /// softmax sharpness λ (0.3, Zhang et al. 2019).
-    pub fcn_channels: Vec<usize>,
-    pub attention_dim: usize,
-    pub lambda: f64,
-    /// `q2l`: model width (128), attention heads (4), feed-forward width (256) and
-    /// decoder layers (1).
-    pub d_model: usize,
-    pub heads: usize,
-    pub d_ff: usize,
-    pub layers: usize,
-    /// `cnn1d`, `cnn2d`: how the last feature map is pooled over time: `"mean"`
-    /// (masked average, the papers') or `"mean_std"` (masked mean and standard
-    /// deviation concatenated: statistics pooling, as in x-vector networks).
-    pub pooling: Pooling,
-}
-
 /// Time pooling of `cnn1d` / `cnn2d` (`params.pooling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,56 +66,415 @@ pub enum Pooling {
     MeanStd,
 }
 
-impl Default for ModelParams {
+/// Default dropout of every model.
+fn d_dropout() -> f64 {
+    0.3
+}
+fn d_kernel() -> usize {
+    5
+}
+
+/// `mlp` (`[sinks.x.params]`): one hidden layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpParams {
+    /// Dropout probability (0.3).
+    pub dropout: f64,
+    /// Hidden units (300).
+    pub hidden: usize,
+}
+
+impl Default for MlpParams {
     fn default() -> Self {
-        ModelParams {
-            dropout: 0.3,
+        MlpParams {
+            dropout: d_dropout(),
             hidden: 300,
+        }
+    }
+}
+
+/// `cnn1d`: convolution blocks over time, a dense layer, the output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cnn1dParams {
+    /// Dropout probability (0.3).
+    pub dropout: f64,
+    /// Filters per block (128, 64, 32).
+    pub filters: Vec<usize>,
+    /// Kernel width (5).
+    pub kernel: usize,
+    /// Units of the dense layer before the output (64).
+    pub dense: usize,
+    /// How the last feature map is pooled over time: `"mean"` (masked average, the
+    /// papers') or `"mean_std"` (masked mean and standard deviation concatenated:
+    /// statistics pooling, as in x-vector networks).
+    pub pooling: Pooling,
+}
+
+impl Default for Cnn1dParams {
+    fn default() -> Self {
+        Cnn1dParams {
+            dropout: d_dropout(),
             filters: vec![128, 64, 32],
-            kernel: 5,
+            kernel: d_kernel(),
             dense: 64,
-            channels: vec![16, 32, 64, 64, 64],
-            lstm_hidden: 128,
-            fc: 64,
-            fcn_channels: vec![32, 64, 96, 96, 64],
-            attention_dim: 64,
-            lambda: 0.3,
-            d_model: 128,
-            heads: 4,
-            d_ff: 256,
-            layers: 1,
             pooling: Pooling::Mean,
         }
     }
 }
 
-/// Everything needed to build (and rebuild) a model.
+/// `cnn2d`: 2-D convolution blocks over (time, frequency).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cnn2dParams {
+    /// Dropout probability (0.3).
+    pub dropout: f64,
+    /// Channels per block (five blocks: 16, 32, 64, 64, 64).
+    pub channels: Vec<usize>,
+    /// Kernel size (5 × 5).
+    pub kernel: usize,
+    /// Time pooling of the last feature map (`"mean"` | `"mean_std"`).
+    pub pooling: Pooling,
+}
+
+impl Default for Cnn2dParams {
+    fn default() -> Self {
+        Cnn2dParams {
+            dropout: d_dropout(),
+            channels: vec![16, 32, 64, 64, 64],
+            kernel: d_kernel(),
+            pooling: Pooling::Mean,
+        }
+    }
+}
+
+/// `lstm`: one LSTM layer, two fully connected layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LstmParams {
+    /// Dropout probability (0.3).
+    pub dropout: f64,
+    /// LSTM hidden size (128).
+    pub lstm_hidden: usize,
+    /// Width of the fully connected layer (64).
+    pub fc: usize,
+}
+
+impl Default for LstmParams {
+    fn default() -> Self {
+        LstmParams {
+            dropout: d_dropout(),
+            lstm_hidden: 128,
+            fc: 64,
+        }
+    }
+}
+
+/// `attention_fcn`: a fully convolutional encoder with attention pooling (Zhang et
+/// al. 2019).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttentionFcnParams {
+    /// Dropout probability (0.3).
+    pub dropout: f64,
+    /// Channels of the encoder (five blocks, AlexNet's layout narrowed: 32, 64,
+    /// 96, 96, 64).
+    pub fcn_channels: Vec<usize>,
+    /// Kernel size (5 × 5).
+    pub kernel: usize,
+    /// Attention size (64).
+    pub attention_dim: usize,
+    /// Softmax sharpness λ (0.3).
+    pub lambda: f64,
+}
+
+impl Default for AttentionFcnParams {
+    fn default() -> Self {
+        AttentionFcnParams {
+            dropout: d_dropout(),
+            fcn_channels: vec![32, 64, 96, 96, 64],
+            kernel: d_kernel(),
+            attention_dim: 64,
+            lambda: 0.3,
+        }
+    }
+}
+
+/// `q2l`: Query2Label, a transformer decoder with one query per class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Q2lParams {
+    /// Dropout probability (0.3).
+    pub dropout: f64,
+    /// Model width (128).
+    pub d_model: usize,
+    /// Attention heads (4).
+    pub heads: usize,
+    /// Feed-forward width (256).
+    pub d_ff: usize,
+    /// Decoder layers (1).
+    pub layers: usize,
+}
+
+impl Default for Q2lParams {
+    fn default() -> Self {
+        Q2lParams {
+            dropout: d_dropout(),
+            d_model: 128,
+            heads: 4,
+            d_ff: 256,
+            layers: 1,
+        }
+    }
+}
+
+/// A model and its hyper-parameters: one config type per model, so a key that
+/// does not apply to the chosen model is refused by name instead of ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    Mlp(MlpParams),
+    Cnn1d(Cnn1dParams),
+    Cnn2d(Cnn2dParams),
+    Lstm(LstmParams),
+    AttentionFcn(AttentionFcnParams),
+    Q2l(Q2lParams),
+}
+
+/// The keys of a params struct, from its serialized default.
+fn keys_of<T: Serialize + Default>() -> Vec<String> {
+    match serde_json::to_value(T::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl ModelSpec {
+    /// The defaults of `kind`.
+    pub fn default_of(kind: ModelKind) -> ModelSpec {
+        match kind {
+            ModelKind::Mlp => ModelSpec::Mlp(Default::default()),
+            ModelKind::Cnn1d => ModelSpec::Cnn1d(Default::default()),
+            ModelKind::Cnn2d => ModelSpec::Cnn2d(Default::default()),
+            ModelKind::Lstm => ModelSpec::Lstm(Default::default()),
+            ModelKind::AttentionFcn => ModelSpec::AttentionFcn(Default::default()),
+            ModelKind::Q2l => ModelSpec::Q2l(Default::default()),
+        }
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            ModelSpec::Mlp(_) => ModelKind::Mlp,
+            ModelSpec::Cnn1d(_) => ModelKind::Cnn1d,
+            ModelSpec::Cnn2d(_) => ModelKind::Cnn2d,
+            ModelSpec::Lstm(_) => ModelKind::Lstm,
+            ModelSpec::AttentionFcn(_) => ModelKind::AttentionFcn,
+            ModelSpec::Q2l(_) => ModelKind::Q2l,
+        }
+    }
+
+    /// The keys `[params]` of `kind` accepts, sorted.
+    pub fn keys(kind: ModelKind) -> Vec<String> {
+        match kind {
+            ModelKind::Mlp => keys_of::<MlpParams>(),
+            ModelKind::Cnn1d => keys_of::<Cnn1dParams>(),
+            ModelKind::Cnn2d => keys_of::<Cnn2dParams>(),
+            ModelKind::Lstm => keys_of::<LstmParams>(),
+            ModelKind::AttentionFcn => keys_of::<AttentionFcnParams>(),
+            ModelKind::Q2l => keys_of::<Q2lParams>(),
+        }
+    }
+
+    /// The parameters of `kind` from a `[params]` value (a JSON object), strictly:
+    /// every problem is returned as (key, message); a key of another model is
+    /// refused with its name and the keys this model has.
+    pub fn parse(
+        kind: ModelKind,
+        params: &serde_json::Value,
+    ) -> Result<ModelSpec, Vec<(String, String)>> {
+        let empty = serde_json::Map::new();
+        let obj = match params {
+            serde_json::Value::Object(m) => m,
+            serde_json::Value::Null => &empty,
+            other => {
+                return Err(vec![(
+                    String::new(),
+                    format!("must be a table, got {other}"),
+                )]);
+            }
+        };
+        let known = Self::keys(kind);
+        let foreign: Vec<(String, String)> = obj
+            .keys()
+            .filter(|k| !known.contains(k))
+            .map(|k| {
+                (
+                    k.clone(),
+                    format!(
+                        "does not apply to model `{}` (its keys: {})",
+                        kind.name(),
+                        known.join(", ")
+                    ),
+                )
+            })
+            .collect();
+        if !foreign.is_empty() {
+            return Err(foreign);
+        }
+        Self::from_object(kind, serde_json::Value::Object(obj.clone())).map_err(|e| {
+            // Name the keys at fault: each one alone over the defaults.
+            let bad: Vec<(String, String)> = obj
+                .iter()
+                .filter_map(|(k, v)| {
+                    let one =
+                        serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+                    Self::from_object(kind, one).err().map(|e| (k.clone(), e))
+                })
+                .collect();
+            if bad.is_empty() {
+                vec![(String::new(), e)]
+            } else {
+                bad
+            }
+        })
+    }
+
+    /// The parameters of `kind` from a model folder's `config.json`, leniently:
+    /// keys of other models are dropped (folders written before each model had its
+    /// own config type carry every model's keys).
+    pub fn from_artifact(kind: ModelKind, params: &serde_json::Value) -> Result<ModelSpec, String> {
+        let known = Self::keys(kind);
+        let kept: serde_json::Map<String, serde_json::Value> = match params {
+            serde_json::Value::Object(m) => m
+                .iter()
+                .filter(|(k, _)| known.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            _ => serde_json::Map::new(),
+        };
+        Self::from_object(kind, serde_json::Value::Object(kept))
+    }
+
+    fn from_object(kind: ModelKind, v: serde_json::Value) -> Result<ModelSpec, String> {
+        fn de<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+            serde_json::from_value(v).map_err(|e| e.to_string())
+        }
+        Ok(match kind {
+            ModelKind::Mlp => ModelSpec::Mlp(de(v)?),
+            ModelKind::Cnn1d => ModelSpec::Cnn1d(de(v)?),
+            ModelKind::Cnn2d => ModelSpec::Cnn2d(de(v)?),
+            ModelKind::Lstm => ModelSpec::Lstm(de(v)?),
+            ModelKind::AttentionFcn => ModelSpec::AttentionFcn(de(v)?),
+            ModelKind::Q2l => ModelSpec::Q2l(de(v)?),
+        })
+    }
+
+    /// The parameters as a JSON object (`config.json`'s `params`).
+    pub fn params_json(&self) -> serde_json::Value {
+        let v = match self {
+            ModelSpec::Mlp(p) => serde_json::to_value(p),
+            ModelSpec::Cnn1d(p) => serde_json::to_value(p),
+            ModelSpec::Cnn2d(p) => serde_json::to_value(p),
+            ModelSpec::Lstm(p) => serde_json::to_value(p),
+            ModelSpec::AttentionFcn(p) => serde_json::to_value(p),
+            ModelSpec::Q2l(p) => serde_json::to_value(p),
+        };
+        v.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Dropout probability (every model has one).
+    pub fn dropout(&self) -> f64 {
+        match self {
+            ModelSpec::Mlp(p) => p.dropout,
+            ModelSpec::Cnn1d(p) => p.dropout,
+            ModelSpec::Cnn2d(p) => p.dropout,
+            ModelSpec::Lstm(p) => p.dropout,
+            ModelSpec::AttentionFcn(p) => p.dropout,
+            ModelSpec::Q2l(p) => p.dropout,
+        }
+    }
+
+    /// Time pooling, for the models that have the choice.
+    pub fn pooling(&self) -> Option<Pooling> {
+        match self {
+            ModelSpec::Cnn1d(p) => Some(p.pooling),
+            ModelSpec::Cnn2d(p) => Some(p.pooling),
+            _ => None,
+        }
+    }
+}
+
+/// Everything needed to build (and rebuild) a model. In `config.json` it reads
+/// `{"kind": "cnn1d", "input_dim": .., "classes": .., "params": {..}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawModelConfig", into = "RawModelConfig")]
 pub struct ModelConfig {
-    pub kind: ModelKind,
+    pub spec: ModelSpec,
     /// Dimensions per frame of the input.
     pub input_dim: usize,
     pub classes: usize,
-    pub params: ModelParams,
+}
+
+/// [`ModelConfig`] as stored.
+#[derive(Serialize, Deserialize)]
+struct RawModelConfig {
+    kind: ModelKind,
+    input_dim: usize,
+    classes: usize,
+    #[serde(default)]
+    params: serde_json::Value,
+}
+
+impl TryFrom<RawModelConfig> for ModelConfig {
+    type Error = String;
+    fn try_from(r: RawModelConfig) -> Result<Self, String> {
+        Ok(ModelConfig {
+            spec: ModelSpec::from_artifact(r.kind, &r.params)?,
+            input_dim: r.input_dim,
+            classes: r.classes,
+        })
+    }
+}
+
+impl From<ModelConfig> for RawModelConfig {
+    fn from(c: ModelConfig) -> Self {
+        RawModelConfig {
+            kind: c.kind(),
+            input_dim: c.input_dim,
+            classes: c.classes,
+            params: c.spec.params_json(),
+        }
+    }
+}
+
+fn positive_counts(v: &[usize]) -> bool {
+    !v.is_empty() && !v.contains(&0)
 }
 
 impl ModelConfig {
+    pub fn kind(&self) -> ModelKind {
+        self.spec.kind()
+    }
+
     /// Problems with the parameters for this model (empty when fine).
     pub fn check(&self) -> Vec<String> {
-        let p = &self.params;
         let mut out = Vec::new();
-        if !(0.0..1.0).contains(&p.dropout) {
-            out.push(format!("dropout must be in [0, 1), got {}", p.dropout));
+        let dropout = self.spec.dropout();
+        if !(0.0..1.0).contains(&dropout) {
+            out.push(format!("dropout must be in [0, 1), got {dropout}"));
         }
-        match self.kind {
-            ModelKind::Cnn1d if p.filters.is_empty() || p.filters.contains(&0) => {
-                out.push("filters must be a non-empty list of positive counts".into())
+        match &self.spec {
+            ModelSpec::Cnn1d(p) => {
+                if !positive_counts(&p.filters) {
+                    out.push("filters must be a non-empty list of positive counts".into())
+                }
             }
-            ModelKind::Cnn2d if p.channels.is_empty() || p.channels.contains(&0) => {
-                out.push("channels must be a non-empty list of positive counts".into())
+            ModelSpec::Cnn2d(p) => {
+                if !positive_counts(&p.channels) {
+                    out.push("channels must be a non-empty list of positive counts".into())
+                }
             }
-            ModelKind::AttentionFcn => {
-                if p.fcn_channels.is_empty() || p.fcn_channels.contains(&0) {
+            ModelSpec::AttentionFcn(p) => {
+                if !positive_counts(&p.fcn_channels) {
                     out.push("fcn_channels must be a non-empty list of positive counts".into())
                 }
                 if p.attention_dim == 0 {
@@ -162,7 +484,7 @@ impl ModelConfig {
                     out.push(format!("lambda must be positive, got {}", p.lambda))
                 }
             }
-            ModelKind::Q2l => {
+            ModelSpec::Q2l(p) => {
                 if p.d_model == 0 || p.heads == 0 || !p.d_model.is_multiple_of(p.heads) {
                     out.push(format!(
                         "d_model ({}) must be a positive multiple of heads ({})",
@@ -173,24 +495,29 @@ impl ModelConfig {
                     out.push("d_ff and layers must be at least 1".into())
                 }
             }
-            _ => {}
+            ModelSpec::Mlp(_) | ModelSpec::Lstm(_) => {}
         }
-        if p.kernel == 0 {
+        let kernel = match &self.spec {
+            ModelSpec::Cnn1d(p) => Some(p.kernel),
+            ModelSpec::Cnn2d(p) => Some(p.kernel),
+            ModelSpec::AttentionFcn(p) => Some(p.kernel),
+            _ => None,
+        };
+        if kernel == Some(0) {
             out.push("kernel must be at least 1".into());
         }
         out
     }
 
     pub fn init<B: Backend>(&self, device: &B::Device) -> SerModel<B> {
-        let p = &self.params;
-        let drop = DropoutConfig::new(p.dropout).init();
-        match self.kind {
-            ModelKind::Mlp => SerModel::Mlp(Mlp {
+        let drop = DropoutConfig::new(self.spec.dropout()).init();
+        match &self.spec {
+            ModelSpec::Mlp(p) => SerModel::Mlp(Mlp {
                 fc1: LinearConfig::new(self.input_dim, p.hidden).init(device),
                 fc2: LinearConfig::new(p.hidden, self.classes).init(device),
                 dropout: drop,
             }),
-            ModelKind::Cnn1d => {
+            ModelSpec::Cnn1d(p) => {
                 let mut blocks = Vec::new();
                 let mut c_in = self.input_dim;
                 for &c in &p.filters {
@@ -212,7 +539,7 @@ impl ModelConfig {
                     dropout: drop,
                 })
             }
-            ModelKind::Cnn2d => {
+            ModelSpec::Cnn2d(p) => {
                 let mut blocks = Vec::new();
                 let mut c_in = 1;
                 for &c in &p.channels {
@@ -233,13 +560,13 @@ impl ModelConfig {
                     dropout: drop,
                 })
             }
-            ModelKind::Lstm => SerModel::Lstm(LstmNet {
+            ModelSpec::Lstm(p) => SerModel::Lstm(LstmNet {
                 lstm: LstmConfig::new(self.input_dim, p.lstm_hidden, true).init(device),
                 fc1: LinearConfig::new(p.lstm_hidden, p.fc).init(device),
                 fc2: LinearConfig::new(p.fc, self.classes).init(device),
                 dropout: drop,
             }),
-            ModelKind::AttentionFcn => {
+            ModelSpec::AttentionFcn(p) => {
                 let mut blocks = Vec::new();
                 let mut c_in = 1;
                 for &c in &p.fcn_channels {
@@ -261,7 +588,7 @@ impl ModelConfig {
                     lambda: p.lambda,
                 })
             }
-            ModelKind::Q2l => SerModel::Q2l(Q2l {
+            ModelSpec::Q2l(p) => SerModel::Q2l(Q2l {
                 proj: Conv1dConfig::new(self.input_dim, p.d_model, 3)
                     .with_padding(PaddingConfig1d::Same)
                     .init(device),

@@ -7,9 +7,9 @@ use arrow::datatypes::SchemaRef;
 
 use super::declare::Declared;
 use super::settings::Settings;
-use crate::config::ConfigError;
 use crate::engine::hash;
 use crate::engine::{Plan, PlanNode};
+use crate::error::ConfigError;
 
 /// Build the plan once every pass found nothing wrong: nodes in topological
 /// order with inputs renumbered to plan positions, each node's settings hash

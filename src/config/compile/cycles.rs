@@ -1,7 +1,7 @@
 //! Pass: cycles. Orders the graph topologically and reports every cycle.
 
 use super::declare::Declared;
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// Order the components topologically (Kahn); what remains is on or behind a
 /// cycle, and each distinct cycle is reported once, producer first. Produces

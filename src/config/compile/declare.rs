@@ -3,8 +3,8 @@
 
 use super::ROLES;
 use super::names::Named;
-use crate::config::ConfigError;
 use crate::engine::{ConfigContext, OperatorConfig, Role};
+use crate::error::ConfigError;
 use crate::registry::Registry;
 
 /// One declared component, as the later passes see it.

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::declare::Declared;
-use crate::config::ConfigError;
 use crate::engine::Role;
+use crate::error::ConfigError;
 
 /// Check that every input names a declared source or stage (not a sink, not
 /// an unknown id). Produces the edges: for each component (by index into

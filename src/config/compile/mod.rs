@@ -28,8 +28,8 @@ mod shape;
 
 use std::path::Path;
 
-use super::ConfigError;
 use crate::engine::{ConfigContext, Plan, Role};
+use crate::error::ConfigError;
 use crate::registry::Registry;
 
 /// The sections of a pipeline file, in the order they are walked.

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::ROLES;
-use crate::config::ConfigError;
 use crate::engine::Role;
+use crate::error::ConfigError;
 
 /// One `[role.id]` table whose section and value are tables, ready to be declared.
 pub(super) struct Component<'a> {

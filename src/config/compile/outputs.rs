@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
 
 use super::declare::Declared;
-use crate::config::ConfigError;
 use crate::engine::ConfigContext;
+use crate::error::ConfigError;
 
 /// Check that no two components write to the same path (compared after
 /// [`normalize`]); the later one in file order is reported. Produces nothing

@@ -3,8 +3,8 @@
 use arrow::datatypes::SchemaRef;
 
 use super::declare::Declared;
-use crate::config::ConfigError;
 use crate::engine::{ConfigContext, PlanInput, Role};
+use crate::error::ConfigError;
 
 /// Plan schemas in topological order (`OperatorConfig::plan_in`), reporting
 /// what each component finds wrong with its inputs. A node whose config or

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// The `[pipeline]` table.
 #[derive(Debug, Deserialize, Default)]

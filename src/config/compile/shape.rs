@@ -1,8 +1,8 @@
 //! Pass: shape. Whole-graph rules on the declared components.
 
 use super::declare::Declared;
-use crate::config::ConfigError;
 use crate::engine::Role;
+use crate::error::ConfigError;
 
 /// Check that the pipeline has at least one sink; reported only when nothing
 /// else was wrong so far (a failed declaration may have hidden the sink).

@@ -21,7 +21,6 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
@@ -32,13 +31,13 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use serde::Deserialize;
 
 use super::filter::Filter;
-use super::ledger::{self, LEDGER_FILE};
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
     Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
 use crate::schema::col;
+use crate::store::dataset::{DataFile, list_dataset};
 
 /// Config of the `parquet` source.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,104 +64,6 @@ impl Component for ParquetSourceConfig {
     const ROLE: Role = Role::Source;
     const SUMMARY: &'static str =
         "read a Parquet table or dataset (sermo's or any) with column projection and a SQL filter";
-}
-
-/// One file of a dataset and its hive partition values.
-#[derive(Debug, Clone)]
-pub struct DataFile {
-    pub path: PathBuf,
-    pub partitions: Vec<(String, String)>,
-}
-
-fn unescape(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Some(hex) = v.get(i + 1..i + 3)
-            && let Ok(x) = u8::from_str_radix(hex, 16)
-        {
-            out.push(x);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
-}
-
-fn partitions_of(rel: &Path) -> Vec<(String, String)> {
-    let comps: Vec<String> = rel
-        .parent()
-        .map(|p| {
-            p.components()
-                .map(|c| c.as_os_str().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    comps
-        .iter()
-        .filter_map(|c| {
-            let (k, v) = c.split_once('=')?;
-            Some((k.to_string(), unescape(v)))
-        })
-        .collect()
-}
-
-/// The data files of `root`, sorted by path.
-pub fn list_dataset(root: &Path) -> std::result::Result<Vec<DataFile>, String> {
-    if root.is_file() {
-        return Ok(vec![DataFile {
-            path: root.to_path_buf(),
-            partitions: Vec::new(),
-        }]);
-    }
-    if !root.is_dir() {
-        return Err(format!("{} does not exist", root.display()));
-    }
-    let mut rels: Vec<PathBuf> = Vec::new();
-    let mut todo = vec![PathBuf::new()];
-    while let Some(rel) = todo.pop() {
-        let dir = root.join(&rel);
-        let ledger_path = dir.join(LEDGER_FILE);
-        if ledger_path.is_file() {
-            let rec = ledger::read(&ledger_path).map_err(|e| format!("corrupt ledger: {e}"))?;
-            for e in rec.entries {
-                for f in e.files {
-                    rels.push(rel.join(f.path));
-                }
-            }
-            continue;
-        }
-        let rd =
-            std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || name.starts_with('_') {
-                continue;
-            }
-            let r = rel.join(&name);
-            if e.path().is_dir() {
-                todo.push(r);
-            } else if name.ends_with(".parquet") {
-                rels.push(r);
-            }
-        }
-    }
-    rels.sort();
-    if rels.is_empty() {
-        return Err(format!("no Parquet files under {}", root.display()));
-    }
-    Ok(rels
-        .into_iter()
-        .map(|r| DataFile {
-            partitions: partitions_of(&r),
-            path: root.join(r),
-        })
-        .collect())
 }
 
 /// The schema of a file plus its partition columns (text).
@@ -484,23 +385,5 @@ impl Operator for ParquetSource {
             }
         };
         BatchStream::new(out_schema, stream)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hive_values_are_unescaped() {
-        assert_eq!(unescape("a%2Fb%20c"), "a/b c");
-        assert_eq!(unescape("100%"), "100%");
-        assert_eq!(
-            partitions_of(Path::new("shard=1/label=angry/part-00001.parquet")),
-            vec![
-                ("shard".to_string(), "1".to_string()),
-                ("label".to_string(), "angry".to_string())
-            ]
-        );
     }
 }

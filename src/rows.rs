@@ -1,4 +1,7 @@
-//! Reading and writing the row keys that identify a clip.
+//! Reading and writing rows of sermo tables: the row keys that identify a clip
+//! ([`ClipRow`]), the samples column (planes in, planes out) and single-row values.
+//! Shared by the operators (`ops/`) and the library modules beneath them
+//! (`frontend/`).
 
 use std::sync::Arc;
 

@@ -1,14 +1,11 @@
-//! Files of a `parquet` sink: temporary-name guards, a writer with an optional
-//! disk budget (fault injection for tests), and hive partition folder names.
+//! Part files of a table: temporary-name guards ([`Pending`]), a writer with an
+//! optional disk budget (fault injection for tests), name rules and directory fsync.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::DataType;
 
 /// Environment variable that makes every sink of the process fail with ENOSPC
 /// ("No space left on device") once this many bytes were written in all: the
@@ -129,80 +126,9 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Hive's name for a null partition value.
-pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
-
-/// Whether a column type can partition a table.
-pub fn partitionable(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Boolean
-            | DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64
-    )
-}
-
-/// Percent-encode a partition value for a folder name (as Hive and pyarrow's
-/// `segment_encoding="uri"` do): everything but `A-Za-z0-9._-`.
-pub fn escape_value(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            s.push(b as char);
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    if s.is_empty() || s == "." || s == ".." {
-        s = s.replace('.', "%2E");
-        if s.is_empty() {
-            return NULL_PARTITION.to_string();
-        }
-    }
-    s
-}
-
-/// The value of row `i` of a partition column as text (None for null).
-pub fn value_text(col: &ArrayRef, i: usize) -> Option<String> {
-    use arrow::datatypes::*;
-    if col.is_null(i) {
-        return None;
-    }
-    Some(match col.data_type() {
-        DataType::Utf8 => col.as_string::<i32>().value(i).to_string(),
-        DataType::LargeUtf8 => col.as_string::<i64>().value(i).to_string(),
-        DataType::Boolean => col.as_boolean().value(i).to_string(),
-        DataType::Int8 => col.as_primitive::<Int8Type>().value(i).to_string(),
-        DataType::Int16 => col.as_primitive::<Int16Type>().value(i).to_string(),
-        DataType::Int32 => col.as_primitive::<Int32Type>().value(i).to_string(),
-        DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
-        DataType::UInt8 => col.as_primitive::<UInt8Type>().value(i).to_string(),
-        DataType::UInt16 => col.as_primitive::<UInt16Type>().value(i).to_string(),
-        DataType::UInt32 => col.as_primitive::<UInt32Type>().value(i).to_string(),
-        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(i).to_string(),
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partition_values_are_escaped() {
-        assert_eq!(escape_value("angry"), "angry");
-        assert_eq!(escape_value("a/b c"), "a%2Fb%20c");
-        assert_eq!(escape_value(".."), "%2E%2E");
-        assert_eq!(escape_value(""), NULL_PARTITION);
-    }
 
     #[test]
     fn budget_fails_like_a_full_disk() {

@@ -1,0 +1,716 @@
+//! Training orchestration of a `train` sink: from the gathered feature rows to the
+//! artifacts. [`TrainingRows::gather`] turns record batches into examples (labels in
+//! order, dimensions, sample rate); [`TrainRun::fit_all`] deals the split or the CV
+//! folds (under `--shard I/N` only this shard's folds), and per fold fits the
+//! standardizer, trains each ensemble member (or loads a finished run's member,
+//! [`super::reuse`]) on the resolved device, predicts the test rows and writes
+//! `model*.mpk`, `config.json`, `history.parquet`, the plots and — last, the fold's
+//! commit point — `metrics.json`. The `train` operator (`ops/train.rs`) only
+//! collects the rows and calls these.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde::Serialize;
+
+use super::cv_shards::{self, CvPlan};
+use super::data::{Example, Normalize, Standardizer, examples, normalize_groups};
+use super::device::Device;
+use super::history::{self, HISTORY_FILE};
+use super::inference::{CONFIG_FILE, ModelArtifact, ReusedFrom, member_file};
+use super::metrics::{Confusion, Report};
+use super::model::{ModelConfig, SerModel};
+use super::plots;
+use super::recipe::TrainConfig;
+use super::reuse;
+use super::split::{Assignment, Part};
+use super::training::{Epoch, TrainSettings, argmax, predict, train};
+use super::{Cpu, CpuAutodiff};
+use crate::engine::{Cancel, Shard, hash};
+use crate::schema::col;
+
+/// The rows a `train` sink gathered, as examples.
+pub struct TrainingRows {
+    pub examples: Vec<Example>,
+    /// Class names in order (index = class).
+    pub labels: Vec<String>,
+    /// Feature dimensions per frame.
+    pub dims: usize,
+    /// The table's sample rate (recorded for inference), when it has one.
+    pub sample_rate: Option<u32>,
+}
+
+impl TrainingRows {
+    /// Examples of `batches` under `cfg`: labels in `cfg.labels` order (else the
+    /// sorted labels present), rows without a known class or without frames left
+    /// out (said on stderr), per-speaker normalization applied when asked.
+    pub fn gather(
+        cfg: &TrainConfig,
+        batches: Vec<RecordBatch>,
+    ) -> std::result::Result<TrainingRows, String> {
+        let group_by = cfg.group_column().unwrap_or(col::SPEAKER).to_string();
+        // Labels: the configured order, else the sorted labels present.
+        let present: BTreeSet<String> = batches
+            .iter()
+            .flat_map(|b| {
+                use arrow::array::{Array, AsArray};
+                b.column_by_name(col::LABEL)
+                    .and_then(|c| c.as_string_opt::<i32>().cloned())
+                    .map(|c| {
+                        (0..c.len())
+                            .filter(|&i| c.is_valid(i))
+                            .map(|i| c.value(i).to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let labels: Vec<String> = cfg
+            .labels
+            .clone()
+            .unwrap_or_else(|| present.into_iter().collect());
+        if labels.len() < 2 {
+            return Err(format!("needs at least 2 classes, found {labels:?}"));
+        }
+        let index: BTreeMap<String, usize> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), i))
+            .collect();
+        let mut ex = Vec::new();
+        for b in &batches {
+            ex.extend(examples(b, &cfg.features, &group_by, &index)?);
+        }
+        let sample_rate = batches.iter().find_map(|b| {
+            use arrow::array::{Array, AsArray};
+            let c = b.column_by_name(col::SAMPLE_RATE)?;
+            let c = c.as_primitive_opt::<arrow::datatypes::UInt32Type>()?;
+            (!c.is_empty() && c.is_valid(0)).then(|| c.value(0))
+        });
+        drop(batches);
+        // Rows without a known class cannot be learned or scored.
+        let before = ex.len();
+        ex.retain(|e| e.label.is_some() && e.frames > 0);
+        if ex.len() < before {
+            eprintln!(
+                "sermo: train: {} rows without a class in {labels:?} left out",
+                before - ex.len()
+            );
+        }
+        let dims = ex
+            .first()
+            .map(|e| e.x.len() / e.frames.max(1))
+            .ok_or("no rows to train on")?;
+        if cfg.normalize == Normalize::Speaker {
+            normalize_groups(&mut ex, dims);
+        }
+        Ok(TrainingRows {
+            examples: ex,
+            labels,
+            dims,
+            sample_rate,
+        })
+    }
+}
+
+/// One training run of a `train` sink: the recipe, where it writes, what it knows
+/// of the rows, and the run's context (cancellation, shard, lineage hash).
+pub struct TrainRun<'a> {
+    pub cfg: &'a TrainConfig,
+    /// The run folder (`out`, resolved).
+    pub out: &'a Path,
+    /// Finished runs whose members may stand in (`reuse`, resolved).
+    pub reuse: &'a [PathBuf],
+    pub labels: Vec<String>,
+    pub dims: usize,
+    /// The feature table's `sermo.features` settings (recorded for inference).
+    pub feature_settings: Option<serde_json::Value>,
+    pub sample_rate: Option<u32>,
+    /// Checked between epochs: a cancelled run stops training.
+    pub cancel: &'a Cancel,
+    /// `--shard I/N`: train only the CV folds k with k mod N = I.
+    pub shard: Option<Shard>,
+    /// The sink's lineage hash (recorded in `cv.json`; shards must agree).
+    pub config_hash: &'a str,
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> std::result::Result<(), String> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+    std::fs::write(path, s + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn data_hash(ex: &[Example], idx: &[usize]) -> String {
+    let mut ids: Vec<&str> = idx.iter().map(|&i| ex[i].clip_id.as_str()).collect();
+    ids.sort_unstable();
+    hash::hex(hash::stable_hash(ids.join("\n").as_bytes()))
+}
+
+/// An indicatif bar over the epochs when stderr is a terminal (else `None`: the
+/// caller prints a line every ten epochs, which suits logs and Slurm output).
+fn progress_bar(epochs: usize, name: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(epochs as u64);
+    let style =
+        indicatif::ProgressStyle::with_template("  {prefix} epoch {pos:>3}/{len} [{bar:20}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    b.set_style(style);
+    b.set_prefix(name.to_string());
+    Some(b)
+}
+
+/// One fold's training inputs, on whichever backend runs it.
+struct FoldJob<'a> {
+    model: &'a ModelConfig,
+    settings: &'a TrainSettings,
+    train: &'a [&'a Example],
+    valid: &'a [&'a Example],
+    test: &'a [&'a Example],
+    norm: &'a Standardizer,
+    model_path: PathBuf,
+}
+
+/// What a fold's training leaves (the best model is saved at `model_path`).
+struct Fitted {
+    history: Vec<Epoch>,
+    best_epoch: usize,
+    /// Class probabilities of the test rows.
+    probs: Vec<Vec<f32>>,
+}
+
+impl FoldJob<'_> {
+    /// Train on backend `B`, save the best model, predict the test rows.
+    fn fit<B: AutodiffBackend>(
+        &self,
+        device: &B::Device,
+        progress: &mut dyn FnMut(&Epoch) -> ControlFlow<()>,
+    ) -> std::result::Result<Fitted, String> {
+        let trained = train::<B>(
+            self.model,
+            self.settings,
+            self.train,
+            self.valid,
+            self.norm,
+            device,
+            progress,
+        );
+        if trained.stopped {
+            return Err(STOPPED.into());
+        }
+        let probs = self.score::<B::InnerBackend>(&trained.model, device);
+        let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        trained
+            .model
+            .save_file(&self.model_path, &rec)
+            .map_err(|e| {
+                format!(
+                    "cannot save the model in {}: {e}",
+                    self.model_path.display()
+                )
+            })?;
+        Ok(Fitted {
+            history: trained.history,
+            best_epoch: trained.best_epoch,
+            probs,
+        })
+    }
+
+    /// Class probabilities of the test rows under `model`.
+    fn score<B: Backend>(&self, model: &SerModel<B>, device: &B::Device) -> Vec<Vec<f32>> {
+        predict::<B>(
+            model,
+            self.test,
+            self.model.input_dim,
+            self.norm,
+            self.settings.batch_size,
+            self.settings.max_frames,
+            device,
+        )
+    }
+
+    /// Stand `m` (a finished run's member, [`reuse`]) in for training on backend
+    /// `B`: copy its weights to `model_path`, predict the test rows.
+    fn reuse<B: Backend>(
+        &self,
+        m: &reuse::Member,
+        device: &B::Device,
+    ) -> std::result::Result<Fitted, String> {
+        let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        let model = self
+            .model
+            .init::<B>(device)
+            .load_file(m.weights.clone(), &rec, device)
+            .map_err(|e| format!("cannot load the weights in {}: {e}", m.weights.display()))?;
+        let probs = self.score::<B>(&model, device);
+        let to = self.model_path.with_extension("mpk");
+        std::fs::copy(&m.weights, &to).map_err(|e| {
+            format!(
+                "cannot copy {} to {}: {e}",
+                m.weights.display(),
+                to.display()
+            )
+        })?;
+        Ok(Fitted {
+            history: m.history.clone(),
+            best_epoch: m.best_epoch,
+            probs,
+        })
+    }
+}
+
+/// The examples of one fold's parts.
+struct FoldParts<'a> {
+    train: Vec<&'a Example>,
+    valid: Vec<&'a Example>,
+    test: Vec<&'a Example>,
+}
+
+/// Split `ex` by `assignment`. Augmented rows (a `variant` other than `clean`)
+/// train only: validation and test take the clean rows, so every held-out clip
+/// is scored once, unaugmented. `train_variants` (when given) selects the
+/// variants that train.
+fn fold_parts<'a>(
+    ex: &'a [Example],
+    assignment: &Assignment,
+    train_variants: Option<&[String]>,
+) -> std::result::Result<FoldParts<'a>, String> {
+    let pick = |p: Part, keep: &dyn Fn(&Example) -> bool| -> Vec<&'a Example> {
+        assignment
+            .indices(p)
+            .into_iter()
+            .map(|i| &ex[i])
+            .filter(|e| keep(e))
+            .collect()
+    };
+    let train_keep = |e: &Example| match (train_variants, e.variant.as_deref()) {
+        (Some(list), Some(v)) => list.iter().any(|l| l == v),
+        _ => true,
+    };
+    let parts = FoldParts {
+        train: pick(Part::Train, &train_keep),
+        valid: pick(Part::Valid, &|e| e.is_clean()),
+        test: pick(Part::Test, &|e| e.is_clean()),
+    };
+    if parts.train.is_empty() || parts.test.is_empty() {
+        let variants: BTreeSet<&str> = ex.iter().filter_map(|e| e.variant.as_deref()).collect();
+        let why = if variants.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the table's variants are {} (test rows must be `clean`{})",
+                variants.into_iter().collect::<Vec<_>>().join(", "),
+                match train_variants {
+                    Some(l) => format!(", training rows one of {}", l.join(", ")),
+                    None => String::new(),
+                }
+            )
+        };
+        return Err(format!(
+            "empty train or test set ({}){why}",
+            assignment.describe()
+        ));
+    }
+    Ok(parts)
+}
+
+impl TrainRun<'_> {
+    /// Train and evaluate one assignment; write its artifacts into `dir`.
+    fn run_fold(
+        &self,
+        ex: &[Example],
+        assignment: &Assignment,
+        dir: &Path,
+        reuse_dirs: &[PathBuf],
+        name: &str,
+        device: Device,
+    ) -> std::result::Result<Report, String> {
+        let TrainRun {
+            cfg,
+            labels,
+            dims,
+            feature_settings,
+            sample_rate,
+            cancel,
+            ..
+        } = self;
+        let (dims, sample_rate) = (*dims, *sample_rate);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let FoldParts {
+            train: tr,
+            valid: va,
+            test: te,
+        } = fold_parts(ex, assignment, cfg.variants.train.as_deref())
+            .map_err(|e| format!("{name}: {e}"))?;
+        let clean_train: Vec<&Example> = tr.iter().copied().filter(|e| e.is_clean()).collect();
+        let norm = Standardizer::fit_with(
+            if clean_train.is_empty() {
+                &tr
+            } else {
+                &clean_train
+            },
+            dims,
+            cfg.normalize == Normalize::Utterance,
+        );
+        let model_cfg = ModelConfig {
+            spec: cfg.model_spec().map_err(|e| {
+                e.into_iter()
+                    .map(|(k, m)| format!("params.{k}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?,
+            input_dim: dims,
+            classes: labels.len(),
+        };
+        let settings = cfg.settings();
+        let members = settings.ensemble.max(1);
+        let bar = progress_bar(settings.epochs * members, name);
+        let mut progress = |e: &Epoch| {
+            let line = format!(
+                "train loss {:.4} acc {:.3}{} ({:.1} s)",
+                e.train_loss,
+                e.train_acc,
+                match (e.val_loss, e.val_acc) {
+                    (Some(l), Some(a)) => format!(", valid loss {l:.4} acc {a:.3}"),
+                    _ => String::new(),
+                },
+                e.seconds
+            );
+            match &bar {
+                Some(b) => {
+                    b.set_message(line);
+                    b.inc(1);
+                }
+                None if e.epoch == 1
+                    || e.epoch.is_multiple_of(10)
+                    || e.epoch == settings.epochs =>
+                {
+                    eprintln!("  {name} epoch {:>3}: {line}", e.epoch)
+                }
+                None => {}
+            }
+            if cancel.is_cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let mut hashes = BTreeMap::new();
+        for p in Part::ALL {
+            hashes.insert(p.name().to_string(), data_hash(ex, &assignment.indices(p)));
+        }
+        // config.json as it will be written; the kept epochs and reused members are
+        // filled in after the members.
+        let mut artifact = ModelArtifact {
+            sermo_version: env!("CARGO_PKG_VERSION").to_string(),
+            model: model_cfg.clone(),
+            labels: labels.to_vec(),
+            features: cfg.features.clone(),
+            feature_settings: feature_settings.clone(),
+            standardizer: norm.clone(),
+            max_frames: settings.max_frames,
+            training: settings.clone(),
+            split: assignment.describe(),
+            leakage: assignment.leakage(),
+            best_epoch: 0,
+            member_best_epochs: Vec::new(),
+            reused: Vec::new(),
+            data_hash: hashes,
+            normalize: cfg.normalize,
+            sample_rate,
+        };
+        let seeds: Vec<u64> = (0..members)
+            .map(|k| settings.seed.wrapping_add(k as u64))
+            .collect();
+        let (mut offered, notes) = reuse::find(reuse_dirs, &artifact, &seeds);
+        for n in notes {
+            eprintln!("sermo: {name}: reuse: {n}");
+        }
+        // Ensemble members: seeds seed, seed + 1, ...; member 0 is `model.mpk`, member
+        // k `model-k.mpk`; test probabilities are averaged. A member a finished run
+        // offers (`reuse`) is loaded instead of trained.
+        let mut history: Vec<(usize, Epoch)> = Vec::new();
+        let mut best_epochs = Vec::with_capacity(members);
+        let mut probs: Vec<Vec<f32>> = vec![vec![0.0; labels.len()]; te.len()];
+        for (k, &seed) in seeds.iter().enumerate() {
+            let mut member_settings = settings.clone();
+            member_settings.seed = seed;
+            let job = FoldJob {
+                model: &model_cfg,
+                settings: &member_settings,
+                train: &tr,
+                valid: &va,
+                test: &te,
+                norm: &norm,
+                model_path: dir.join(member_file(k)),
+            };
+            let fitted = match (offered.remove(&seed), device) {
+                (Some(m), Device::Cpu) => {
+                    let f = job.reuse::<Cpu>(&m, &Default::default())?;
+                    artifact.reused.push(reused_from(k, &m));
+                    f
+                }
+                #[cfg(feature = "cuda")]
+                (Some(m), Device::Cuda(i)) => {
+                    let f = crate::train::device::guard("loading a reused member", || {
+                        job.reuse::<crate::train::Gpu>(&m, &burn::backend::cuda::CudaDevice::new(i))
+                    })??;
+                    artifact.reused.push(reused_from(k, &m));
+                    f
+                }
+                (None, Device::Cpu) => {
+                    job.fit::<CpuAutodiff>(&Default::default(), &mut progress)?
+                }
+                #[cfg(feature = "cuda")]
+                (None, Device::Cuda(i)) => crate::train::device::guard("training", || {
+                    job.fit::<crate::train::GpuAutodiff>(
+                        &burn::backend::cuda::CudaDevice::new(i),
+                        &mut progress,
+                    )
+                })??,
+                #[cfg(not(feature = "cuda"))]
+                (_, Device::Cuda(_)) => return Err("this build has no CUDA backend".into()),
+            };
+            for (acc, p) in probs.iter_mut().zip(&fitted.probs) {
+                for (a, v) in acc.iter_mut().zip(p) {
+                    *a += v / members as f32;
+                }
+            }
+            best_epochs.push(fitted.best_epoch);
+            history.extend(fitted.history.into_iter().map(|e| (k, e)));
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        for r in &artifact.reused {
+            eprintln!(
+                "sermo: {name}: member {} (seed {}) reused from {}",
+                r.member, r.seed, r.from
+            );
+        }
+        let mut conf = Confusion::new(labels.to_vec());
+        for (p, e) in probs.iter().zip(&te) {
+            if let Some(t) = e.label {
+                conf.add(t, argmax(p));
+            }
+        }
+        let report = conf.report();
+        artifact.best_epoch = best_epochs.first().copied().unwrap_or(0);
+        if members > 1 {
+            artifact.member_best_epochs = best_epochs.clone();
+        }
+        write_json(&dir.join(CONFIG_FILE), &artifact)?;
+        history::write(&dir.join(HISTORY_FILE), &history)?;
+        let title = format!("{} {}", cfg.model.name(), name);
+        plots::confusion(&report, &title, &dir.join(plots::CONFUSION_PNG))?;
+        let first: Vec<Epoch> = history
+            .iter()
+            .filter(|(k, _)| *k == 0)
+            .map(|(_, e)| e.clone())
+            .collect();
+        plots::curves(
+            &first,
+            best_epochs.first().copied().unwrap_or(0),
+            &title,
+            &dir.join(plots::CURVES_PNG),
+        )?;
+        // Last: a fold is complete once its metrics exist (train/cv_shards.rs).
+        write_json(&dir.join(cv_shards::METRICS_FILE), &report)?;
+        eprintln!(
+            "sermo: {name}: {} — accuracy {:.3}, UAR {:.3} on {} test rows (kept epoch {})",
+            assignment.describe(),
+            report.accuracy,
+            report.uar,
+            te.len(),
+            best_epochs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(report)
+    }
+
+    /// Everything after the input: the split or the folds (under `--shard`, this
+    /// shard's folds), each trained and written; the CV summary when complete.
+    pub fn fit_all(&self, ex: Vec<Example>) -> std::result::Result<(), String> {
+        let TrainRun {
+            cfg,
+            out,
+            reuse,
+            labels,
+            shard,
+            config_hash,
+            ..
+        } = self;
+        let (out, reuse, shard) = (*out, *reuse, *shard);
+        let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
+        let resolved = crate::train::device::resolve(cfg.device)?;
+        eprintln!("sermo: train: training on the {}", resolved.description);
+        let device = resolved.device;
+        std::fs::create_dir_all(out)
+            .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+        match (&cfg.split, &cfg.cv) {
+            (Some(_), _) if shard.is_some() => {
+                return Err(
+                "--shard splits a train sink's CV folds across shards, but this sink has one `split`: run it without --shard (or use `cv`)".into(),
+            );
+            }
+            (Some(split), _) => {
+                let a = split
+                    .assign_seeded(&groups, cfg.seed)
+                    .map_err(|e| e.to_string())?;
+                let r = self.run_fold(&ex, &a, out, reuse, "split", device)?;
+                println!("{}", r.render());
+            }
+            (None, Some(cv)) => {
+                let folds = cv.folds(&groups, cfg.seed).map_err(|e| e.to_string())?;
+                let plan = CvPlan {
+                    model: cfg.model.name().to_string(),
+                    by: cv.by.clone(),
+                    tests: folds.iter().map(|a| a.groups(Part::Test)).collect(),
+                    labels: labels.clone(),
+                    config_hash: config_hash.to_string(),
+                };
+                cv_shards::start(out, &plan, shard.is_some())?;
+                let mut reports = Vec::new();
+                for (k, a) in folds.iter().enumerate() {
+                    if !cv_shards::owns_fold(shard, k) {
+                        continue;
+                    }
+                    let dir = cv_shards::fold_dir(out, k);
+                    let reuse_dirs: Vec<PathBuf> =
+                        reuse.iter().map(|r| cv_shards::fold_dir(r, k)).collect();
+                    reports.push(self.run_fold(
+                        &ex,
+                        a,
+                        &dir,
+                        &reuse_dirs,
+                        &format!("fold {k}"),
+                        device,
+                    )?);
+                }
+                match shard {
+                    None => println!("{}", cv_shards::finish(out, &plan, reports)?.render()),
+                    Some(s) => {
+                        let mine: Vec<String> = (0..folds.len())
+                            .filter(|&k| cv_shards::owns_fold(shard, k))
+                            .map(|k| k.to_string())
+                            .collect();
+                        if mine.is_empty() {
+                            eprintln!(
+                                "sermo: train: shard {}/{} has no fold of {} (fold k runs in shard k mod {}): nothing to train",
+                                s.index,
+                                s.count,
+                                folds.len(),
+                                s.count
+                            );
+                        } else {
+                            eprintln!(
+                                "sermo: train: shard {}/{} trained fold{} {} of {}; when every shard is done: sermo commit {} --shards {}",
+                                s.index,
+                                s.count,
+                                if mine.len() == 1 { "" } else { "s" },
+                                mine.join(", "),
+                                folds.len(),
+                                out.display(),
+                                s.count
+                            );
+                        }
+                    }
+                }
+            }
+            (None, None) => return Err("give `split` or `cv`".into()),
+        }
+        Ok(())
+    }
+}
+
+fn reused_from(member: usize, m: &reuse::Member) -> ReusedFrom {
+    ReusedFrom {
+        member,
+        seed: m.seed,
+        from: m.weights.display().to_string(),
+    }
+}
+
+/// Why a fold ended early: the run was cancelled (Ctrl-C / SIGTERM).
+const STOPPED: &str = "training stopped: the run was interrupted";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::split::Split;
+
+    /// Three speakers × two clips × variants clean/noise/pitch, one frame each.
+    fn augmented_rows() -> Vec<Example> {
+        let mut out = Vec::new();
+        for spk in ["a", "b", "c"] {
+            for clip in 0..2 {
+                for v in ["clean", "noise", "pitch"] {
+                    out.push(Example {
+                        x: vec![0.0; 3],
+                        frames: 1,
+                        label: Some(clip),
+                        label_text: Some(clip.to_string()),
+                        group: spk.into(),
+                        clip_id: format!("{spk}-{clip}"),
+                        segment: 0,
+                        start_s: 0.0,
+                        end_s: 0.0,
+                        variant: Some(v.into()),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn augmented_rows_only_train() {
+        let ex = augmented_rows();
+        let groups: Vec<String> = ex.iter().map(|e| e.group.clone()).collect();
+        let a = Split::by_groups("speaker", &["b"], &["c"])
+            .assign(&groups)
+            .unwrap();
+        let parts = fold_parts(&ex, &a, None).unwrap();
+        // Every variant of speaker a trains; speakers b and c are tested and
+        // validated once per clip, on clean rows.
+        assert_eq!(parts.train.len(), 6);
+        assert!(parts.train.iter().all(|e| e.group == "a"));
+        assert_eq!(parts.test.len(), 2, "augmented rows reached the test set");
+        assert_eq!(parts.valid.len(), 2, "augmented rows reached validation");
+        for (part, spk) in [(&parts.test, "b"), (&parts.valid, "c")] {
+            assert!(
+                part.iter()
+                    .all(|e| e.group == spk && e.variant.as_deref() == Some("clean"))
+            );
+        }
+        // A selection of training variants.
+        let sel = ["clean".to_string(), "pitch".to_string()];
+        let parts = fold_parts(&ex, &a, Some(&sel)).unwrap();
+        assert_eq!(parts.train.len(), 4);
+        assert!(
+            parts
+                .train
+                .iter()
+                .all(|e| e.variant.as_deref() != Some("noise"))
+        );
+        // Without clean rows there is nothing to test on, and the error says why.
+        let noisy: Vec<Example> = ex.iter().filter(|e| !e.is_clean()).cloned().collect();
+        let groups: Vec<String> = noisy.iter().map(|e| e.group.clone()).collect();
+        let a = Split::by_groups("speaker", &["b"], &[])
+            .assign(&groups)
+            .unwrap();
+        let err = fold_parts(&noisy, &a, None).err().unwrap();
+        assert!(err.contains("test rows must be `clean`"), "{err}");
+    }
+}
