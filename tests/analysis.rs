@@ -984,12 +984,18 @@ fn query_and_the_parquet_source_read_the_same_partition_values() {
         );
     }
     // What `sermo query` reads.
+    let t = format!("t={}", root.display());
+    let header = ok(&sermo(&["query", "SELECT * FROM t LIMIT 1", "--table", &t]));
+    assert!(
+        header.contains("corpus") && !header.contains("tag"),
+        "a folder with two `=` is no partition: {header}"
+    );
     let q = dir.path().join("q.csv");
     ok(&sermo(&[
         "query",
-        "SELECT * FROM t ORDER BY clip_id",
+        "SELECT clip_id, corpus, label FROM t ORDER BY clip_id",
         "--table",
-        &format!("t={}", root.display()),
+        &t,
         "--out",
         q.to_str().unwrap(),
     ]));

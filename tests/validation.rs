@@ -370,3 +370,30 @@ fn every_committed_pipeline_is_valid_apart_from_absent_inputs() {
         assert!(real.is_empty(), "{}: {real:#?}", f.display());
     }
 }
+
+#[test]
+fn a_model_key_that_does_not_apply_is_named() {
+    // `heads` is q2l's: on an mlp it used to be ignored silently.
+    let text = r#"
+[sources.f]
+kind = "parquet"
+path = "feats.parquet"
+[sinks.m]
+kind = "train"
+input = "f"
+model = "mlp"
+features = ["stacked"]
+cv = { by = "speaker", folds = 2 }
+out = "run"
+[sinks.m.params]
+heads = 4
+"#;
+    let e = errors(text);
+    let mine: Vec<&ConfigError> = e.iter().filter(|e| e.path.starts_with("sinks.m")).collect();
+    assert_eq!(mine.len(), 1, "{e:#?}");
+    assert_eq!(mine[0].path, "sinks.m.params.heads");
+    assert_eq!(
+        mine[0].message,
+        "does not apply to model `mlp` (its keys: dropout, hidden)"
+    );
+}

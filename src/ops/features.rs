@@ -24,7 +24,6 @@
 //! The settings are written to the schema metadata under `sermo.features`.
 //! Features are computed per row: clips, or segments cut by an upstream stage.
 //! FFT plans, filter banks and DCT matrices are built once per sample rate.
-
 //!
 //! This module is the adaptor only (config → operator); the settings live in
 //! [`crate::frontend::options`], the computation in [`crate::frontend::compute`].

@@ -38,7 +38,6 @@
 //! then leaves the sources unsharded); `sermo commit OUT --shards N` joins the
 //! folds (src/train/cv_shards.rs). Training needs the whole table: the rows are held in memory as
 //! compact f32 examples (a feature table, not audio).
-
 //!
 //! This module is the adaptor: validation and planning of the recipe
 //! ([`crate::train::recipe::TrainConfig`]) and the operator that gathers the rows;
@@ -334,5 +333,35 @@ variants = { train = [] }
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_params_key_of_another_model_is_refused_at_validation() {
+        let ctx = ConfigContext {
+            base_dir: Path::new("."),
+            seed: 0,
+        };
+        let c: TrainConfig = toml::from_str(
+            "model = \"mlp\"\nfeatures = [\"x\"]\nout = \"o\"\ncv = { by = \"speaker\", folds = 2 }\n[params]\nhidden = 8\nheads = 4\nfcn_channels = [1]\n",
+        )
+        .unwrap();
+        let problems = c.check(&ctx);
+        let keys: Vec<&str> = problems.iter().filter_map(|p| p.key.as_deref()).collect();
+        assert_eq!(
+            keys,
+            vec!["params.fcn_channels", "params.heads"],
+            "{problems:?}"
+        );
+        assert!(
+            problems[1]
+                .message
+                .contains("does not apply to model `mlp`")
+        );
+        // The same keys on the models they belong to are fine.
+        let ok: TrainConfig = toml::from_str(
+            "model = \"q2l\"\nfeatures = [\"x\"]\nout = \"o\"\ncv = { by = \"speaker\", folds = 2 }\n[params]\nheads = 4\n",
+        )
+        .unwrap();
+        assert!(ok.check(&ctx).is_empty(), "{:?}", ok.check(&ctx));
     }
 }
