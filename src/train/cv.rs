@@ -93,6 +93,11 @@ impl TrainingRows {
             (!c.is_empty() && c.is_valid(0)).then(|| c.value(0))
         });
         drop(batches);
+        // One canonical order, so that training depends on the rows and never on
+        // how a table was laid out: which part file a clip landed in is decided by
+        // writer timing, and the order of the examples drives the batch shuffle
+        // and the standardizer's sums.
+        ex.sort_by(canonical_order);
         // Rows without a known class cannot be learned or scored.
         let before = ex.len();
         ex.retain(|e| e.label.is_some() && e.frames > 0);
@@ -116,6 +121,27 @@ impl TrainingRows {
             sample_rate,
         })
     }
+}
+
+/// The order of training examples: by clip, segment, start, variant, then the
+/// rest of the row, so that equal keys (duplicated rows) are equal examples.
+fn canonical_order(a: &Example, b: &Example) -> std::cmp::Ordering {
+    a.clip_id
+        .cmp(&b.clip_id)
+        .then(a.segment.cmp(&b.segment))
+        .then(a.start_s.total_cmp(&b.start_s))
+        .then(a.end_s.total_cmp(&b.end_s))
+        .then_with(|| a.variant.cmp(&b.variant))
+        .then_with(|| a.group.cmp(&b.group))
+        .then(a.label.cmp(&b.label))
+        .then(a.frames.cmp(&b.frames))
+        .then_with(|| {
+            a.x.iter()
+                .zip(&b.x)
+                .map(|(p, q)| p.total_cmp(q))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
 }
 
 /// One training run of a `train` sink: the recipe, where it writes, what it knows
@@ -712,5 +738,20 @@ mod tests {
             .unwrap();
         let err = fold_parts(&noisy, &a, None).err().unwrap();
         assert!(err.contains("test rows must be `clean`"), "{err}");
+    }
+
+    #[test]
+    fn examples_have_one_order_whatever_the_rows_order() {
+        let ex = augmented_rows();
+        let mut a = ex.clone();
+        let mut b: Vec<Example> = ex.into_iter().rev().collect();
+        a.sort_by(canonical_order);
+        b.sort_by(canonical_order);
+        let key = |e: &Example| (e.clip_id.clone(), e.variant.clone());
+        assert_eq!(
+            a.iter().map(key).collect::<Vec<_>>(),
+            b.iter().map(key).collect::<Vec<_>>()
+        );
+        assert_eq!(a[0].clip_id, "a-0");
     }
 }
