@@ -26,9 +26,14 @@ async fn run(dir: &Path, decode: &str, window: &str) -> Rows {
          [stages.w]\nkind = \"window\"\ninput = \"a\"\n{window}\n\
          [sinks.t]\nkind = \"parquet\"\ninput = \"w\"\npath = \"out\"\n"
     );
+    rows_of(dir, &text).await
+}
+
+/// Run pipeline `text` (its sink writing `dir/out`) and read the rows back.
+async fn rows_of(dir: &Path, text: &str) -> Rows {
     let _ = std::fs::remove_dir_all(dir.join("out"));
     let m = Metrics::default();
-    let plan = PipelineFile::parse(&text, dir, &[])
+    let plan = PipelineFile::parse(text, dir, &[])
         .and_then(|f| f.compile(&Registry::builtin()))
         .unwrap_or_else(|e| panic!("{e}"));
     plan.run(RunOptions {
@@ -215,4 +220,56 @@ async fn emodb_fixed_3s_features() {
             assert_eq!(st.value(i).len(), 301, "3 s at hop 160, centred");
         }
     }
+}
+
+/// Lengths at, and one sample around, multiples of the decode chunk: the decoder
+/// marks the final chunk `last` whatever the length (a file that ended exactly on
+/// a chunk boundary used to end with no `last` chunk), and decode → resample →
+/// window streamed in chunks equals the same on the whole file (the resampler's
+/// tail used to be lost, and with it the final segment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_boundaries_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lengths = [3999usize, 4000, 4001, 7999, 8000, 8001, 12000];
+    corpus(tmp.path(), &lengths);
+    for &n in &lengths {
+        let path = tmp.path().join(format!("in/n{n:05}.wav"));
+        let mut r = sermo::audio::ClipReader::open(&path).unwrap();
+        let mut chunks = Vec::new();
+        while let Some(c) = r.next_chunk(4000).unwrap() {
+            chunks.push((c.frames(), c.last));
+        }
+        let lasts: Vec<usize> = (0..chunks.len()).filter(|&i| chunks[i].1).collect();
+        assert_eq!(lasts, vec![chunks.len() - 1], "{n}: {chunks:?}");
+        assert_eq!(chunks.iter().map(|c| c.0).sum::<usize>(), n, "{n}");
+        assert!(
+            chunks.iter().all(|c| c.0 <= 4000 && c.0 > 0),
+            "{n}: {chunks:?}"
+        );
+    }
+    // 8 kHz → 6 kHz in 0.5-s decode chunks (4000 frames), 0.25-s segments.
+    let w = "mode = \"segments\"\nlength_s = 0.25\nhop_s = 0.25\nlast = \"drop\"";
+    let text = |chunk: &str| {
+        format!("chunk_s = {chunk}\n[stages.r]\nkind = \"resample\"\ninput = \"a\"\nrate = 6000")
+    };
+    let streamed = run_resampled(tmp.path(), &text("0.5"), w).await;
+    let whole = run_resampled(tmp.path(), &text("1000"), w).await;
+    for &n in &lengths {
+        let id = format!("n{n:05}.wav");
+        let full = n * 6000 / 8000 / 1500;
+        assert_eq!(whole[&id].len(), full, "{n}: whole-file segments");
+        assert_eq!(streamed[&id].len(), whole[&id].len(), "{n}: segments lost");
+        assert_eq!(streamed[&id], whole[&id], "{n}");
+    }
+}
+
+/// [`run`] with the window fed by a resample stage `r` declared in `decode`.
+async fn run_resampled(dir: &Path, decode: &str, window: &str) -> Rows {
+    let text = format!(
+        "[sources.s]\nkind = \"files\"\npaths = [\"in/*.wav\"]\n\
+         [stages.a]\nkind = \"decode\"\ninput = \"s\"\n{decode}\n\
+         [stages.w]\nkind = \"window\"\ninput = \"r\"\n{window}\n\
+         [sinks.t]\nkind = \"parquet\"\ninput = \"w\"\npath = \"out\"\n"
+    );
+    rows_of(dir, &text).await
 }

@@ -292,7 +292,11 @@ impl ClipReader {
     /// Decode up to `max_frames` frames. `Ok(None)` once everything was returned.
     pub fn next_chunk(&mut self, max_frames: usize) -> Result<Option<Chunk>, DecodeFailure> {
         let max_frames = max_frames.max(1);
-        while !self.eof && self.pending.first().map_or(0, Vec::len) < max_frames {
+        // Read until more than a chunk is pending (or the stream ends): a chunk
+        // that ends exactly at the end of the stream must know it is the last one,
+        // or nothing downstream would be marked `last_chunk` (and a resampler would
+        // never flush its tail). At most one packet more than a chunk is held.
+        while !self.eof && self.pending.first().map_or(0, Vec::len) <= max_frames {
             let packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
                 Ok(None) => {
