@@ -20,13 +20,17 @@ fn ramp(n: usize) -> Vec<f32> {
 type Rows = BTreeMap<String, Vec<(u32, f64, f64, Vec<f32>)>>;
 
 async fn run(dir: &Path, decode: &str, window: &str) -> Rows {
-    let text = format!(
+    rows_of(dir, &pipeline(decode, "a", window)).await
+}
+
+/// files → decode `a` (with the keys `decode`) → … → window `w` on `input` → parquet.
+fn pipeline(decode: &str, input: &str, window: &str) -> String {
+    format!(
         "[sources.s]\nkind = \"files\"\npaths = [\"in/*.wav\"]\n\
          [stages.a]\nkind = \"decode\"\ninput = \"s\"\n{decode}\n\
-         [stages.w]\nkind = \"window\"\ninput = \"a\"\n{window}\n\
+         [stages.w]\nkind = \"window\"\ninput = \"{input}\"\n{window}\n\
          [sinks.t]\nkind = \"parquet\"\ninput = \"w\"\npath = \"out\"\n"
-    );
-    rows_of(dir, &text).await
+    )
 }
 
 /// Run pipeline `text` (its sink writing `dir/out`) and read the rows back.
@@ -265,11 +269,5 @@ async fn chunk_boundaries_lose_nothing() {
 
 /// [`run`] with the window fed by a resample stage `r` declared in `decode`.
 async fn run_resampled(dir: &Path, decode: &str, window: &str) -> Rows {
-    let text = format!(
-        "[sources.s]\nkind = \"files\"\npaths = [\"in/*.wav\"]\n\
-         [stages.a]\nkind = \"decode\"\ninput = \"s\"\n{decode}\n\
-         [stages.w]\nkind = \"window\"\ninput = \"r\"\n{window}\n\
-         [sinks.t]\nkind = \"parquet\"\ninput = \"w\"\npath = \"out\"\n"
-    );
-    rows_of(dir, &text).await
+    rows_of(dir, &pipeline(decode, "r", window)).await
 }
