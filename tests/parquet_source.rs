@@ -211,3 +211,72 @@ fn any_hive_dataset_reads_and_errors_are_clear() {
         String::from_utf8_lossy(&sermo(&["validate", p.to_str().unwrap()]).stderr).to_string();
     assert!(err.contains("missing does not exist"), "{err}");
 }
+
+/// Tables as pandas, pyarrow and polars write them by default read back: snappy
+/// (their default), gzip, lz4, brotli and zstd, each through a `parquet` source.
+#[test]
+fn every_common_compression_codec_reads() {
+    use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("clip_id", DataType::Utf8, false),
+        Field::new("x", DataType::Float32, false),
+    ]));
+    let n = 1000;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("c{i}")),
+            )),
+            Arc::new(Float32Array::from_iter_values((0..n).map(|i| i as f32))),
+        ],
+    )
+    .unwrap();
+    let codecs = [
+        ("snappy", Compression::SNAPPY),
+        ("gzip", Compression::GZIP(GzipLevel::default())),
+        ("lz4", Compression::LZ4_RAW),
+        ("lz4_hadoop", Compression::LZ4),
+        ("brotli", Compression::BROTLI(BrotliLevel::default())),
+        ("zstd", Compression::ZSTD(ZstdLevel::default())),
+    ];
+    for (name, codec) in codecs {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(codec)
+            .build();
+        let f = std::fs::File::create(dir.join("data.parquet")).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, schema.clone(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let p = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "[sources.d]\nkind = \"parquet\"\npath = \"{name}\"\n\
+                 [sinks.o]\nkind = \"parquet\"\ninput = \"d\"\npath = \"out-{name}\"\n"
+            ),
+        )
+        .unwrap();
+        let o = sermo(&["run", "-q", p.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let out = common::read_parts(&tmp.path().join(format!("out-{name}")));
+        let xs: f64 = out
+            .iter()
+            .map(|b| {
+                let c = b
+                    .column_by_name("x")
+                    .unwrap()
+                    .as_primitive::<arrow::datatypes::Float32Type>();
+                c.values().iter().map(|&v| v as f64).sum::<f64>()
+            })
+            .sum();
+        assert_eq!(xs, (0..n).map(|i| i as f64).sum::<f64>(), "{name}");
+    }
+}
