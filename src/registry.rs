@@ -6,7 +6,16 @@ use std::collections::BTreeMap;
 use crate::engine::{Component, OperatorConfig, Role};
 use crate::ops;
 
-type ParseFn = fn(toml::Value) -> Result<Box<dyn OperatorConfig>, String>;
+type ParseFn = fn(toml::Value) -> Result<Box<dyn OperatorConfig>, ParseError>;
+
+/// Why a component's table did not parse: the key at fault (`rate`, `mel.n_mels`;
+/// `None` for the table itself, e.g. an unknown field) and the message in the
+/// user's words (`expected an integer, got a string "16k"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    pub key: Option<String>,
+    pub message: String,
+}
 
 /// One registered component kind.
 #[derive(Clone)]
@@ -19,7 +28,7 @@ pub struct Entry {
 
 impl Entry {
     /// Parse the component's keys (minus `kind`, `input`, `inputs`).
-    pub fn parse(&self, v: toml::Value) -> Result<Box<dyn OperatorConfig>, String> {
+    pub fn parse(&self, v: toml::Value) -> Result<Box<dyn OperatorConfig>, ParseError> {
         (self.parse)(v)
     }
 }
@@ -30,10 +39,57 @@ pub struct Registry {
     entries: BTreeMap<(&'static str, Role), Entry>,
 }
 
-fn parse_as<T: Component>(v: toml::Value) -> Result<Box<dyn OperatorConfig>, String> {
-    v.try_into::<T>()
+fn parse_as<T: Component>(v: toml::Value) -> Result<Box<dyn OperatorConfig>, ParseError> {
+    serde_path_to_error::deserialize::<_, T>(v)
         .map(|c| Box::new(c) as Box<dyn OperatorConfig>)
-        .map_err(|e| e.message().trim().to_string())
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let message = in_user_words(e.into_inner().message().trim());
+            // An unknown field names itself; the error stays on the component.
+            let key = (path != "." && !message.starts_with("unknown field")).then_some(path);
+            ParseError { key, message }
+        })
+}
+
+/// serde's `invalid type: string "16k", expected i64` as `expected an integer, got a
+/// string "16k"` (the same for `invalid value`); other messages unchanged.
+pub fn in_user_words(msg: &str) -> String {
+    let Some((got, expected)) = msg
+        .strip_prefix("invalid type: ")
+        .or_else(|| msg.strip_prefix("invalid value: "))
+        .and_then(|m| m.rsplit_once(", expected "))
+    else {
+        return msg.to_string();
+    };
+    let expected = match expected {
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".to_string(),
+        "u8" | "u16" | "u32" | "u64" | "usize" => {
+            format!("a non-negative integer (at most {})", max_of(expected))
+        }
+        "f32" | "f64" => "a number".to_string(),
+        "a boolean" | "a string" | "a sequence" => expected.to_string(),
+        other => other.to_string(),
+    };
+    let got = if let Some(v) = got.strip_prefix("string ") {
+        format!("a string {v}")
+    } else if let Some(v) = ["floating point ", "integer ", "boolean "]
+        .iter()
+        .find_map(|p| got.strip_prefix(p))
+    {
+        v.trim_matches('`').to_string()
+    } else {
+        got.to_string()
+    };
+    format!("expected {expected}, got {got}")
+}
+
+fn max_of(t: &str) -> u64 {
+    match t {
+        "u8" => u8::MAX as u64,
+        "u16" => u16::MAX as u64,
+        "u32" => u32::MAX as u64,
+        _ => u64::MAX,
+    }
 }
 
 impl Registry {
@@ -99,5 +155,33 @@ impl Registry {
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_in_user_words() {
+        assert_eq!(
+            in_user_words("invalid type: string \"16k\", expected i64"),
+            "expected an integer, got a string \"16k\""
+        );
+        assert_eq!(
+            in_user_words("invalid type: floating point `1000000000000.0`, expected u32"),
+            "expected a non-negative integer (at most 4294967295), got 1000000000000.0"
+        );
+        assert_eq!(
+            in_user_words("invalid value: integer `-1`, expected usize"),
+            format!(
+                "expected a non-negative integer (at most {}), got -1",
+                u64::MAX
+            )
+        );
+        assert_eq!(
+            in_user_words("unknown field `x`, expected `a`"),
+            "unknown field `x`, expected `a`"
+        );
     }
 }

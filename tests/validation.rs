@@ -188,7 +188,7 @@ fn bad_values() {
         "input = \"clips\"",
         "input = \"clips\"\nchannels = \"left\"",
     ));
-    assert_eq!(path, "stages.audio");
+    assert_eq!(path, "stages.audio.channels");
     assert!(
         msg.starts_with("unknown variant `left`, expected one of `mix`, `first`, `keep`"),
         "{msg}"
@@ -395,5 +395,37 @@ heads = 4
     assert_eq!(
         mine[0].message,
         "does not apply to model `mlp` (its keys: dropout, hidden)"
+    );
+}
+
+#[test]
+fn a_type_error_names_the_key_in_the_users_words() {
+    let bad = GOOD.replace("input = \"clips\"", "input = \"clips\"\nchunk_s = \"long\"");
+    let (path, msg, _) = one(&bad);
+    assert_eq!(path, "stages.audio.chunk_s");
+    assert_eq!(msg, "expected a number, got a string \"long\"");
+    // The same for a value given with --set.
+    let e = match PipelineFile::parse(
+        GOOD,
+        Path::new("/nonexistent-base"),
+        &["stages.audio.chunk_s=\"x\"".to_string()],
+    )
+    .and_then(|f| f.compile(&Registry::builtin()))
+    {
+        Err(SermoError::Config(e)) => e,
+        other => panic!("expected a config error, got {:?}", other.err()),
+    };
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].path, "stages.audio.chunk_s");
+    assert_eq!(e[0].message, "expected a number, got a string \"x\"");
+    // A nested table's key: the full path.
+    let feat = format!(
+        "{GOOD}[stages.f]\nkind = \"features\"\ninput = \"audio\"\n[stages.f.mfcc]\nn_mfcc = \"13\"\n[sinks.f]\nkind = \"discard\"\ninput = \"f\"\n"
+    );
+    let e = errors(&feat);
+    assert!(
+        e.iter().any(|e| e.path == "stages.f.mfcc.n_mfcc"
+            && e.message.starts_with("expected a non-negative integer")),
+        "{e:#?}"
     );
 }

@@ -155,8 +155,12 @@ fn declare(
                 }
                 Some(cfg)
             }
-            Err(msg) => {
-                errors.push(ConfigError::new(at, msg));
+            Err(e) => {
+                let path = match &e.key {
+                    Some(k) => format!("{at}.{k}"),
+                    None => at.to_string(),
+                };
+                errors.push(ConfigError::new(path, e.message));
                 None
             }
         },
