@@ -33,6 +33,7 @@ pub mod charts;
 pub mod cli;
 pub mod config;
 pub mod dsp;
+pub mod encoders;
 pub mod engine;
 pub mod error;
 pub mod frontend;
