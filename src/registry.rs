@@ -108,6 +108,7 @@ impl Registry {
         r.register::<ops::augment::AugmentConfig>();
         r.register::<ops::window::WindowConfig>();
         r.register::<ops::features::FeaturesConfig>();
+        r.register::<ops::embed::EmbedConfig>();
         r.register::<ops::parquet::ParquetSinkConfig>();
         r.register::<ops::parquet::ParquetSourceConfig>();
         r.register::<ops::discard::DiscardConfig>();

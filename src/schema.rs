@@ -169,6 +169,27 @@ pub const FEATURE_COLUMNS_KEY: &str = "sermo.feature_columns";
 /// the `features` stage config): `infer` and `sermo eval` featurize audio with them.
 pub const FEATURES_KEY: &str = "sermo.features";
 
+/// Metadata key of an `audio` table whose rows all have one sample rate (set by
+/// `resample`): stages that need a rate (`embed`) check it before anything runs.
+pub const RATE_KEY: &str = "sermo.sample_rate";
+
+/// `schema` with [`RATE_KEY`] set to `rate`.
+pub fn with_sample_rate(schema: &Schema, rate: u32) -> SchemaRef {
+    let mut md = schema.metadata().clone();
+    md.insert(RATE_KEY.to_string(), rate.to_string());
+    Arc::new(schema.clone().with_metadata(md))
+}
+
+/// The one sample rate of an `audio` table's rows, when a stage fixed it.
+pub fn sample_rate_of(schema: &Schema) -> Option<u32> {
+    schema.metadata().get(RATE_KEY)?.parse().ok()
+}
+
+/// Metadata key of a `features` table made by the `embed` stage: the encoder's
+/// identity (folder, config and weights hashes, normalization), the layers and
+/// the pooling (JSON of `encoders::embed::EmbedSettings`).
+pub const ENCODER_KEY: &str = "sermo.encoder";
+
 /// `features`: row keys; each enabled feature then adds one column named after it,
 /// `List<FixedSizeList<Float32, D>>` (frames × D, librosa's output transposed), or
 /// `FixedSizeList<Float32, D>` when pooled over time. The settings that produced them

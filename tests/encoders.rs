@@ -67,7 +67,10 @@ fn expected(dir: &Path) -> HashMap<String, Arr> {
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// The batch forward of a fixture equals transformers' on every hidden state
@@ -109,7 +112,10 @@ fn parity(name: &str) {
             let n = if masked { n } else { f };
             let range = i * f * h..(i * f + n) * h;
             let d = max_abs(&got[range.clone()], &want.f[range]);
-            assert!(d <= TOL, "{name}: hidden_states.{k} clip {i}: max abs diff {d}");
+            assert!(
+                d <= TOL,
+                "{name}: hidden_states.{k} clip {i}: max abs diff {d}"
+            );
         }
     }
 
@@ -128,7 +134,10 @@ fn parity(name: &str) {
             let want = &exp[&format!("single.{i}.hidden_states.{k}")];
             assert_eq!(s.frames, want.shape[1], "{name}: clip {i} frames");
             let d = max_abs(&s.layers[k], &want.f);
-            assert!(d <= TOL, "{name}: single clip {i} hidden_states.{k}: max abs diff {d}");
+            assert!(
+                d <= TOL,
+                "{name}: single clip {i} hidden_states.{k}: max abs diff {d}"
+            );
         }
     }
 }
@@ -151,4 +160,177 @@ fn hubert_equals_transformers() {
 #[test]
 fn wavlm_relative_position_bias_equals_transformers() {
     parity("wavlm");
+}
+
+/// The counter-based generator of `scripts/encoder_fixtures.py` (its
+/// `positions.json` spells it out): every tensor's values from its name.
+fn generated(name: &str, shape: &[usize]) -> Vec<f32> {
+    fn splitmix64(x: u64) -> u64 {
+        let x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name.as_bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let n: usize = shape.iter().product();
+    let one_d = shape.len() == 1;
+    let is_weight = ["weight", "original0", "weight_g"]
+        .iter()
+        .any(|s| name.ends_with(s));
+    let fan_in = n as f64 / shape[0] as f64;
+    (0..n)
+        .map(|i| {
+            let u = splitmix64(h.wrapping_add(i as u64));
+            let s = 2.0 * ((u >> 40) as f64 / 16_777_216.0) - 1.0;
+            let v = if one_d && is_weight {
+                1.0 + 0.1 * s
+            } else if one_d {
+                0.1 * s
+            } else {
+                s / fan_in.sqrt()
+            };
+            v as f32
+        })
+        .collect()
+}
+
+/// A base-size wav2vec2 (facebook/wav2vec2-base's architecture: 95 M
+/// parameters, 12 layers) with generated weights, written as transformers 5
+/// saves it, equals transformers at 4 × 4 positions of hidden states 0, 1, 6
+/// and 12 and in the mean and mean square of each.
+#[test]
+fn base_size_wav2vec2_equals_transformers_at_chosen_positions() {
+    let src = fixture("wav2vec2_base_prng");
+    let pos: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("positions.json")).unwrap())
+            .unwrap();
+    let config = EncoderConfig::from_folder(&src).unwrap();
+    let h = config.hidden_size;
+    let mut names: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut c_in = 1;
+    for (i, &(c, k, _)) in config.conv_layers.iter().enumerate() {
+        let p = format!("feature_extractor.conv_layers.{i}");
+        names.push((format!("{p}.conv.weight"), vec![c, c_in, k]));
+        if i == 0 {
+            names.push((format!("{p}.layer_norm.weight"), vec![c]));
+            names.push((format!("{p}.layer_norm.bias"), vec![c]));
+        }
+        c_in = c;
+    }
+    names.push(("feature_projection.layer_norm.weight".into(), vec![c_in]));
+    names.push(("feature_projection.layer_norm.bias".into(), vec![c_in]));
+    names.push(("feature_projection.projection.weight".into(), vec![h, c_in]));
+    names.push(("feature_projection.projection.bias".into(), vec![h]));
+    let pc = "encoder.pos_conv_embed.conv";
+    names.push((format!("{pc}.bias"), vec![h]));
+    names.push((
+        format!("{pc}.parametrizations.weight.original0"),
+        vec![1, 1, config.pos_kernel],
+    ));
+    names.push((
+        format!("{pc}.parametrizations.weight.original1"),
+        vec![h, h / config.pos_groups, config.pos_kernel],
+    ));
+    names.push(("encoder.layer_norm.weight".into(), vec![h]));
+    names.push(("encoder.layer_norm.bias".into(), vec![h]));
+    let ffn = config.intermediate_size;
+    for n in 0..config.num_layers {
+        let p = format!("encoder.layers.{n}");
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            names.push((format!("{p}.attention.{proj}.weight"), vec![h, h]));
+            names.push((format!("{p}.attention.{proj}.bias"), vec![h]));
+        }
+        for ln in ["layer_norm", "final_layer_norm"] {
+            names.push((format!("{p}.{ln}.weight"), vec![h]));
+            names.push((format!("{p}.{ln}.bias"), vec![h]));
+        }
+        names.push((
+            format!("{p}.feed_forward.intermediate_dense.weight"),
+            vec![ffn, h],
+        ));
+        names.push((
+            format!("{p}.feed_forward.intermediate_dense.bias"),
+            vec![ffn],
+        ));
+        names.push((
+            format!("{p}.feed_forward.output_dense.weight"),
+            vec![h, ffn],
+        ));
+        names.push((format!("{p}.feed_forward.output_dense.bias"), vec![h]));
+    }
+    let count: usize = names.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    // The checkpoint's tensors less `masked_spec_embed` (unused by the encoder).
+    assert_eq!(count + h, pos["parameter_count"].as_u64().unwrap() as usize);
+
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = names
+        .iter()
+        .map(|(n, s)| {
+            let v = generated(n, s);
+            (
+                n.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    safetensors::tensor::serialize_to_file(views, None, &dir.path().join("model.safetensors"))
+        .unwrap();
+    drop(data);
+
+    let device = Default::default();
+    let enc = Pretrained::<B>::load(dir.path(), None, &device).unwrap();
+    let audio: Vec<f32> = (0..16_000)
+        .map(|i| {
+            let t = i as f64 / 16_000.0;
+            (0.5 * (2.0 * std::f64::consts::PI * 220.0 * t).sin()
+                + 0.25 * (2.0 * std::f64::consts::PI * 1234.5 * t).sin()) as f32
+        })
+        .collect();
+    let layers = [0usize, 1, 6, 12];
+    let states = enc.run(&[&audio], &layers).unwrap();
+    assert_eq!(states[0].frames, 49);
+    let frames: Vec<usize> = serde_json::from_value(pos["frames"].clone()).unwrap();
+    let dims: Vec<usize> = serde_json::from_value(pos["dims"].clone()).unwrap();
+    for (j, &k) in layers.iter().enumerate() {
+        let want = &pos["hidden_states"][k.to_string()];
+        let got = &states[0].layers[j];
+        let mut worst = 0.0f64;
+        for (a, &t) in frames.iter().enumerate() {
+            for (b, &d) in dims.iter().enumerate() {
+                let w = want["values"][a][b].as_f64().unwrap();
+                worst = worst.max((got[t * h + d] as f64 - w).abs());
+            }
+        }
+        let n = got.len() as f64;
+        let mean = got.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let mean_sq = got.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n;
+        eprintln!("base wav2vec2 hidden_states.{k}: max abs diff at the positions {worst:.2e}");
+        assert!(worst <= 1e-4, "hidden_states.{k}: max abs diff {worst}");
+        assert!(
+            (mean - want["mean"].as_f64().unwrap()).abs() <= 1e-5,
+            "hidden_states.{k} mean {mean}"
+        );
+        assert!(
+            (mean_sq - want["mean_sq"].as_f64().unwrap()).abs() <= 1e-4,
+            "hidden_states.{k} mean square {mean_sq}"
+        );
+    }
 }

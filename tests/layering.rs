@@ -102,13 +102,14 @@ fn module_of(rel: &Path) -> String {
 }
 
 /// Every module of `src/` that a rule can name.
-const MODULES: [&str; 20] = [
+const MODULES: [&str; 21] = [
     "analysis",
     "audio",
     "charts",
     "cli",
     "config",
     "dsp",
+    "encoders",
     "engine",
     "error",
     "frontend",

@@ -22,6 +22,8 @@ pub enum Reason {
     InvalidFormat,
     /// Shorter than the configured minimum duration.
     TooShort,
+    /// Longer than a stage accepts (e.g. `embed`'s `max_s`).
+    TooLong,
     /// The decoder panicked on this input.
     DecoderPanic,
     /// The label scheme could not parse the file's name.
@@ -31,7 +33,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Missing,
         Reason::Permission,
         Reason::Empty,
@@ -41,6 +43,7 @@ impl Reason {
         Reason::NonFinite,
         Reason::InvalidFormat,
         Reason::TooShort,
+        Reason::TooLong,
         Reason::DecoderPanic,
         Reason::Unlabeled,
         Reason::Io,
@@ -57,6 +60,7 @@ impl Reason {
             Reason::NonFinite => "non_finite",
             Reason::InvalidFormat => "invalid_format",
             Reason::TooShort => "too_short",
+            Reason::TooLong => "too_long",
             Reason::DecoderPanic => "decoder_panic",
             Reason::Unlabeled => "unlabeled",
             Reason::Io => "io",

@@ -55,7 +55,10 @@ impl<B: Backend> SelfAttention<B> {
         if let (Some(gate), Some(bias)) = (&self.gate, bias) {
             // [b, heads, f, d] → [b, heads, f, 8] → [b, heads, f, 2, 4] → sum.
             let g = gate.linear.forward(split(x));
-            let g: Tensor<B, 4> = g.reshape([b, self.heads, f, 2, 4]).sum_dim(4).squeeze_dim(4);
+            let g: Tensor<B, 4> = g
+                .reshape([b, self.heads, f, 2, 4])
+                .sum_dim(4)
+                .squeeze_dim(4);
             let g = sigmoid(g);
             let a = g.clone().slice([0..b, 0..self.heads, 0..f, 0..1]);
             let bb = g.slice([0..b, 0..self.heads, 0..f, 1..2]);

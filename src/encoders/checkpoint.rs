@@ -89,7 +89,9 @@ impl Checkpoint {
             })?
             .len();
         if len > MAX_FILE_BYTES {
-            return Err(err(format!("is {len} bytes, over the {MAX_FILE_BYTES}-byte limit")));
+            return Err(err(format!(
+                "is {len} bytes, over the {MAX_FILE_BYTES}-byte limit"
+            )));
         }
         let is_safetensors = file.extension().is_some_and(|e| e == "safetensors");
         let raw = if is_safetensors {
@@ -135,7 +137,9 @@ impl Checkpoint {
         let Some(e) = self.tensors.remove(name) else {
             return Err(EncoderError::Weights {
                 file: self.file.clone(),
-                message: format!("has no tensor `{name}`, which the config.json's architecture needs"),
+                message: format!(
+                    "has no tensor `{name}`, which the config.json's architecture needs"
+                ),
             });
         };
         if e.shape != shape {
@@ -152,7 +156,11 @@ impl Checkpoint {
 
     /// Take a PyTorch `Linear`/conv weight `[out, rest...]` as `[rest, out]`
     /// (row-major), the layout of `x · W`.
-    pub fn take_transposed(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, EncoderError> {
+    pub fn take_transposed(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<Vec<f32>, EncoderError> {
         let data = self.take(name, shape)?;
         let out = shape[0];
         let rest: usize = shape[1..].iter().product();
@@ -197,7 +205,10 @@ impl Checkpoint {
 
 /// The normalized name of a checkpoint key.
 pub fn normalize(name: &str, family: Family) -> String {
-    let mut n = name.strip_prefix(family.prefix()).unwrap_or(name).to_string();
+    let mut n = name
+        .strip_prefix(family.prefix())
+        .unwrap_or(name)
+        .to_string();
     for (from, to) in [
         (".parametrizations.weight.original0", ".weight_g"),
         (".parametrizations.weight.original1", ".weight_v"),
@@ -214,7 +225,8 @@ type RawTensor = (String, Vec<usize>, Vec<f32>);
 fn read_safetensors(file: &Path) -> Result<Vec<RawTensor>, String> {
     use safetensors::{Dtype, SafeTensors};
     let bytes = std::fs::read(file).map_err(|e| format!("cannot be read: {e}"))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| format!("is not a safetensors file: {e}"))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| format!("is not a safetensors file: {e}"))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
@@ -234,13 +246,18 @@ fn read_safetensors(file: &Path) -> Result<Vec<RawTensor>, String> {
                 .collect(),
             Dtype::F64 => raw
                 .chunks_exact(8)
-                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+                .map(|b| {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                })
                 .collect(),
             // Integer buffers (e.g. batch-norm counters) are not weights.
             _ => continue,
         };
         if data.len() != shape.iter().product::<usize>() {
-            return Err(format!("tensor `{name}` has {} values for shape {shape:?}", data.len()));
+            return Err(format!(
+                "tensor `{name}` has {} values for shape {shape:?}",
+                data.len()
+            ));
         }
         out.push((name, shape, data));
     }
@@ -253,7 +270,10 @@ fn read_pytorch(file: &Path) -> Result<Vec<RawTensor>, String> {
         .map_err(|e| format!("is not a PyTorch checkpoint burn-store can read: {e}"))?;
     let mut out = Vec::new();
     for (name, snap) in reader.into_tensors() {
-        if !matches!(snap.dtype, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+        if !matches!(
+            snap.dtype,
+            DType::F32 | DType::F16 | DType::BF16 | DType::F64
+        ) {
             continue;
         }
         let shape = snap.shape.as_slice().to_vec();
@@ -264,7 +284,10 @@ fn read_pytorch(file: &Path) -> Result<Vec<RawTensor>, String> {
             .to_vec::<f32>()
             .map_err(|e| format!("tensor `{name}` is not float data: {e:?}"))?;
         if data.len() != shape.iter().product::<usize>() {
-            return Err(format!("tensor `{name}` has {} values for shape {shape:?}", data.len()));
+            return Err(format!(
+                "tensor `{name}` has {} values for shape {shape:?}",
+                data.len()
+            ));
         }
         out.push((name, shape, data));
     }
@@ -278,15 +301,24 @@ mod tests {
     #[test]
     fn names_are_normalized() {
         assert_eq!(
-            normalize("wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight.original0", Family::Wav2Vec2),
+            normalize(
+                "wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight.original0",
+                Family::Wav2Vec2
+            ),
             "encoder.pos_conv_embed.conv.weight_g"
         );
         assert_eq!(
             normalize("encoder.pos_conv_embed.conv.weight_v", Family::Hubert),
             "encoder.pos_conv_embed.conv.weight_v"
         );
-        assert_eq!(normalize("hubert.encoder.layer_norm.bias", Family::Hubert), "encoder.layer_norm.bias");
+        assert_eq!(
+            normalize("hubert.encoder.layer_norm.bias", Family::Hubert),
+            "encoder.layer_norm.bias"
+        );
         // Another family's prefix is not stripped.
-        assert_eq!(normalize("hubert.encoder.x", Family::WavLm), "hubert.encoder.x");
+        assert_eq!(
+            normalize("hubert.encoder.x", Family::WavLm),
+            "hubert.encoder.x"
+        );
     }
 }

@@ -141,12 +141,12 @@ impl EncoderConfig {
         let pre_path = folder.join("preprocessor_config.json");
         let pre = if pre_path.exists() {
             let text = read_small(&pre_path)?;
-            Some(
-                serde_json::from_str::<RawPreprocessor>(&text).map_err(|e| EncoderError::Config {
+            Some(serde_json::from_str::<RawPreprocessor>(&text).map_err(|e| {
+                EncoderError::Config {
                     path: pre_path.clone(),
                     message: format!("not a feature-extractor config: {e}"),
-                })?,
-            )
+                }
+            })?)
         } else {
             None
         };
@@ -181,7 +181,10 @@ impl EncoderConfig {
         };
         for (key, act) in [
             ("hidden_act", raw.hidden_act.as_deref()),
-            ("feat_extract_activation", raw.feat_extract_activation.as_deref()),
+            (
+                "feat_extract_activation",
+                raw.feat_extract_activation.as_deref(),
+            ),
         ] {
             if let Some(a) = act
                 && a != "gelu"
@@ -195,7 +198,10 @@ impl EncoderConfig {
             return Err("conv_pos_batch_norm = true (a batch-normalized position convolution) is not supported".into());
         }
         if raw.add_adapter == Some(true) {
-            return Err("add_adapter = true (a convolutional adapter after the encoder) is not supported".into());
+            return Err(
+                "add_adapter = true (a convolutional adapter after the encoder) is not supported"
+                    .into(),
+            );
         }
         if let Some(p) = raw.position_embeddings_type.as_deref() {
             return Err(format!(
@@ -229,7 +235,9 @@ impl EncoderConfig {
             }
         };
         let conv_dim = raw.conv_dim.unwrap_or_else(|| vec![512; 7]);
-        let conv_kernel = raw.conv_kernel.unwrap_or_else(|| vec![10, 3, 3, 3, 3, 2, 2]);
+        let conv_kernel = raw
+            .conv_kernel
+            .unwrap_or_else(|| vec![10, 3, 3, 3, 3, 2, 2]);
         let conv_stride = raw.conv_stride.unwrap_or_else(|| vec![5, 2, 2, 2, 2, 2, 2]);
         if conv_dim.len() != conv_kernel.len() || conv_dim.len() != conv_stride.len() {
             return Err(format!(
@@ -239,7 +247,12 @@ impl EncoderConfig {
                 conv_stride.len()
             ));
         }
-        bounded("the number of convolutions", conv_dim.len(), 1, MAX_CONV_LAYERS)?;
+        bounded(
+            "the number of convolutions",
+            conv_dim.len(),
+            1,
+            MAX_CONV_LAYERS,
+        )?;
         let mut conv_layers = Vec::with_capacity(conv_dim.len());
         for ((&d, &k), &s) in conv_dim.iter().zip(&conv_kernel).zip(&conv_stride) {
             bounded("conv_dim", d, 1, MAX_CONV_DIM)?;
@@ -295,7 +308,9 @@ impl EncoderConfig {
             None => (16_000, None, None),
         };
         if !(1_000..=192_000).contains(&sample_rate) {
-            return Err(format!("sampling_rate {sample_rate} is outside 1000..=192000"));
+            return Err(format!(
+                "sampling_rate {sample_rate} is outside 1000..=192000"
+            ));
         }
         Ok(EncoderConfig {
             family,
@@ -403,11 +418,17 @@ mod tests {
     fn unsupported_options_are_named() {
         let e = EncoderConfig::from_json(r#"{"model_type": "whisper"}"#, None).unwrap_err();
         assert!(e.contains("model_type `whisper`"), "{e}");
-        let e = EncoderConfig::from_json(r#"{"model_type": "hubert", "conv_pos_batch_norm": true}"#, None)
-            .unwrap_err();
+        let e = EncoderConfig::from_json(
+            r#"{"model_type": "hubert", "conv_pos_batch_norm": true}"#,
+            None,
+        )
+        .unwrap_err();
         assert!(e.contains("conv_pos_batch_norm"), "{e}");
-        let e = EncoderConfig::from_json(r#"{"model_type": "wav2vec2", "hidden_size": 100000000}"#, None)
-            .unwrap_err();
+        let e = EncoderConfig::from_json(
+            r#"{"model_type": "wav2vec2", "hidden_size": 100000000}"#,
+            None,
+        )
+        .unwrap_err();
         assert!(e.contains("hidden_size 100000000 is outside"), "{e}");
         let e = EncoderConfig::from_json(
             r#"{"model_type": "wav2vec2", "conv_dim": [512, 512], "conv_kernel": [10], "conv_stride": [5]}"#,
@@ -415,8 +436,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("different lengths"), "{e}");
-        let e = EncoderConfig::from_json(r#"{"model_type": "wav2vec2", "hidden_act": "relu"}"#, None)
-            .unwrap_err();
+        let e =
+            EncoderConfig::from_json(r#"{"model_type": "wav2vec2", "hidden_act": "relu"}"#, None)
+                .unwrap_err();
         assert!(e.contains("hidden_act = \"relu\""), "{e}");
     }
 }

@@ -23,19 +23,38 @@ struct Loader<'a, B: Backend> {
 }
 
 impl<B: Backend> Loader<'_, B> {
-    fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Tensor<B, D>, EncoderError> {
+    fn tensor<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<B, D>, EncoderError> {
         let data = self.ck.take(name, &shape)?;
         Ok(Tensor::from_data(TensorData::new(data, shape), self.device))
     }
 
-    fn param<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Result<Param<Tensor<B, D>>, EncoderError> {
+    fn param<const D: usize>(
+        &mut self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<B, D>>, EncoderError> {
         Ok(Param::from_tensor(self.tensor(name, shape)?))
     }
 
     /// A PyTorch `Linear(d_in → d_out)` at `prefix`.
-    fn dense(&mut self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Dense<B>, EncoderError> {
-        let w = self.ck.take_transposed(&format!("{prefix}.weight"), &[d_out, d_in])?;
-        let weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [d_in, d_out]), self.device));
+    fn dense(
+        &mut self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Dense<B>, EncoderError> {
+        let w = self
+            .ck
+            .take_transposed(&format!("{prefix}.weight"), &[d_out, d_in])?;
+        let weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(w, [d_in, d_out]),
+            self.device,
+        ));
         let bias = if bias {
             Some(self.param(&format!("{prefix}.bias"), [d_out])?)
         } else {
@@ -60,7 +79,10 @@ pub fn build<B: Backend>(
     mut ck: Checkpoint,
     device: &B::Device,
 ) -> Result<SpeechEncoder<B>, EncoderError> {
-    let mut l = Loader::<B> { ck: &mut ck, device };
+    let mut l = Loader::<B> {
+        ck: &mut ck,
+        device,
+    };
     let h = config.hidden_size;
     let eps = config.layer_norm_eps;
 
@@ -68,8 +90,12 @@ pub fn build<B: Backend>(
     let mut c_in = 1;
     for (i, &(c_out, k, s)) in config.conv_layers.iter().enumerate() {
         let p = format!("feature_extractor.conv_layers.{i}");
-        let w = l.ck.take_transposed(&format!("{p}.conv.weight"), &[c_out, c_in, k])?;
-        let weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [c_in * k, c_out]), device));
+        let w =
+            l.ck.take_transposed(&format!("{p}.conv.weight"), &[c_out, c_in, k])?;
+        let weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(w, [c_in * k, c_out]),
+            device,
+        ));
         let bias = if config.conv_bias {
             Some(l.param(&format!("{p}.conv.bias"), [c_out])?)
         } else {
@@ -108,7 +134,13 @@ pub fn build<B: Backend>(
     } else {
         // Weight norm already removed: g = ‖w‖ per tap makes g · w / ‖w‖ = w.
         let w = l.tensor(&format!("{pc}.weight"), [h, d, kernel])?;
-        let g = w.clone().powi_scalar(2).sum_dim(0).sum_dim(1).sqrt().reshape([kernel]);
+        let g = w
+            .clone()
+            .powi_scalar(2)
+            .sum_dim(0)
+            .sum_dim(1)
+            .sqrt()
+            .reshape([kernel]);
         (g, w)
     };
     let pos_conv = PositionConv {
@@ -126,10 +158,14 @@ pub fn build<B: Backend>(
         let p = format!("encoder.layers.{i}");
         let a = format!("{p}.attention");
         let gate = if config.family == Family::WavLm {
-            let c = l.ck.take(&format!("{a}.gru_rel_pos_const"), &[1, heads, 1, 1])?;
+            let c =
+                l.ck.take(&format!("{a}.gru_rel_pos_const"), &[1, heads, 1, 1])?;
             Some(Gate {
                 linear: l.dense(&format!("{a}.gru_rel_pos_linear"), h / heads, 8, true)?,
-                constant: Param::from_tensor(Tensor::from_data(TensorData::new(c, [heads]), device)),
+                constant: Param::from_tensor(Tensor::from_data(
+                    TensorData::new(c, [heads]),
+                    device,
+                )),
             })
         } else {
             None
@@ -146,8 +182,18 @@ pub fn build<B: Backend>(
             attention,
             layer_norm: l.norm(&format!("{p}.layer_norm"), h, eps)?,
             feed_forward: FeedForward {
-                intermediate: l.dense(&format!("{p}.feed_forward.intermediate_dense"), h, config.intermediate_size, true)?,
-                output: l.dense(&format!("{p}.feed_forward.output_dense"), config.intermediate_size, h, true)?,
+                intermediate: l.dense(
+                    &format!("{p}.feed_forward.intermediate_dense"),
+                    h,
+                    config.intermediate_size,
+                    true,
+                )?,
+                output: l.dense(
+                    &format!("{p}.feed_forward.output_dense"),
+                    config.intermediate_size,
+                    h,
+                    true,
+                )?,
             },
             final_layer_norm: l.norm(&format!("{p}.final_layer_norm"), h, eps)?,
             pre_ln: config.stable_layer_norm,
@@ -155,7 +201,10 @@ pub fn build<B: Backend>(
     }
     let relative = match config.relative_buckets {
         Some((num_buckets, max_distance)) => Some(RelativeBias {
-            embedding: l.param("encoder.layers.0.attention.rel_attn_embed.weight", [num_buckets, heads])?,
+            embedding: l.param(
+                "encoder.layers.0.attention.rel_attn_embed.weight",
+                [num_buckets, heads],
+            )?,
             num_buckets,
             max_distance,
         }),

@@ -20,6 +20,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod embed;
 pub mod load;
 pub mod model;
 
@@ -110,38 +111,54 @@ fn file_hash(path: &Path) -> Result<String, EncoderError> {
     Ok(hash::hex(hash::stable_hash(&bytes)))
 }
 
+/// The identity of the encoder in `folder` (hashing its config and weights).
+/// `normalize` overrides the folder's `do_normalize`; a folder without
+/// `preprocessor_config.json` needs it.
+pub fn identity(
+    folder: &Path,
+    config: &EncoderConfig,
+    normalize: Option<bool>,
+) -> Result<Identity, EncoderError> {
+    let normalize = match (normalize, config.do_normalize) {
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => {
+            return Err(EncoderError::Config {
+                path: folder.join("preprocessor_config.json"),
+                message: "is missing, so whether the encoder expects normalized input is unknown: \
+                          copy it from the model's hub page or set `normalize = true|false`"
+                    .into(),
+            });
+        }
+    };
+    let file = checkpoint::Checkpoint::weights_file(folder)?;
+    let config_bytes = std::fs::read(folder.join("config.json")).map_err(|e| EncoderError::Io {
+        path: folder.join("config.json"),
+        source: e,
+    })?;
+    Ok(Identity {
+        folder: folder.display().to_string(),
+        model_type: config.family.model_type().to_string(),
+        config_hash: hash::hex(hash::stable_hash(&config_bytes)),
+        weights_hash: file_hash(&file)?,
+        normalize,
+        sample_rate: config.sample_rate,
+        hidden_size: config.hidden_size,
+        num_layers: config.num_layers,
+    })
+}
+
 impl<B: Backend> Pretrained<B> {
     /// Load the encoder of a checkpoint folder. `normalize` overrides the
     /// folder's `do_normalize`; a folder without `preprocessor_config.json`
     /// needs it.
-    pub fn load(folder: &Path, normalize: Option<bool>, device: &B::Device) -> Result<Self, EncoderError> {
+    pub fn load(
+        folder: &Path,
+        normalize: Option<bool>,
+        device: &B::Device,
+    ) -> Result<Self, EncoderError> {
         let config = EncoderConfig::from_folder(folder)?;
-        let normalize = match (normalize, config.do_normalize) {
-            (Some(n), _) | (None, Some(n)) => n,
-            (None, None) => {
-                return Err(EncoderError::Config {
-                    path: folder.join("preprocessor_config.json"),
-                    message: "is missing, so whether the encoder expects normalized input is unknown: \
-                              copy it from the model's hub page or set `normalize = true|false`"
-                        .into(),
-                });
-            }
-        };
+        let identity = identity(folder, &config, normalize)?;
         let file = checkpoint::Checkpoint::weights_file(folder)?;
-        let config_bytes = std::fs::read(folder.join("config.json")).map_err(|e| EncoderError::Io {
-            path: folder.join("config.json"),
-            source: e,
-        })?;
-        let identity = Identity {
-            folder: folder.display().to_string(),
-            model_type: config.family.model_type().to_string(),
-            config_hash: hash::hex(hash::stable_hash(&config_bytes)),
-            weights_hash: file_hash(&file)?,
-            normalize,
-            sample_rate: config.sample_rate,
-            hidden_size: config.hidden_size,
-            num_layers: config.num_layers,
-        };
         let ck = checkpoint::Checkpoint::open(&file, config.family)?;
         let model = load::build::<B>(&config, ck, device)?;
         Ok(Pretrained {
@@ -231,7 +248,12 @@ impl<B: Backend> Pretrained<B> {
         let per_layer: Vec<Vec<f32>> = layers
             .iter()
             .map(|&k| match &out.hidden_states[k] {
-                Some(t) => t.clone().into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default(),
+                Some(t) => t
+                    .clone()
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .unwrap_or_default(),
                 None => Vec::new(),
             })
             .collect();

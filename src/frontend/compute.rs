@@ -85,14 +85,14 @@ impl Planned {
     }
 }
 
-/// Per-frame values of one feature: `frames × dims`.
-struct Mat {
-    dims: usize,
-    data: Vec<f32>,
+/// Per-frame values of one feature: `frames × dims`, time-major.
+pub struct Mat {
+    pub dims: usize,
+    pub data: Vec<f32>,
 }
 
 impl Mat {
-    fn frames(&self) -> usize {
+    pub fn frames(&self) -> usize {
         self.data.len() / self.dims.max(1)
     }
 }
@@ -299,7 +299,8 @@ fn compute(
     Ok(out)
 }
 
-fn pooled(m: &Mat, summary: Summary) -> Vec<f32> {
+/// The mean (and population standard deviation) of each dimension over frames.
+pub fn pooled(m: &Mat, summary: Summary) -> Vec<f32> {
     let frames = m.frames().max(1);
     let mut mean = vec![0.0f64; m.dims];
     for row in m.data.chunks_exact(m.dims) {
@@ -321,8 +322,8 @@ fn pooled(m: &Mat, summary: Summary) -> Vec<f32> {
     out
 }
 
-/// A column for one row.
-fn column(m: &Mat, summary: Option<Summary>) -> ArrayRef {
+/// One row's column: `List<FixedSizeList<f32, dims>>` per frame, or pooled.
+pub fn column(m: &Mat, summary: Option<Summary>) -> ArrayRef {
     let item = Arc::new(Field::new_list_field(DataType::Float32, false));
     match summary {
         None => {

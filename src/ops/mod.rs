@@ -8,6 +8,7 @@
 pub mod augment;
 pub mod decode;
 pub mod discard;
+pub mod embed;
 pub mod features;
 pub mod files;
 pub mod infer;

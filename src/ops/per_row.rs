@@ -34,8 +34,24 @@ pub fn map_batches<F>(
 where
     F: Fn(RecordBatch) -> BatchResult + Send + Sync + 'static,
 {
-    let f = Arc::new(f);
     let concurrency = ctx.pool.threads() * 2;
+    map_batches_with(input, out_schema, ctx, concurrency, f)
+}
+
+/// [`map_batches`] with at most `concurrency` jobs in flight (1 for a stage
+/// whose job already uses every core and whose memory grows per job: `embed`).
+pub fn map_batches_with<F>(
+    input: BatchStream,
+    out_schema: SchemaRef,
+    ctx: TaskContext,
+    concurrency: usize,
+    f: F,
+) -> BatchStream
+where
+    F: Fn(RecordBatch) -> BatchResult + Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    let concurrency = concurrency.max(1);
     let out = input
         .map(move |item| {
             let ctx = ctx.clone();

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, UInt32Array};
 use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use serde::Deserialize;
 
 use super::per_clip::map_clips;
@@ -65,7 +66,8 @@ impl OperatorConfig for ResampleConfig {
     }
 
     fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
-        require_inputs(inputs, &[TableKind::Audio])
+        let s = require_inputs(inputs, &[TableKind::Audio])?;
+        Ok(crate::schema::with_sample_rate(&s, self.rate as u32))
     }
 
     fn build(&self, _ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
@@ -93,9 +95,15 @@ impl Operator for Resample {
         let input = crate::engine::stream::merge_inputs(schema.clone(), inputs);
         let rate = self.cfg.rate as u32;
         let quality = self.cfg.quality;
+        // Every row out is at `rate`: the schema says so (`sermo.sample_rate`).
+        let out_schema = crate::schema::with_sample_rate(&schema, rate);
+        let tagged = out_schema.clone();
+        let tag = move |b: RecordBatch| {
+            RecordBatch::try_new(tagged.clone(), b.columns().to_vec()).map_err(|e| e.to_string())
+        };
         map_clips(
             input,
-            schema,
+            out_schema,
             ctx,
             Reason::InvalidFormat,
             move |row| {
@@ -116,7 +124,7 @@ impl Operator for Resample {
             },
             move |state, row, last| {
                 let Some(r) = state.resampler.as_mut() else {
-                    return Ok(vec![Frame::Batch(row)]);
+                    return Ok(vec![Frame::Batch(tag(row)?)]);
                 };
                 let planes = row_planes(&row, 0)?;
                 let slices: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
@@ -137,7 +145,7 @@ impl Operator for Resample {
                     (col::START_S, Arc::new(Float64Array::from(vec![start]))),
                     (col::END_S, Arc::new(Float64Array::from(vec![end]))),
                 ];
-                Ok(vec![Frame::Batch(replace_columns(&row, &replaced)?)])
+                Ok(vec![Frame::Batch(tag(replace_columns(&row, &replaced)?)?)])
             },
         )
     }

@@ -222,8 +222,10 @@ pub(super) fn props(
             serde_json::to_string(&header.settings).unwrap_or_default(),
         ),
     ];
-    if let Some(f) = schema.metadata().get(crate::schema::FEATURES_KEY) {
-        kv.push(KeyValue::new(crate::schema::FEATURES_KEY.into(), f.clone()));
+    for key in [crate::schema::FEATURES_KEY, crate::schema::ENCODER_KEY] {
+        if let Some(f) = schema.metadata().get(key) {
+            kv.push(KeyValue::new(key.into(), f.clone()));
+        }
     }
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))

@@ -1,0 +1,317 @@
+//! The `embed` stage end to end on the demo clips, with the small random-init
+//! encoders of `tests/fixtures/encoders/` (no pretrained checkpoint can be
+//! downloaded here, so no accuracy is claimed): columns per layer, pooling,
+//! the recorded identity, equality with the encoder run directly, quarantine of
+//! clips out of bounds, and validation.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float32Type};
+use arrow::record_batch::RecordBatch;
+use sermo::config::PipelineFile;
+use sermo::encoders::Pretrained;
+use sermo::encoders::embed::{Pooling, settings_of};
+use sermo::engine::{Metrics, RunOptions};
+use sermo::registry::Registry;
+
+fn encoder(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/encoders")
+        .join(name)
+}
+
+fn pipeline(resample: bool, embed: &str) -> String {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio");
+    let (stage, input) = if resample {
+        (
+            "[stages.r]\nkind = \"resample\"\ninput = \"a\"\nrate = 16000\n",
+            "r",
+        )
+    } else {
+        ("", "a")
+    };
+    format!(
+        "[sources.s]\nkind = \"files\"\npaths = [\"{0}/emodb/*.wav\"]\nlabels = \"emodb\"\n\
+         [sources.rv]\nkind = \"files\"\npaths = [\"{0}/ravdess/*.flac\"]\nlabels = \"ravdess\"\n\
+         [stages.a]\nkind = \"decode\"\ninputs = [\"s\", \"rv\"]\nchannels = \"mix\"\n{stage}\
+         [stages.e]\nkind = \"embed\"\ninput = \"{input}\"\n{embed}\n\
+         [sinks.t]\nkind = \"parquet\"\ninput = \"e\"\npath = \"out\"\n\
+         [sinks.audio]\nkind = \"parquet\"\ninput = \"{input}\"\npath = \"audio\"\n",
+        demo.display(),
+    )
+}
+
+async fn run(text: &str, dir: &Path) -> (Vec<RecordBatch>, Vec<RecordBatch>, Metrics) {
+    let m = Metrics::default();
+    let plan = PipelineFile::parse(text, dir, &[])
+        .and_then(|f| f.compile(&Registry::builtin()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    plan.run(RunOptions {
+        metrics: m.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    (
+        common::read_parts(&dir.join("out")),
+        common::read_parts(&dir.join("audio")),
+        m,
+    )
+}
+
+fn compile_error(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    match PipelineFile::parse(text, dir.path(), &[]).and_then(|f| f.compile(&Registry::builtin())) {
+        Ok(_) => panic!("compiled"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Rows by clip id: the values of `column` per row.
+fn by_clip(batches: &[RecordBatch], column: &str) -> Vec<(String, Vec<f32>, usize)> {
+    let mut rows = Vec::new();
+    for b in batches {
+        let ids = b.column_by_name("clip_id").unwrap().as_string::<i32>();
+        let c = b.column_by_name(column).unwrap();
+        for i in 0..b.num_rows() {
+            let (values, frames) = match c.data_type() {
+                DataType::FixedSizeList(_, _) => {
+                    let v = c.as_fixed_size_list().value(i);
+                    (v.as_primitive::<Float32Type>().values().to_vec(), 1)
+                }
+                DataType::List(_) => {
+                    let l = c.as_list::<i32>().value(i);
+                    let l = l.as_fixed_size_list();
+                    (
+                        l.values().as_primitive::<Float32Type>().values().to_vec(),
+                        l.len(),
+                    )
+                }
+                other => panic!("{other}"),
+            };
+            rows.push((ids.value(i).to_string(), values, frames));
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mean_pooled_layers_equal_the_encoder_run_directly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let enc = encoder("wav2vec2_layer");
+    let text = pipeline(
+        true,
+        &format!(
+            "encoder = \"{}\"\nlayers = [0, 2]\npooling = \"mean\"\nbatch_size = 3\n",
+            enc.display()
+        ),
+    );
+    let (batches, audio, m) = run(&text, tmp.path()).await;
+    assert_eq!(m.sum_matching("quarantine.", ""), 0);
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 16);
+    let schema = batches[0].schema();
+    for name in ["layer_0", "layer_2"] {
+        match schema.field_with_name(name).unwrap().data_type() {
+            DataType::FixedSizeList(_, 32) => {}
+            other => panic!("{name}: {other}"),
+        }
+    }
+    assert!(schema.field_with_name("layer_1").is_err());
+    let part = common::read_part_files(&tmp.path().join("out")).remove(0).0;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(part).unwrap(),
+    )
+    .unwrap();
+    let settings = settings_of(builder.schema()).expect("sermo.encoder metadata");
+    assert_eq!(settings.layers, vec![0, 2]);
+    assert_eq!(settings.pooling, Pooling::Mean);
+    assert_eq!(settings.encoder.model_type, "wav2vec2");
+    assert_eq!(settings.encoder.hidden_size, 32);
+    assert!(settings.encoder.normalize);
+
+    // The same clips through the encoder directly, one at a time, mean-pooled.
+    let direct =
+        Pretrained::<burn::backend::NdArray<f32>>::load(&enc, None, &Default::default()).unwrap();
+    let clips = common::clip_samples(&audio);
+    let got = by_clip(&batches, "layer_2");
+    assert_eq!(got.len(), clips.len());
+    for ((id, y), (gid, v, _)) in clips.iter().zip(&got) {
+        assert_eq!(id, gid);
+        let s = direct.run(&[y.as_slice()], &[2]).unwrap().remove(0);
+        let h = 32;
+        let mut mean = vec![0.0f64; h];
+        for t in 0..s.frames {
+            for d in 0..h {
+                mean[d] += s.layers[0][t * h + d] as f64 / s.frames as f64;
+            }
+        }
+        let diff = mean
+            .iter()
+            .zip(v)
+            .map(|(a, b)| (*a as f32 - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{id}: {diff}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_frame_states_and_clips_out_of_bounds_are_quarantined() {
+    let tmp = tempfile::tempdir().unwrap();
+    let enc = encoder("wavlm");
+    // max_s = 3: the RAVDESS demo clips (3.3 to 3.8 s) are quarantined as
+    // too_long, the EmoDB ones (2 s) are embedded.
+    let text = pipeline(
+        true,
+        &format!(
+            "encoder = \"{}\"\nlayers = \"last\"\nmax_s = 3.0\n",
+            enc.display()
+        ),
+    );
+    let (batches, audio, m) = run(&text, tmp.path()).await;
+    let clips = common::clip_samples(&audio);
+    let long = clips.iter().filter(|(_, y)| y.len() > 48_000).count();
+    assert!(
+        long > 0 && long < clips.len(),
+        "the demo clips straddle 3 s"
+    );
+    assert_eq!(m.sum_matching("quarantine.", ""), long as u64);
+    let got = by_clip(&batches, "layer_2");
+    assert_eq!(
+        got.len() + long,
+        16,
+        "a clip is in the table or quarantined"
+    );
+    let config = sermo::encoders::EncoderConfig::from_folder(&enc).unwrap();
+    for (id, v, frames) in &got {
+        let y = &clips.iter().find(|(c, _)| c == id).unwrap().1;
+        assert_eq!(*frames, config.frames(y.len()), "{id}");
+        assert_eq!(v.len(), frames * 32);
+    }
+    let q = std::fs::File::open(tmp.path().join("out/_quarantine.parquet")).unwrap();
+    let q: Vec<RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(q)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+    let reasons: Vec<String> = q
+        .iter()
+        .flat_map(|b| {
+            let r = b
+                .column_by_name("reason")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            (0..r.len()).map(move |i| r.value(i).to_string())
+        })
+        .collect();
+    assert_eq!(reasons.len(), long);
+    assert!(reasons.iter().all(|r| r == "too_long"), "{reasons:?}");
+}
+
+#[test]
+fn validation_names_the_fix() {
+    let enc = encoder("wav2vec2_group");
+    let e = compile_error(&pipeline(
+        false,
+        &format!("encoder = \"{}\"\n", enc.display()),
+    ));
+    assert!(e.contains("add a resample stage with rate = 16000"), "{e}");
+    let e = compile_error(&pipeline(
+        true,
+        &format!("encoder = \"{}\"\nlayers = [3]\n", enc.display()),
+    ));
+    assert!(e.contains("layer 3 does not exist"), "{e}");
+    let e = compile_error(&pipeline(true, "encoder = \"no/such/folder\"\n"));
+    assert!(e.contains("config.json"), "{e}");
+    let e = compile_error(&pipeline(
+        true,
+        &format!("encoder = \"{}\"\npooling = \"max\"\n", enc.display()),
+    ));
+    assert!(e.contains("pooling"), "{e}");
+    let e = compile_error(&pipeline(
+        true,
+        &format!("encoder = \"{}\"\nmax_s = 0\n", enc.display()),
+    ));
+    assert!(e.contains("max_s"), "{e}");
+}
+
+#[test]
+fn a_broken_checkpoint_is_refused_with_a_sentence() {
+    let src = encoder("wav2vec2_group");
+    let tmp = tempfile::tempdir().unwrap();
+    for f in [
+        "config.json",
+        "preprocessor_config.json",
+        "model.safetensors",
+    ] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    let device = Default::default();
+    let load = |dir: &Path| {
+        Pretrained::<burn::backend::NdArray<f32>>::load(dir, None, &device)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    // A config whose size disagrees with the weights.
+    let cfg = std::fs::read_to_string(src.join("config.json")).unwrap();
+    std::fs::write(
+        tmp.path().join("config.json"),
+        cfg.replace("\"intermediate_size\": 64", "\"intermediate_size\": 65"),
+    )
+    .unwrap();
+    let e = load(tmp.path());
+    assert!(
+        e.contains("intermediate_dense.weight") && e.contains("[64, 32]"),
+        "{e}"
+    );
+    // An unknown model type.
+    std::fs::write(
+        tmp.path().join("config.json"),
+        cfg.replace(
+            "\"model_type\": \"wav2vec2\"",
+            "\"model_type\": \"whisper\"",
+        ),
+    )
+    .unwrap();
+    let e = load(tmp.path());
+    assert!(e.contains("model_type `whisper`"), "{e}");
+    // Truncated weights.
+    std::fs::write(tmp.path().join("config.json"), &cfg).unwrap();
+    let w = std::fs::read(src.join("model.safetensors")).unwrap();
+    std::fs::write(tmp.path().join("model.safetensors"), &w[..w.len() / 2]).unwrap();
+    let e = load(tmp.path());
+    assert!(
+        e.contains("model.safetensors") && e.contains("not a safetensors file"),
+        "{e}"
+    );
+    // No weights at all.
+    std::fs::remove_file(tmp.path().join("model.safetensors")).unwrap();
+    let e = load(tmp.path());
+    assert!(
+        e.contains("neither model.safetensors nor pytorch_model.bin"),
+        "{e}"
+    );
+    // A missing tensor.
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "wav2vec2.encoder.layers.1.final_layer_norm.bias")
+        .collect();
+    safetensors::tensor::serialize_to_file(kept, None, &tmp.path().join("model.safetensors"))
+        .unwrap();
+    let e = load(tmp.path());
+    assert!(
+        e.contains("has no tensor `encoder.layers.1.final_layer_norm.bias`"),
+        "{e}"
+    );
+}
