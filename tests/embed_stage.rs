@@ -145,9 +145,9 @@ async fn mean_pooled_layers_equal_the_encoder_run_directly() {
         let s = direct.run(&[y.as_slice()], &[2]).unwrap().remove(0);
         let h = 32;
         let mut mean = vec![0.0f64; h];
-        for t in 0..s.frames {
-            for d in 0..h {
-                mean[d] += s.layers[0][t * h + d] as f64 / s.frames as f64;
+        for frame in s.layers[0].chunks_exact(h) {
+            for (m, v) in mean.iter_mut().zip(frame) {
+                *m += *v as f64 / s.frames as f64;
             }
         }
         let diff = mean

@@ -334,3 +334,61 @@ fn base_size_wav2vec2_equals_transformers_at_chosen_positions() {
         );
     }
 }
+
+/// The `ssl_head` model equals transformers' `ForSequenceClassification` head
+/// with `use_weighted_layer_sum` (softmax layer weights, projector, masked mean
+/// over valid frames, classifier) on the fixture's head weights and hidden
+/// states.
+#[test]
+fn ssl_head_equals_the_transformers_sequence_classification_head() {
+    use burn::module::Param;
+    use burn::nn::{DropoutConfig, Linear};
+    use sermo::train::model::SslHead;
+    let exp = expected(&fixture("wav2vec2_layer"));
+    let device = Default::default();
+    let t1 = |k: &str| {
+        let a = &exp[k];
+        Param::from_tensor(Tensor::<B, 1>::from_data(
+            TensorData::new(a.f.clone(), [a.shape[0]]),
+            &device,
+        ))
+    };
+    // PyTorch `[out, in]` → burn `[in, out]`.
+    let linear = |k: &str| {
+        let w = &exp[&format!("{k}.weight")];
+        let (o, i) = (w.shape[0], w.shape[1]);
+        let t =
+            Tensor::<B, 2>::from_data(TensorData::new(w.f.clone(), [o, i]), &device).transpose();
+        Linear {
+            weight: Param::from_tensor(t),
+            bias: Some(t1(&format!("{k}.bias"))),
+        }
+    };
+    let head = SslHead {
+        layer_weights: t1("head.layer_weights"),
+        projector: linear("head.projector"),
+        classifier: linear("head.classifier"),
+        dropout: DropoutConfig::new(0.0).init(),
+        layers: 3,
+    };
+    let [b, f, h] = [2, exp["hidden_states.0"].shape[1], 32];
+    let mut x = vec![0.0f32; b * f * 3 * h];
+    for k in 0..3 {
+        let s = &exp[&format!("hidden_states.{k}")].f;
+        for i in 0..b * f {
+            x[(i * 3 + k) * h..(i * 3 + k + 1) * h].copy_from_slice(&s[i * h..(i + 1) * h]);
+        }
+    }
+    let frames: Vec<usize> = exp["frame_lengths"].i.iter().map(|&n| n as usize).collect();
+    let mask: Vec<f32> = frames
+        .iter()
+        .flat_map(|&n| (0..f).map(move |t| if t < n { 1.0 } else { 0.0 }))
+        .collect();
+    let x = Tensor::<B, 3>::from_data(TensorData::new(x, [b, f, 3 * h]), &device);
+    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [b, f]), &device);
+    // The train sink zeroes padded frames before any model.
+    let x = x * mask.clone().unsqueeze_dim::<3>(2);
+    let logits = head.forward(x, mask).into_data().to_vec::<f32>().unwrap();
+    let d = max_abs(&logits, &exp["logits"].f);
+    assert!(d <= TOL, "logits: max abs diff {d}");
+}

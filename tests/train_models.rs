@@ -7,7 +7,7 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use sermo::train::data::{Example, Standardizer};
 use sermo::train::model::{
     AttentionFcnParams, Cnn1dParams, Cnn2dParams, LstmParams, MlpParams, ModelConfig, ModelKind,
-    ModelSpec, Pooling, Q2lParams,
+    ModelSpec, Pooling, Q2lParams, SslHeadParams,
 };
 use sermo::train::training::{
     Checkpoint, ClassWeights, Schedule, TrainSettings, argmax, predict, train,
@@ -99,6 +99,11 @@ fn config(kind: ModelKind) -> ModelConfig {
             heads: 4,
             d_ff: 64,
             ..Default::default()
+        }),
+        ModelKind::SslHead => ModelSpec::SslHead(SslHeadParams {
+            dropout,
+            projector: 16,
+            layers: 2,
         }),
     };
     ModelConfig {

@@ -386,16 +386,27 @@ impl TrainRun<'_> {
             dims,
             cfg.normalize == Normalize::Utterance,
         );
+        let mut spec = cfg.model_spec().map_err(|e| {
+            e.into_iter()
+                .map(|(k, m)| format!("params.{k}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        if let crate::train::model::ModelSpec::SslHead(p) = &mut spec
+            && p.layers == 0
+        {
+            // One hidden state per feature column (`layer_K`).
+            p.layers = cfg.features.len();
+        }
         let model_cfg = ModelConfig {
-            spec: cfg.model_spec().map_err(|e| {
-                e.into_iter()
-                    .map(|(k, m)| format!("params.{k}: {m}"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })?,
+            spec,
             input_dim: dims,
             classes: labels.len(),
         };
+        let problems = model_cfg.check();
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
         let settings = cfg.settings();
         let members = settings.ensemble.max(1);
         let bar = progress_bar(settings.epochs * members, name);

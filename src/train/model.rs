@@ -34,16 +34,18 @@ pub enum ModelKind {
     Lstm,
     AttentionFcn,
     Q2l,
+    SslHead,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 6] = [
+    pub const ALL: [ModelKind; 7] = [
         ModelKind::Mlp,
         ModelKind::Cnn1d,
         ModelKind::Cnn2d,
         ModelKind::Lstm,
         ModelKind::AttentionFcn,
         ModelKind::Q2l,
+        ModelKind::SslHead,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -53,6 +55,7 @@ impl ModelKind {
             ModelKind::Lstm => "lstm",
             ModelKind::AttentionFcn => "attention_fcn",
             ModelKind::Q2l => "q2l",
+            ModelKind::SslHead => "ssl_head",
         }
     }
 }
@@ -228,6 +231,32 @@ impl Default for Q2lParams {
     }
 }
 
+/// `ssl_head`: the SUPERB downstream head on stored encoder hidden states
+/// (an `embed` table): a learned softmax-weighted sum of the layers, a linear
+/// projector per frame, a masked mean over frames, a linear classifier — the
+/// head of transformers' `*ForSequenceClassification` with
+/// `use_weighted_layer_sum` (parity-tested on its weights).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SslHeadParams {
+    pub dropout: f64,
+    /// Projector width (SUPERB and transformers' `classifier_proj_size`: 256).
+    pub projector: usize,
+    /// Hidden states stacked per frame (one per feature column, `layer_K`);
+    /// 0 = one per column of the train sink's `features`.
+    pub layers: usize,
+}
+
+impl Default for SslHeadParams {
+    fn default() -> Self {
+        SslHeadParams {
+            dropout: 0.0,
+            projector: 256,
+            layers: 0,
+        }
+    }
+}
+
 /// A model and its hyper-parameters: one config type per model, so a key that
 /// does not apply to the chosen model is refused by name instead of ignored.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +267,7 @@ pub enum ModelSpec {
     Lstm(LstmParams),
     AttentionFcn(AttentionFcnParams),
     Q2l(Q2lParams),
+    SslHead(SslHeadParams),
 }
 
 /// The keys of a params struct, from its serialized default.
@@ -258,6 +288,7 @@ impl ModelSpec {
             ModelKind::Lstm => ModelSpec::Lstm(Default::default()),
             ModelKind::AttentionFcn => ModelSpec::AttentionFcn(Default::default()),
             ModelKind::Q2l => ModelSpec::Q2l(Default::default()),
+            ModelKind::SslHead => ModelSpec::SslHead(Default::default()),
         }
     }
 
@@ -269,6 +300,7 @@ impl ModelSpec {
             ModelSpec::Lstm(_) => ModelKind::Lstm,
             ModelSpec::AttentionFcn(_) => ModelKind::AttentionFcn,
             ModelSpec::Q2l(_) => ModelKind::Q2l,
+            ModelSpec::SslHead(_) => ModelKind::SslHead,
         }
     }
 
@@ -281,6 +313,7 @@ impl ModelSpec {
             ModelKind::Lstm => keys_of::<LstmParams>(),
             ModelKind::AttentionFcn => keys_of::<AttentionFcnParams>(),
             ModelKind::Q2l => keys_of::<Q2lParams>(),
+            ModelKind::SslHead => keys_of::<SslHeadParams>(),
         }
     }
 
@@ -365,6 +398,7 @@ impl ModelSpec {
             ModelKind::Lstm => ModelSpec::Lstm(de(v)?),
             ModelKind::AttentionFcn => ModelSpec::AttentionFcn(de(v)?),
             ModelKind::Q2l => ModelSpec::Q2l(de(v)?),
+            ModelKind::SslHead => ModelSpec::SslHead(de(v)?),
         })
     }
 
@@ -377,6 +411,7 @@ impl ModelSpec {
             ModelSpec::Lstm(p) => serde_json::to_value(p),
             ModelSpec::AttentionFcn(p) => serde_json::to_value(p),
             ModelSpec::Q2l(p) => serde_json::to_value(p),
+            ModelSpec::SslHead(p) => serde_json::to_value(p),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -390,6 +425,7 @@ impl ModelSpec {
             ModelSpec::Lstm(p) => p.dropout,
             ModelSpec::AttentionFcn(p) => p.dropout,
             ModelSpec::Q2l(p) => p.dropout,
+            ModelSpec::SslHead(p) => p.dropout,
         }
     }
 
@@ -495,6 +531,17 @@ impl ModelConfig {
                     out.push("d_ff and layers must be at least 1".into())
                 }
             }
+            ModelSpec::SslHead(p) => {
+                if p.projector == 0 {
+                    out.push("projector must be at least 1".into())
+                }
+                if p.layers > 0 && !self.input_dim.is_multiple_of(p.layers) {
+                    out.push(format!(
+                        "{} values per frame do not split into {} layers of equal width",
+                        self.input_dim, p.layers
+                    ))
+                }
+            }
             ModelSpec::Mlp(_) | ModelSpec::Lstm(_) => {}
         }
         let kernel = match &self.spec {
@@ -586,6 +633,18 @@ impl ModelConfig {
                     out: LinearConfig::new(c_in, self.classes).init(device),
                     dropout: drop,
                     lambda: p.lambda,
+                })
+            }
+            ModelSpec::SslHead(p) => {
+                let layers = p.layers.max(1);
+                let hidden = self.input_dim / layers;
+                SerModel::SslHead(SslHead {
+                    // transformers initializes the weights equal: a plain mean.
+                    layer_weights: Initializer::Ones.init([layers], device),
+                    projector: LinearConfig::new(hidden, p.projector).init(device),
+                    classifier: LinearConfig::new(p.projector, self.classes).init(device),
+                    dropout: drop,
+                    layers,
                 })
             }
             ModelSpec::Q2l(p) => SerModel::Q2l(Q2l {
@@ -714,6 +773,32 @@ pub struct AttentionFcn<B: Backend> {
     lambda: f64,
 }
 
+/// The SUPERB head ([`SslHeadParams`]).
+#[derive(Module, Debug)]
+pub struct SslHead<B: Backend> {
+    /// Softmax-normalized weights of the stacked hidden states.
+    pub layer_weights: Param<Tensor<B, 1>>,
+    pub projector: Linear<B>,
+    pub classifier: Linear<B>,
+    pub dropout: Dropout,
+    pub layers: usize,
+}
+
+impl<B: Backend> SslHead<B> {
+    /// `x: [b, t, layers·hidden]` (padding already zeroed), `mask: [b, t]`.
+    pub fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [b, t, d] = x.dims();
+        let h = d / self.layers;
+        let w = softmax(self.layer_weights.val(), 0).reshape([1, 1, self.layers, 1]);
+        let mixed: Tensor<B, 3> = (x.reshape([b, t, self.layers, h]) * w)
+            .sum_dim(2)
+            .squeeze_dim(2);
+        let p = self.projector.forward(mixed); // [b, t, projector]
+        let pooled = masked_mean(p.swap_dims(1, 2), mask);
+        self.classifier.forward(self.dropout.forward(pooled))
+    }
+}
+
 /// Query2Label: learnable label queries cross-attend over projected frames in a
 /// transformer decoder; one logit per class from its own query.
 #[derive(Module, Debug)]
@@ -736,6 +821,7 @@ pub enum SerModel<B: Backend> {
     Lstm(LstmNet<B>),
     AttentionFcn(AttentionFcn<B>),
     Q2l(Q2l<B>),
+    SslHead(SslHead<B>),
 }
 
 impl<B: Backend> SerModel<B> {
@@ -830,6 +916,7 @@ impl<B: Backend> SerModel<B> {
                     .squeeze_dim::<2>(1);
                 m.out.forward(m.dropout.forward(pooled))
             }
+            SerModel::SslHead(m) => m.forward(x, mask),
             SerModel::Q2l(m) => {
                 let mem = m.proj.forward(x.swap_dims(1, 2)).swap_dims(1, 2); // [b, t, d_model]
                 let [b, _, _] = mem.dims();
