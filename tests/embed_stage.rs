@@ -315,3 +315,46 @@ fn a_broken_checkpoint_is_refused_with_a_sentence() {
         "{e}"
     );
 }
+
+/// `embed` (per frame, every layer) → Parquet → `train` with `model =
+/// "ssl_head"` → `sermo eval` on the table: the pipeline trains and scores end
+/// to end. The encoder is a random-init fixture, so no accuracy is claimed.
+#[test]
+fn embed_then_ssl_head_trains_and_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let glob = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/emodb/*.wav");
+    let enc = encoder("hubert");
+    let p = dir.path().join("embed.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "{}[stages.e]\nkind = \"embed\"\ninput = \"a16\"\nencoder = \"{}\"\n\
+             [sinks.t]\nkind = \"parquet\"\ninput = \"e\"\npath = \"feats\"\n",
+            common::audio_head(&glob.display().to_string()),
+            enc.display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = common::sermo(&["run", "-q", p.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let model = common::train_demo(
+        dir.path(),
+        "m",
+        "model = \"ssl_head\"\nfeatures = [\"layer_0\", \"layer_1\", \"layer_2\"]\nepochs = 3\nbatch_size = 4\n\
+         split = { by = \"speaker\", test = [\"08\"] }\nseed = 5\n[sinks.m.params]\nprojector = 8\n",
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let text = config.to_string();
+    assert!(text.contains("\"ssl_head\""), "{text}");
+    assert!(text.contains("\"layers\":3"), "{text}");
+    let (ok, out, err) = common::sermo(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--table",
+        dir.path().join("feats").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("accuracy"), "{out}");
+}
