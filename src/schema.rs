@@ -205,6 +205,32 @@ pub fn features_base_schema() -> SchemaRef {
     )
 }
 
+/// An `embed` stage's table as documented (`schemas/embeddings.json`): a
+/// `features` table whose feature columns are the chosen hidden states,
+/// `layer_K`, shown for a base-size encoder (hidden size 768, 12 layers,
+/// `layers = "all"`, `pooling = "mean"`: `FixedSizeList<Float32, 768>`; per
+/// frame they are `List<FixedSizeList<Float32, 768>>`, with `mean_std`
+/// `FixedSizeList<Float32, 1536>`). The encoder's identity is under
+/// `sermo.encoder`.
+pub fn embeddings_schema() -> SchemaRef {
+    let base = features_base_schema();
+    let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let item = Arc::new(Field::new_list_field(DataType::Float32, false));
+    for k in 0..=12 {
+        fields.push(Field::new(
+            format!("layer_{k}"),
+            DataType::FixedSizeList(item.clone(), 768),
+            false,
+        ));
+    }
+    let mut md = base.metadata().clone();
+    md.insert(
+        ENCODER_KEY.to_string(),
+        "the encoder's identity (folder, model_type, config_hash, weights_hash, normalize, sample_rate, hidden_size, num_layers), layers and pooling (JSON)".to_string(),
+    );
+    Arc::new(Schema::new_with_metadata(fields, md))
+}
+
 /// Metadata key with the class order of `probs` in a `predictions` table.
 pub const CLASSES_KEY: &str = "sermo.classes";
 
@@ -253,6 +279,7 @@ pub fn documented() -> Vec<(&'static str, SchemaRef)> {
         ("audio", audio_schema(false)),
         ("audio_multichannel", audio_schema(true)),
         ("features", features_base_schema()),
+        ("embeddings", embeddings_schema()),
         ("predictions", predictions_schema()),
         ("quarantine", quarantine_schema()),
     ]

@@ -358,3 +358,67 @@ fn embed_then_ssl_head_trains_and_scores() {
     assert!(ok, "{err}");
     assert!(out.contains("accuracy"), "{out}");
 }
+
+/// The shipped templates on real data (EmoDB, 535 clips): `emodb_embed.toml`
+/// with a fixture encoder standing in for the user's checkpoint, then
+/// `emodb_loso_ssl_head.toml` (10 speaker folds) on the table it wrote. Random
+/// weights: this proves the path, not an accuracy. `ravdess_embed.toml`
+/// validates.
+#[test]
+fn the_templates_embed_and_train_on_emodb() {
+    let Some(_) = common::corpora_or_skip("the_templates_embed_and_train_on_emodb", "emodb") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let enc = encoder("wavlm");
+    let table = tmp.path().join("emodb-embed");
+    let run = |args: &[&str]| {
+        let (ok, out, err) = common::sermo(args);
+        assert!(ok, "{args:?}: {err}");
+        (out, err)
+    };
+    let (ok, _, err) = common::sermo(&[
+        "validate",
+        root.join("pipelines/ravdess_embed.toml").to_str().unwrap(),
+        "--set",
+        &format!("stages.ssl.encoder={:?}", enc.display().to_string()),
+    ]);
+    if common::corpora().is_some_and(|c| c.join("ravdess").is_dir()) {
+        assert!(ok, "{err}");
+    }
+    run(&[
+        "run",
+        "-q",
+        root.join("pipelines/emodb_embed.toml").to_str().unwrap(),
+        "--set",
+        &format!("stages.ssl.encoder={:?}", enc.display().to_string()),
+        "--set",
+        "stages.ssl.device=\"cpu\"",
+        "--set",
+        &format!("sinks.table.path={:?}", table.display().to_string()),
+    ]);
+    let rows: usize = common::read_parts(&table)
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 535);
+    let out = tmp.path().join("loso");
+    run(&[
+        "run",
+        "-q",
+        root.join("pipelines/emodb_loso_ssl_head.toml")
+            .to_str()
+            .unwrap(),
+        "--set",
+        &format!("sources.feats.path={:?}", table.display().to_string()),
+        "--set",
+        &format!("sinks.model.out={:?}", out.display().to_string()),
+        "--set",
+        "sinks.model.epochs=5",
+        "--set",
+        "sinks.model.params.projector=16",
+    ]);
+    let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    assert!(metrics.contains("accuracy"), "{metrics}");
+}
