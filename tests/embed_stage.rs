@@ -82,6 +82,10 @@ fn by_clip(batches: &[RecordBatch], column: &str) -> Vec<(String, Vec<f32>, usiz
                     let v = c.as_fixed_size_list().value(i);
                     (v.as_primitive::<Float32Type>().values().to_vec(), 1)
                 }
+                DataType::List(f) if matches!(f.data_type(), DataType::Float32) => {
+                    let l = c.as_list::<i32>().value(i);
+                    (l.as_primitive::<Float32Type>().values().to_vec(), 1)
+                }
                 DataType::List(_) => {
                     let l = c.as_list::<i32>().value(i);
                     let l = l.as_fixed_size_list();
@@ -357,6 +361,58 @@ fn embed_then_ssl_head_trains_and_scores() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("accuracy"), "{out}");
+
+    // The model scores raw audio: the `infer` stage runs the recorded encoder
+    // (its hashes checked) and gives the probabilities it gives the stored table.
+    let infer = |name: &str, head: String, input: &str| {
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "{head}[stages.p]\nkind = \"infer\"\ninput = \"{input}\"\nmodel = \"{}\"\n\
+                 [sinks.out]\nkind = \"parquet\"\ninput = \"p\"\npath = \"{name}\"\n",
+                model.display()
+            ),
+        )
+        .unwrap();
+        let (ok, _, err) = common::sermo(&["run", "-q", p.to_str().unwrap()]);
+        assert!(ok, "{name}: {err}");
+        by_clip(&common::read_parts(&dir.path().join(name)), "probs")
+    };
+    let from_audio = infer(
+        "pred_audio",
+        common::audio_head(&glob.display().to_string()),
+        "a16",
+    );
+    let from_table = infer(
+        "pred_table",
+        "[pipeline]\nname = \"t\"\n[sources.f]\nkind = \"parquet\"\npath = \"feats\"\n".into(),
+        "f",
+    );
+    assert_eq!(from_audio.len(), 12);
+    assert_eq!(from_audio.len(), from_table.len());
+    for ((a, pa, _), (b, pb, _)) in from_audio.iter().zip(&from_table) {
+        assert_eq!(a, b);
+        let d = pa
+            .iter()
+            .zip(pb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d < 1e-5, "{a}: {d}");
+    }
+    // `sermo infer` on a file.
+    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/emodb/03a01Wa.wav");
+    let out = dir.path().join("one.parquet");
+    let (ok, _, err) = common::sermo(&[
+        "infer",
+        "--model",
+        model.to_str().unwrap(),
+        wav.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.exists());
 }
 
 /// The shipped templates on real data (EmoDB, 535 clips): `emodb_embed.toml`

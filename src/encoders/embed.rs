@@ -211,6 +211,67 @@ impl EmbedConfig {
     }
 }
 
+impl EmbedSettings {
+    /// Load the recorded encoder for inference: from `folder` (default: the
+    /// recorded one), refused unless its config and weights hash as recorded.
+    pub fn load(
+        &self,
+        folder: Option<&Path>,
+        choice: DeviceChoice,
+    ) -> Result<(Loaded, String), String> {
+        let folder = folder
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.encoder.folder.clone().into());
+        self.check(&folder)?;
+        Loaded::load(&folder, Some(self.encoder.normalize), choice)
+    }
+
+    /// Whether `folder` holds the recorded encoder (config and weights hashes).
+    pub fn check(&self, folder: &Path) -> Result<(), String> {
+        let config = EncoderConfig::from_folder(folder).map_err(|e| e.to_string())?;
+        let found = super::identity(folder, &config, Some(self.encoder.normalize))
+            .map_err(|e| e.to_string())?;
+        let mut differs = Vec::new();
+        if found.config_hash != self.encoder.config_hash {
+            differs.push("config.json");
+        }
+        if found.weights_hash != self.encoder.weights_hash {
+            differs.push("weights");
+        }
+        if differs.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the encoder at {} is not the one the model was trained on (its {} differ from the table's record); point `encoder` at the original checkpoint folder",
+                folder.display(),
+                differs.join(" and ")
+            ))
+        }
+    }
+
+    /// An [`Embedder`] of `encoder` giving these settings' columns for audio
+    /// rows of `input`.
+    pub fn embedder(&self, encoder: Loaded, input: &Schema) -> Embedder {
+        let cfg = EmbedConfig {
+            encoder: self.encoder.folder.clone(),
+            layers: Layers::List(self.layers.clone()),
+            pooling: self.pooling,
+            batch_size: d_batch(),
+            device: DeviceChoice::Cpu,
+            max_s: MAX_MAX_S,
+            normalize: Some(self.encoder.normalize),
+        };
+        Embedder {
+            encoder,
+            layers: self.layers.clone(),
+            pooling: self.pooling,
+            batch_size: d_batch(),
+            max_s: MAX_MAX_S,
+            schema: cfg.output_schema(input, self),
+        }
+    }
+}
+
 /// The settings recorded in a table's metadata, if it was made by `embed`.
 pub fn settings_of(schema: &Schema) -> Option<EmbedSettings> {
     serde_json::from_str(schema.metadata().get(ENCODER_KEY)?).ok()

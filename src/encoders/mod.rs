@@ -61,7 +61,8 @@ pub enum EncoderError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
-    /// The checkpoint folder as given.
+    /// The checkpoint folder (absolute when it could be resolved), where
+    /// inference from audio finds the encoder again.
     pub folder: String,
     pub model_type: String,
     /// Stable hash of `config.json`'s bytes.
@@ -135,8 +136,9 @@ pub fn identity(
         path: folder.join("config.json"),
         source: e,
     })?;
+    let absolute = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
     Ok(Identity {
-        folder: folder.display().to_string(),
+        folder: absolute.display().to_string(),
         model_type: config.family.model_type().to_string(),
         config_hash: hash::hex(hash::stable_hash(&config_bytes)),
         weights_hash: file_hash(&file)?,

@@ -13,8 +13,11 @@
 //! Fed audio, the stage computes the features itself with the settings recorded in
 //! the model's `config.json`, so training and inference cannot disagree; fed
 //! features, it compares the table's recorded settings with the model's and
-//! refuses a mismatch at validation. A row that cannot be scored (wrong sample
-//! rate, too short for one frame) is quarantined; the others go on.
+//! refuses a mismatch at validation. A model trained on a pretrained encoder's
+//! hidden states (an `embed` table) runs that encoder on audio itself: the
+//! checkpoint folder the table recorded (or `encoder = "<folder>"`), refused
+//! unless its config and weights hash as recorded. A row that cannot be scored
+//! (wrong sample rate, too short for one frame) is quarantined; the others go on.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -29,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::per_row::{Failed, map_batches};
 use crate::audio::Reason;
+use crate::encoders::embed::{EmbedSettings, Embedder, Loaded};
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
     Role, TaskContext,
@@ -61,6 +65,9 @@ pub struct InferConfig {
     #[serde(default)]
     pub device: DeviceChoice,
     pub smooth: Option<Smooth>,
+    /// For a model trained on an `embed` table, fed audio: the encoder's
+    /// checkpoint folder, if not where the table recorded it.
+    pub encoder: Option<String>,
 }
 
 fn d_batch() -> usize {
@@ -97,6 +104,14 @@ pub fn settings_diff(model: &serde_json::Value, table: &serde_json::Value) -> Ve
 }
 
 impl InferConfig {
+    /// The encoder folder of a model trained on an `embed` table.
+    fn encoder_folder(&self, settings: &EmbedSettings, ctx: &ConfigContext) -> PathBuf {
+        match &self.encoder {
+            Some(e) => ctx.resolve(e),
+            None => PathBuf::from(&settings.encoder.folder),
+        }
+    }
+
     fn artifact(&self, ctx: &ConfigContext) -> std::result::Result<ModelArtifact, String> {
         read_artifact(&ctx.resolve(&self.model))
     }
@@ -168,6 +183,26 @@ impl OperatorConfig for InferConfig {
                 {
                     return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into());
                 }
+                if let Some(es) = &a.encoder_settings {
+                    let settings: EmbedSettings =
+                        serde_json::from_value(es.clone()).map_err(|e| {
+                            format!(
+                                "model {}: its encoder settings do not parse: {e}",
+                                self.model
+                            )
+                        })?;
+                    let folder = self.encoder_folder(&settings, ctx);
+                    settings.check(&folder)?;
+                    let want = settings.encoder.sample_rate;
+                    if let Some(r) = schema::sample_rate_of(&s)
+                        && r != want
+                    {
+                        return Err(format!(
+                            "its input is at {r} Hz; the model's encoder takes {want} Hz: set the resample stage's rate = {want}"
+                        ));
+                    }
+                    return Ok(predictions_schema(&a.labels));
+                }
                 let Some(fs) = &a.feature_settings else {
                     return Err(format!(
                         "model {} records no feature settings, so it cannot featurize audio; feed it a features table",
@@ -214,13 +249,27 @@ impl OperatorConfig for InferConfig {
     fn build(&self, ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
         let dir = self.model_path(ctx);
         let model = LoadedModel::load_on(&dir, self.device)
-            .map_err(|e| SermoError::stage("infer", Some(dir), e))?;
+            .map_err(|e| SermoError::stage("infer", Some(dir.clone()), e))?;
         if self.device != DeviceChoice::Cpu {
             eprintln!("sermo: infer: model on the {}", model.device);
         }
+        // A model on encoder hidden states: load the encoder once, here.
+        let encoder = match &model.artifact.encoder_settings {
+            Some(es) => {
+                let settings: EmbedSettings = serde_json::from_value(es.clone())
+                    .map_err(|e| SermoError::stage("infer", Some(dir.clone()), e.to_string()))?;
+                let folder = self.encoder_folder(&settings, ctx);
+                let (loaded, _) = settings
+                    .load(Some(&folder), self.device)
+                    .map_err(|e| SermoError::stage("infer", Some(folder), e))?;
+                Some((settings, loaded))
+            }
+            None => None,
+        };
         Ok(Box::new(Infer {
             cfg: self.clone(),
             model: Arc::new(model),
+            encoder,
         }))
     }
 }
@@ -228,13 +277,25 @@ impl OperatorConfig for InferConfig {
 struct Infer {
     cfg: InferConfig,
     model: Arc<LoadedModel>,
+    /// The encoder of a model trained on an `embed` table.
+    encoder: Option<(EmbedSettings, Loaded)>,
+}
+
+/// How audio rows become the model's feature rows.
+enum Featurizer {
+    /// The input is a features table already.
+    None,
+    /// The `features` front end with the model's recorded settings.
+    Frontend(Box<RowFeaturizer>),
+    /// The pretrained encoder the model's table was embedded with.
+    Encoder(Embedder),
 }
 
 /// Score one input batch: a predictions batch (rows that could be scored) and the
 /// rows that could not.
 fn infer_batch(
     model: &LoadedModel,
-    featurizer: Option<&RowFeaturizer>,
+    featurizer: &Featurizer,
     batch: &RecordBatch,
     out_schema: &SchemaRef,
     batch_size: usize,
@@ -243,8 +304,13 @@ fn infer_batch(
     let mut failed = Vec::new();
     // Feature rows (computed here from audio, or given).
     let feats: Vec<RecordBatch> = match featurizer {
-        None => vec![batch.clone()],
-        Some(f) => {
+        Featurizer::None => vec![batch.clone()],
+        Featurizer::Encoder(e) => {
+            let (rows, refused) = e.embed(batch)?;
+            failed.extend(refused);
+            rows.into_iter().collect()
+        }
+        Featurizer::Frontend(f) => {
             let mut rows = Vec::new();
             for i in 0..batch.num_rows() {
                 let row = batch.slice(i, 1);
@@ -475,7 +541,7 @@ impl Smoother {
 }
 
 impl Operator for Infer {
-    fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
+    fn execute(mut self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
         let in_schema = inputs
             .first()
             .map(|s| s.schema())
@@ -483,22 +549,26 @@ impl Operator for Infer {
         let labels = self.model.artifact.labels.clone();
         let out_schema = predictions_schema(&labels);
         let input = crate::engine::stream::merge_inputs(in_schema.clone(), inputs);
-        let featurizer = match TableKind::of(&in_schema) {
-            TableKind::Audio => self
+        let featurizer = match (TableKind::of(&in_schema), self.encoder.take()) {
+            (TableKind::Audio, Some((settings, loaded))) => {
+                Featurizer::Encoder(settings.embedder(loaded, &in_schema))
+            }
+            (TableKind::Audio, None) => self
                 .model
                 .artifact
                 .feature_settings
                 .clone()
                 .and_then(|v| serde_json::from_value::<FeaturesConfig>(v).ok())
-                .map(|c| Arc::new(RowFeaturizer::new(c, &in_schema))),
-            _ => None,
+                .map(|c| Featurizer::Frontend(Box::new(RowFeaturizer::new(c, &in_schema))))
+                .unwrap_or(Featurizer::None),
+            _ => Featurizer::None,
         };
-        let model = self.model;
+        let featurizer = Arc::new(featurizer);
+        let model = self.model.clone();
         let batch_size = self.cfg.batch_size.max(1);
         let schema = out_schema.clone();
         let scored = map_batches(input, out_schema.clone(), ctx.clone(), move |batch| {
-            let (b, failed) =
-                infer_batch(&model, featurizer.as_deref(), &batch, &schema, batch_size)?;
+            let (b, failed) = infer_batch(&model, &featurizer, &batch, &schema, batch_size)?;
             Ok((b.into_iter().collect(), failed))
         });
         let Some(smooth) = self.cfg.smooth.clone().filter(|s| s.median > 1) else {

@@ -261,6 +261,10 @@ impl Operator for TrainSink {
                 .metadata()
                 .get(crate::schema::FEATURES_KEY)
                 .and_then(|s| serde_json::from_str(s).ok());
+            let encoder_settings = in_schema
+                .metadata()
+                .get(crate::schema::ENCODER_KEY)
+                .and_then(|s| serde_json::from_str(s).ok());
             let job = ctx.pool.run(move || -> std::result::Result<(), String> {
                 let rows = TrainingRows::gather(&cfg, batches)?;
                 TrainRun {
@@ -270,6 +274,7 @@ impl Operator for TrainSink {
                     labels: rows.labels,
                     dims: rows.dims,
                     feature_settings,
+                    encoder_settings,
                     sample_rate: rows.sample_rate,
                     cancel: &cancel,
                     shard,

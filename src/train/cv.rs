@@ -156,6 +156,8 @@ pub struct TrainRun<'a> {
     pub dims: usize,
     /// The feature table's `sermo.features` settings (recorded for inference).
     pub feature_settings: Option<serde_json::Value>,
+    /// The table's `sermo.encoder` settings (an `embed` table), recorded likewise.
+    pub encoder_settings: Option<serde_json::Value>,
     pub sample_rate: Option<u32>,
     /// Checked between epochs: a cancelled run stops training.
     pub cancel: &'a Cancel,
@@ -363,6 +365,7 @@ impl TrainRun<'_> {
             labels,
             dims,
             feature_settings,
+            encoder_settings,
             sample_rate,
             cancel,
             ..
@@ -452,6 +455,7 @@ impl TrainRun<'_> {
             labels: labels.to_vec(),
             features: cfg.features.clone(),
             feature_settings: feature_settings.clone(),
+            encoder_settings: encoder_settings.clone(),
             standardizer: norm.clone(),
             max_frames: settings.max_frames,
             training: settings.clone(),

@@ -49,6 +49,11 @@ pub struct ModelArtifact {
     pub features: Vec<String>,
     /// The feature stage's settings (`sermo.features` of the table), if known.
     pub feature_settings: Option<serde_json::Value>,
+    /// The `embed` stage's settings (`sermo.encoder` of the table: the encoder's
+    /// folder and hashes, layers, pooling) when the model was trained on
+    /// pretrained-encoder hidden states: inference fed audio runs that encoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_settings: Option<serde_json::Value>,
     pub standardizer: Standardizer,
     pub max_frames: usize,
     pub training: TrainSettings,
