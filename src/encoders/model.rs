@@ -245,14 +245,26 @@ impl<B: Backend> SpeechEncoder<B> {
     /// `[batch, frames, hidden]` (the transformer's input before the position
     /// embedding).
     pub fn embed_features(&self, x: Tensor<B, 2>) -> Tensor<B, 3> {
+        self.project(self.conv_features(x))
+    }
+
+    /// The convolutional feature encoder alone: `[batch, samples]` →
+    /// `[batch, frames, conv channels]` (what fine-tuning freezes by default).
+    pub fn conv_features(&self, x: Tensor<B, 2>) -> Tensor<B, 3> {
         let [b, l] = x.dims();
         let mut h = x.reshape([b, l, 1]);
         for conv in &self.conv_layers {
             h = conv.forward(h);
         }
-        if let Some(n) = &self.feat_proj_norm {
-            h = n.over_channels(h);
-        }
+        h
+    }
+
+    /// The feature projection (LayerNorm, Linear) of the convolutional features.
+    pub fn project(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
+        let h = match &self.feat_proj_norm {
+            Some(n) => n.over_channels(h),
+            None => h,
+        };
         self.projection.forward(h)
     }
 
@@ -270,10 +282,22 @@ impl<B: Backend> SpeechEncoder<B> {
         masked: bool,
         keep: &[bool],
     ) -> EncoderOutput<B> {
-        let [b, _] = input.dims();
-        let device = input.device();
-        let mut x = self.embed_features(input);
-        let f = x.dims()[1];
+        self.forward_features(self.embed_features(input), config, lengths, masked, keep)
+    }
+
+    /// [`SpeechEncoder::forward`] from the output of
+    /// [`SpeechEncoder::embed_features`] (fine-tuning with a frozen feature
+    /// encoder detaches it in between).
+    pub fn forward_features(
+        &self,
+        mut x: Tensor<B, 3>,
+        config: &EncoderConfig,
+        lengths: &[usize],
+        masked: bool,
+        keep: &[bool],
+    ) -> EncoderOutput<B> {
+        let [b, f, _] = x.dims();
+        let device = x.device();
         let frames: Vec<usize> = (0..b)
             .map(|i| lengths.get(i).map_or(f, |&n| config.frames(n).min(f)))
             .collect();
