@@ -3,8 +3,8 @@
 # files -> decode (streamed) -> resample 16000 -> 10-s windows -> embed (wav2vec2-base
 # architecture, random init; pooling = "mean", layers = "all": 13 columns of 768) ->
 # Parquet, with `sermo run` under /usr/bin/time -v. Target: peak RSS <= 1.5 GB.
-# The recording (16 kHz mono 16-bit WAV, the EmoDB demo clips of examples/audio
-# repeated; 115 MB per hour) is made once and reused from $SERMO_LONG_DIR
+# The recording (16 kHz mono 16-bit WAV: EmoDB from ../shared/corpora, else the demo
+# clips of examples/audio, repeated; 115 MB per hour) is made once and reused from $SERMO_LONG_DIR
 # (default $TMPDIR/sermo-long-recordings).
 #   python3 scripts/make_random_encoder.py out/encoders/wav2vec2-base-random
 #   bash benches/scripts/long_recording_embed_memory.sh [path/to/sermo]
@@ -29,11 +29,19 @@ import glob, struct, sys, wave
 from pathlib import Path
 out, sizes = Path(sys.argv[1]), sys.argv[2:]
 secs = {"1min": 60, "10min": 600, "1h": 3600}
-pcm = b""
-for c in sorted(glob.glob("examples/audio/emodb/*.wav")):
+import numpy as np
+# EmoDB (16 kHz) from ../shared/corpora if present, else the demo clips (22.05 kHz,
+# linearly interpolated to 16 kHz: the encoder's cost does not depend on the content).
+parts = []
+for c in sorted(glob.glob("../shared/corpora/emodb/wav/*.wav")) or sorted(glob.glob("examples/audio/emodb/*.wav")):
     with wave.open(c) as w:
-        assert w.getnchannels() == 1 and w.getsampwidth() == 2 and w.getframerate() == 16000, c
-        pcm += w.readframes(w.getnframes())
+        assert w.getnchannels() == 1 and w.getsampwidth() == 2, c
+        rate, y = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    if rate != 16000:
+        t = np.arange(int(len(y) * 16000 / rate)) * (rate / 16000)
+        y = np.interp(t, np.arange(len(y)), y).astype("<i2")
+    parts.append(y)
+pcm = np.concatenate(parts).astype("<i2").tobytes()
 for name in sizes:
     dst = out / f"embed-{name}.wav"
     n = secs[name] * 16000 * 2
