@@ -123,8 +123,10 @@ fn d_max_s() -> f64 {
     30.0
 }
 
-/// Longest `max_s` accepted: attention is quadratic in frames.
-const MAX_MAX_S: f64 = 600.0;
+/// Longest `max_s` accepted: attention is quadratic in frames (60 s = 3000
+/// frames: each `[heads, frames, frames]` score tensor of a base model is then
+/// 430 MB), so memory stays bounded whatever the input.
+const MAX_MAX_S: f64 = 60.0;
 
 /// What the table records under `sermo.encoder`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
