@@ -14,6 +14,20 @@ use super::model::{
     ConvLayer, Dense, EncoderLayer, FeedForward, Norm, PositionConv, SpeechEncoder, conv_norms,
 };
 
+/// `[in·k, out]` (in-major rows, PyTorch's flattening) → `[k·in, out]` (tap-major),
+/// the layout of [`ConvLayer`].
+fn tap_major(w: Vec<f32>, c_in: usize, k: usize, out: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; w.len()];
+    for c in 0..c_in {
+        for tap in 0..k {
+            let from = (c * k + tap) * out;
+            let to = (tap * c_in + c) * out;
+            t[to..to + out].copy_from_slice(&w[from..from + out]);
+        }
+    }
+    t
+}
+
 /// The eps of the feature encoder's norms (PyTorch's default; not in config.json).
 const CONV_NORM_EPS: f64 = 1e-5;
 
@@ -90,8 +104,12 @@ pub fn build<B: Backend>(
     let mut c_in = 1;
     for (i, &(c_out, k, s)) in config.conv_layers.iter().enumerate() {
         let p = format!("feature_extractor.conv_layers.{i}");
-        let w =
-            l.ck.take_transposed(&format!("{p}.conv.weight"), &[c_out, c_in, k])?;
+        let w = tap_major(
+            l.ck.take_transposed(&format!("{p}.conv.weight"), &[c_out, c_in, k])?,
+            c_in,
+            k,
+            c_out,
+        );
         let weight = Param::from_tensor(Tensor::from_data(
             TensorData::new(w, [c_in * k, c_out]),
             device,

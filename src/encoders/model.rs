@@ -71,9 +71,17 @@ impl<B: Backend> Dense<B> {
 }
 
 /// One convolution of the feature encoder (+ its norm, + GELU).
+///
+/// Computed without an unfold (burn-ndarray builds one slice per window, which
+/// dominated the forward pass): the input `[batch, samples, in]` is viewed as
+/// rows of `stride` samples, `[batch, rows, stride·in]`, so the taps
+/// `j·stride .. (j+1)·stride` of every output frame are one row, `j` rows on;
+/// the convolution is then `⌈kernel / stride⌉` matrix products of shifted row
+/// blocks with the matching tap block of the weight.
 #[derive(Module, Debug)]
 pub struct ConvLayer<B: Backend> {
-    /// `[in·kernel, out]`: PyTorch's `[out, in, kernel]` flattened and transposed.
+    /// `[kernel·in, out]`, tap-major: row `k·in + c` is PyTorch's
+    /// `weight[:, c, k]`.
     pub weight: Param<Tensor<B, 2>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
     pub norm: Option<Norm<B>>,
@@ -85,15 +93,40 @@ pub struct ConvLayer<B: Backend> {
 
 impl<B: Backend> ConvLayer<B> {
     /// `[batch, samples, in]` → `[batch, frames, out]`; the caller makes sure
-    /// there is at least one frame.
+    /// there is at least one frame (`samples ≥ kernel`).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [b, _, c] = x.dims();
-        let patches: Tensor<B, 4> = x.unfold(1, self.kernel, self.stride);
-        let f = patches.dims()[1];
+        let [b, l, c] = x.dims();
+        let (k, s) = (self.kernel, self.stride);
+        let f = (l - k) / s + 1;
+        let groups = k.div_ceil(s);
+        let rows = f + groups - 1;
+        let need = rows * s;
+        // Exactly `rows` rows of `s` samples: cut the tail, or pad with zeros
+        // that only reach columns of the last block no tap reads.
+        let x = if need > l {
+            let zeros = Tensor::<B, 3>::zeros([b, need - l, c], &x.device());
+            Tensor::cat(vec![x, zeros], 1)
+        } else {
+            x.slice([0..b, 0..need, 0..c])
+        };
+        let r = x.reshape([b, rows, s * c]);
         let out = self.weight.dims()[1];
-        let mut y = patches
-            .reshape([b * f, c * self.kernel])
-            .matmul(self.weight.val());
+        let w = self.weight.val();
+        let mut y: Option<Tensor<B, 2>> = None;
+        for j in 0..groups {
+            let taps = (k - j * s).min(s);
+            let block = r
+                .clone()
+                .slice([0..b, j..j + f, 0..taps * c])
+                .reshape([b * f, taps * c]);
+            let wj = w.clone().slice([j * s * c..(j * s + taps) * c, 0..out]);
+            let p = block.matmul(wj);
+            y = Some(match y {
+                Some(acc) => acc + p,
+                None => p,
+            });
+        }
+        let mut y = y.unwrap_or_else(|| Tensor::zeros([b * f, out], &r.device()));
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze();
         }
@@ -129,7 +162,10 @@ impl<B: Backend> PositionConv<B> {
         v * (g / norm)
     }
 
-    /// `[batch, frames, hidden]` → the same shape.
+    /// `[batch, frames, hidden]` → the same shape. The taps are gathered once
+    /// for all groups (`kernel` shifted slices stacked, `[batch, windows,
+    /// kernel, hidden]`), then each group is one matrix product with its
+    /// tap-major weight.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, f, h] = x.dims();
         let device = x.device();
@@ -140,23 +176,31 @@ impl<B: Backend> PositionConv<B> {
         } else {
             x
         };
+        let k = self.kernel;
+        let windows = f + 2 * pad + 1 - k;
+        let taps: Vec<Tensor<B, 4>> = (0..k)
+            .map(|t| {
+                xp.clone()
+                    .slice([0..b, t..t + windows, 0..h])
+                    .unsqueeze_dim(2)
+            })
+            .collect();
+        let patches = Tensor::cat(taps, 2); // [b, windows, k, h]
         let d = h / self.groups;
+        // [h_out, d_in, k] → per group [k·d_in, d_out], tap-major.
         let w = self.weight();
         let mut parts = Vec::with_capacity(self.groups);
         for g in 0..self.groups {
             let wg = w
                 .clone()
-                .slice([g * d..(g + 1) * d, 0..d, 0..self.kernel])
-                .reshape([d, d * self.kernel])
-                .transpose();
-            let xg = xp.clone().slice([0..b, 0..f + 2 * pad, g * d..(g + 1) * d]);
-            let patches: Tensor<B, 4> = xg.unfold(1, self.kernel, 1);
-            let windows = patches.dims()[1];
-            let y = patches
-                .reshape([b * windows, d * self.kernel])
-                .matmul(wg)
-                .reshape([b, windows, d]);
-            parts.push(y);
+                .slice([g * d..(g + 1) * d, 0..d, 0..k])
+                .permute([2, 1, 0])
+                .reshape([k * d, d]);
+            let pg = patches
+                .clone()
+                .slice([0..b, 0..windows, 0..k, g * d..(g + 1) * d])
+                .reshape([b * windows, k * d]);
+            parts.push(pg.matmul(wg).reshape([b, windows, d]));
         }
         let y = Tensor::cat(parts, 2) + self.bias.val().unsqueeze();
         // An even kernel gives one frame too many (transformers' SamePadLayer).
