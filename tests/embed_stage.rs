@@ -233,7 +233,12 @@ fn validation_names_the_fix() {
     ));
     assert!(e.contains("layer 3 does not exist"), "{e}");
     let e = compile_error(&pipeline(true, "encoder = \"no/such/folder\"\n"));
-    assert!(e.contains("config.json"), "{e}");
+    assert!(
+        e.contains("checkpoint folder")
+            && e.contains("no/such/folder")
+            && e.contains("does not exist"),
+        "{e}"
+    );
     let e = compile_error(&pipeline(
         true,
         &format!("encoder = \"{}\"\npooling = \"max\"\n", enc.display()),

@@ -53,7 +53,7 @@ fn unknown_kind_lists_the_known_ones() {
     assert_eq!(
         hint.as_deref(),
         Some(
-            "source kinds: files, parquet, stdin; stage kinds: augment, decode, features, infer, resample, window; sink kinds: discard, parquet, timeline, train"
+            "source kinds: files, parquet, stdin; stage kinds: augment, decode, embed, features, infer, resample, window; sink kinds: discard, parquet, timeline, train"
         )
     );
 }

@@ -173,6 +173,12 @@ impl EmbedConfig {
 
     /// The settings the table will record (identity hashed from the folder).
     pub fn settings(&self, folder: &Path) -> Result<EmbedSettings, String> {
+        if !folder.is_dir() {
+            return Err(format!(
+                "checkpoint folder {} does not exist",
+                folder.display()
+            ));
+        }
         let config = EncoderConfig::from_folder(folder).map_err(|e| e.to_string())?;
         let layers = self.layers.resolve(config.num_hidden_states())?;
         let encoder =
