@@ -610,3 +610,216 @@ fn a_fine_tuning_step_of_wav2vec2_equals_pytorch() {
 fn a_fine_tuning_step_of_wavlm_equals_pytorch() {
     gradient_parity("wavlm");
 }
+
+/// `ssl_finetune`'s model (encoder, weighted layer sum, SUPERB head) on the
+/// fixture's raw padded audio, with transformers' head weights, gives
+/// transformers' `ForSequenceClassification` logits: the in-model input
+/// normalization, the masking and the head wiring together.
+#[test]
+fn ssl_finetune_model_equals_transformers_sequence_classification() {
+    use burn::module::Param;
+    use burn::nn::Linear;
+    use sermo::train::finetune::{EncoderSpec, SslFinetuneParams, pretrained};
+    let dir = fixture("wav2vec2_layer");
+    let exp = expected(&dir);
+    let device = Default::default();
+    let spec = EncoderSpec::read(&dir, None).unwrap();
+    let params = SslFinetuneParams {
+        projector: 16,
+        ..Default::default()
+    };
+    let mut m = pretrained::<B>(&spec, &params, 4, &device).unwrap();
+    let t1 = |k: &str| {
+        let a = &exp[k];
+        Param::from_tensor(Tensor::<B, 1>::from_data(
+            TensorData::new(a.f.clone(), [a.shape[0]]),
+            &device,
+        ))
+    };
+    let linear = |k: &str| {
+        let w = &exp[&format!("{k}.weight")];
+        let (o, i) = (w.shape[0], w.shape[1]);
+        let t =
+            Tensor::<B, 2>::from_data(TensorData::new(w.f.clone(), [o, i]), &device).transpose();
+        Linear {
+            weight: Param::from_tensor(t),
+            bias: Some(t1(&format!("{k}.bias"))),
+        }
+    };
+    m.head.layer_weights = t1("head.layer_weights");
+    m.head.projector = linear("head.projector");
+    m.head.classifier = linear("head.classifier");
+    let audio = &exp["audio"];
+    let [b, l] = [audio.shape[0], audio.shape[1]];
+    let lengths: Vec<usize> = exp["lengths"].i.iter().map(|&n| n as usize).collect();
+    let mask: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&n| (0..l).map(move |t| if t < n { 1.0 } else { 0.0 }))
+        .collect();
+    let x = Tensor::<B, 3>::from_data(TensorData::new(audio.f.clone(), [b, l, 1]), &device);
+    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [b, l]), &device);
+    let x = x * mask.clone().unsqueeze_dim::<3>(2);
+    let logits = m.forward(x, mask).into_data().to_vec::<f32>().unwrap();
+    let d = max_abs(&logits, &exp["logits"].f);
+    eprintln!("ssl_finetune logits: max abs diff {d:.2e}");
+    assert!(d <= TOL, "logits: max abs diff {d}");
+}
+
+/// A group-norm encoder (base models) fine-tuned on padded batches: each
+/// clip's logits equal those of the clip alone (its feature encoder runs
+/// unpadded, padded frames are masked), so no prediction depends on its batch
+/// neighbours.
+#[test]
+fn ssl_finetune_logits_do_not_depend_on_batch_neighbours() {
+    use sermo::train::finetune::{EncoderSpec, SslFinetuneParams, pretrained};
+    for name in ["wav2vec2_group", "wavlm"] {
+        let dir = fixture(name);
+        let exp = expected(&dir);
+        let device = Default::default();
+        let spec = EncoderSpec::read(&dir, None).unwrap();
+        let params = SslFinetuneParams {
+            projector: 8,
+            ..Default::default()
+        };
+        let m = pretrained::<B>(&spec, &params, 3, &device).unwrap();
+        let audio = &exp["audio"];
+        let [b, l] = [audio.shape[0], audio.shape[1]];
+        let lengths: Vec<usize> = exp["lengths"].i.iter().map(|&n| n as usize).collect();
+        assert!(lengths[0] != lengths[1]);
+        let run = |rows: &[usize], len: usize| {
+            let mut x = vec![0.0f32; rows.len() * len];
+            let mut mask = vec![0.0f32; rows.len() * len];
+            for (j, &i) in rows.iter().enumerate() {
+                let n = lengths[i].min(len);
+                x[j * len..j * len + n].copy_from_slice(&audio.f[i * l..i * l + n]);
+                mask[j * len..j * len + n].fill(1.0);
+            }
+            let x = Tensor::<B, 3>::from_data(TensorData::new(x, [rows.len(), len, 1]), &device);
+            let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [rows.len(), len]), &device);
+            m.forward(x, mask).into_data().to_vec::<f32>().unwrap()
+        };
+        let batch = run(&[0, 1], l);
+        let alone: Vec<f32> = (0..b).flat_map(|i| run(&[i], lengths[i])).collect();
+        let d = max_abs(&batch, &alone);
+        assert!(d <= 1e-5, "{name}: padded batch vs alone: {d}");
+    }
+}
+
+/// A fine-tuned encoder written as a checkpoint folder loads again (in sermo,
+/// and by its names in transformers) and runs exactly as the module it came
+/// from.
+#[test]
+fn an_exported_encoder_folder_round_trips() {
+    for name in ["wav2vec2_group", "wav2vec2_layer", "hubert", "wavlm"] {
+        let src = fixture(name);
+        let device = Default::default();
+        let original = Pretrained::<B>::load(&src, None, &device).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let config_json = std::fs::read_to_string(src.join("config.json")).unwrap();
+        let pre = std::fs::read_to_string(src.join("preprocessor_config.json")).ok();
+        sermo::encoders::export::save_folder(
+            &original.model,
+            Some(vec![0.5; original.config.hidden_size]),
+            &config_json,
+            pre.as_deref(),
+            out.path(),
+        )
+        .unwrap();
+        let back = Pretrained::<B>::load(out.path(), None, &device).unwrap();
+        let clip: Vec<f32> = (0..3000).map(|i| ((i as f32) * 0.013).sin()).collect();
+        let n = original.config.num_hidden_states();
+        let layers: Vec<usize> = (0..n).collect();
+        let a = original.run(&[&clip], &layers).unwrap();
+        let b = back.run(&[&clip], &layers).unwrap();
+        assert_eq!(a, b, "{name}: states differ after the round trip");
+        // Every tensor of the original file is written back under its name
+        // (prefix and weight-norm spelling normalized), with the same values.
+        let family = original.config.family;
+        let mut ck = Checkpoint::open(&Checkpoint::weights_file(&src).unwrap(), family).unwrap();
+        let mut written = Checkpoint::open(&out.path().join("model.safetensors"), family).unwrap();
+        for (name_pt, shape, values) in sermo::encoders::export::tensors(&back.model, None) {
+            let want = ck.take(&name_pt, &shape).unwrap();
+            assert_eq!(want, values, "{name}: {name_pt}");
+            written.take(&name_pt, &shape).unwrap();
+        }
+        assert_eq!(
+            written
+                .take("masked_spec_embed", &[original.config.hidden_size])
+                .unwrap(),
+            vec![0.5; original.config.hidden_size]
+        );
+    }
+}
+
+/// An exported folder is a Hugging Face checkpoint: transformers loads it
+/// (`AutoModel.from_pretrained`, every weight used) and computes the hidden
+/// states sermo computes, to 1e-4. Needs torch and transformers (not in CI:
+/// skipped with a message without them).
+#[test]
+fn an_exported_folder_loads_in_transformers_when_torch_is_present() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import torch, transformers"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIP an_exported_folder_loads_in_transformers_when_torch_is_present: python3 with torch and transformers is not installed"
+        );
+        return;
+    }
+    let script = r#"
+import json, sys, numpy as np, torch
+from transformers import AutoModel, AutoFeatureExtractor
+m, info = AutoModel.from_pretrained(sys.argv[1], output_loading_info=True)
+m.eval()
+x = np.sin(np.arange(3000, dtype=np.float64) * 0.013).astype(np.float32)
+iv = AutoFeatureExtractor.from_pretrained(sys.argv[1])(x, sampling_rate=16000, return_tensors="pt").input_values
+with torch.no_grad():
+    hs = m(iv, output_hidden_states=True).hidden_states
+print(json.dumps({"missing": info["missing_keys"], "unexpected": info["unexpected_keys"],
+                  "states": [h[0].reshape(-1).tolist() for h in hs]}))
+"#;
+    for name in ["wav2vec2_group", "wav2vec2_layer", "hubert", "wavlm"] {
+        let src = fixture(name);
+        let device = Default::default();
+        let original = Pretrained::<B>::load(&src, None, &device).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        sermo::encoders::export::save_folder(
+            &original.model,
+            Some(vec![0.25; original.config.hidden_size]),
+            &std::fs::read_to_string(src.join("config.json")).unwrap(),
+            std::fs::read_to_string(src.join("preprocessor_config.json"))
+                .ok()
+                .as_deref(),
+            out.path(),
+        )
+        .unwrap();
+        let run = std::process::Command::new("python3")
+            .args(["-c", script, out.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(run.stdout.rsplit(|&c| c == b'\n').nth(1).unwrap()).unwrap();
+        assert_eq!(v["missing"], serde_json::json!([]), "{name}: {v:?}");
+        assert_eq!(v["unexpected"], serde_json::json!([]), "{name}");
+        let clip: Vec<f32> = (0..3000)
+            .map(|i| ((i as f64) * 0.013).sin() as f32)
+            .collect();
+        let n = original.config.num_hidden_states();
+        let ours = original.run(&[&clip], &(0..n).collect::<Vec<_>>()).unwrap();
+        for k in 0..n {
+            let theirs: Vec<f32> = v["states"][k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            let d = max_abs(&ours[0].layers[k], &theirs);
+            assert!(d <= TOL, "{name}: hidden state {k}: max abs diff {d}");
+        }
+    }
+}

@@ -23,6 +23,8 @@ use super::config::Family;
 pub struct Checkpoint {
     file: PathBuf,
     tensors: BTreeMap<String, Entry>,
+    /// [`Checkpoint::zeros`]: every tensor asked for is there, all zeros.
+    zeros: bool,
 }
 
 struct Entry {
@@ -119,7 +121,19 @@ impl Checkpoint {
         Ok(Checkpoint {
             file: file.to_path_buf(),
             tensors,
+            zeros: false,
         })
+    }
+
+    /// A checkpoint that holds every tensor asked for, as zeros: builds an
+    /// encoder's structure whose weights come from elsewhere (a fine-tuned
+    /// model's burn record).
+    pub fn zeros() -> Checkpoint {
+        Checkpoint {
+            file: PathBuf::from("<zeros>"),
+            tensors: BTreeMap::new(),
+            zeros: true,
+        }
     }
 
     /// The file read.
@@ -129,11 +143,14 @@ impl Checkpoint {
 
     /// Whether a tensor is present.
     pub fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.zeros || self.tensors.contains_key(name)
     }
 
     /// Take a tensor, checking it has `shape`.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, EncoderError> {
+        if self.zeros {
+            return Ok(vec![0.0; shape.iter().product()]);
+        }
         let Some(e) = self.tensors.remove(name) else {
             return Err(EncoderError::Weights {
                 file: self.file.clone(),

@@ -380,7 +380,7 @@ fn bounded(what: &str, v: usize, lo: usize, hi: usize) -> Result<(), String> {
 }
 
 /// Read a JSON config, refusing anything over 1 MiB (configs are a few KiB).
-fn read_small(path: &Path) -> Result<String, EncoderError> {
+pub(crate) fn read_small(path: &Path) -> Result<String, EncoderError> {
     let meta = std::fs::metadata(path).map_err(|e| EncoderError::Io {
         path: path.to_path_buf(),
         source: e,

@@ -240,3 +240,23 @@ pub fn build<B: Backend>(
         pre_ln: config.stable_layer_norm,
     })
 }
+
+/// The learned embedding that replaces masked frames (`masked_spec_embed`,
+/// `[hidden]`), when the checkpoint has one (pre-trained checkpoints do).
+pub fn mask_embedding(
+    ck: &mut Checkpoint,
+    hidden: usize,
+) -> Result<Option<Vec<f32>>, EncoderError> {
+    if ck.has("masked_spec_embed") {
+        ck.take("masked_spec_embed", &[hidden]).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The encoder of `config` with every weight zero: the structure a fine-tuned
+/// model's record fills.
+pub fn skeleton<B: Backend>(config: &EncoderConfig, device: &B::Device) -> SpeechEncoder<B> {
+    build::<B>(config, Checkpoint::zeros(), device)
+        .expect("a zero checkpoint holds every tensor the architecture asks for")
+}

@@ -21,6 +21,7 @@ pub mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod embed;
+pub mod export;
 pub mod load;
 pub mod model;
 

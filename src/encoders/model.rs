@@ -334,11 +334,26 @@ impl<B: Backend> SpeechEncoder<B> {
     /// encoder detaches it in between).
     pub fn forward_features(
         &self,
+        x: Tensor<B, 3>,
+        config: &EncoderConfig,
+        lengths: &[usize],
+        masked: bool,
+        keep: &[bool],
+    ) -> EncoderOutput<B> {
+        self.forward_skipping(x, config, lengths, masked, keep, &[])
+    }
+
+    /// [`SpeechEncoder::forward_features`] with the transformer layers `i` where
+    /// `skip[i]` left out (LayerDrop in training, as transformers: a skipped
+    /// layer passes its input on, and its hidden state repeats the previous one).
+    pub fn forward_skipping(
+        &self,
         mut x: Tensor<B, 3>,
         config: &EncoderConfig,
         lengths: &[usize],
         masked: bool,
         keep: &[bool],
+        skip: &[bool],
     ) -> EncoderOutput<B> {
         let [b, f, _] = x.dims();
         let device = x.device();
@@ -369,7 +384,9 @@ impl<B: Backend> SpeechEncoder<B> {
         let bias = self.relative.as_ref().map(|r| r.bias(f, &device));
         let additive = mask.as_ref().map(|m| &m.1);
         for (i, layer) in self.layers.iter().enumerate().take(last) {
-            x = layer.forward(x, additive, bias.as_ref());
+            if !skip.get(i).copied().unwrap_or(false) {
+                x = layer.forward(x, additive, bias.as_ref());
+            }
             if keep.get(i + 1).copied().unwrap_or(false) {
                 hidden_states[i + 1] = Some(x.clone());
             }

@@ -183,6 +183,18 @@ impl OperatorConfig for InferConfig {
                 {
                     return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into());
                 }
+                // A fine-tuned encoder (`ssl_finetune`) takes the audio itself.
+                if let Some(spec) = &a.model.encoder {
+                    let want = spec.config.sample_rate;
+                    match schema::sample_rate_of(&s) {
+                        Some(r) if r != want => {
+                            return Err(format!(
+                                "its input is at {r} Hz; the model's encoder takes {want} Hz: set the resample stage's rate = {want}"
+                            ));
+                        }
+                        _ => return Ok(predictions_schema(&a.labels)),
+                    }
+                }
                 if let Some(es) = &a.encoder_settings {
                     let settings: EmbedSettings =
                         serde_json::from_value(es.clone()).map_err(|e| {
@@ -289,6 +301,63 @@ enum Featurizer {
     Frontend(Box<RowFeaturizer>),
     /// The pretrained encoder the model's table was embedded with.
     Encoder(Embedder),
+    /// A fine-tuned encoder's model (`ssl_finetune`) reads the audio itself:
+    /// rows at another rate, shorter than one encoder frame or not finite are
+    /// refused here.
+    Audio { rate: u32, min_samples: usize },
+}
+
+/// The rows of an audio batch a fine-tuned encoder can take, and the refused.
+fn audio_rows(
+    batch: &RecordBatch,
+    rate: u32,
+    min_samples: usize,
+) -> std::result::Result<(RecordBatch, Vec<Failed>), String> {
+    use arrow::array::{Array, AsArray, BooleanArray};
+    let mut keep = Vec::with_capacity(batch.num_rows());
+    let mut failed = Vec::new();
+    let samples = batch
+        .column_by_name(col::SAMPLES)
+        .and_then(|c| c.as_list_opt::<i32>().cloned())
+        .ok_or("needs mono audio rows (a `samples` list column)")?;
+    for i in 0..batch.num_rows() {
+        let row = batch.slice(i, 1);
+        let sr = row_u32(&row, col::SAMPLE_RATE)?;
+        let v = samples.value(i);
+        let values = v.as_primitive_opt::<arrow::datatypes::Float32Type>();
+        let problem = if sr != rate {
+            Some((
+                Reason::InvalidFormat,
+                format!(
+                    "audio at {sr} Hz, the model's encoder takes {rate} Hz (add a resample stage with rate = {rate})"
+                ),
+            ))
+        } else if v.len() < min_samples {
+            Some((
+                Reason::TooShort,
+                format!(
+                    "{} samples, shorter than the encoder's receptive field ({min_samples})",
+                    v.len()
+                ),
+            ))
+        } else if values.is_none_or(|a| a.values().iter().any(|x| !x.is_finite())) {
+            Some((Reason::NonFinite, "NaN or infinite samples".into()))
+        } else {
+            None
+        };
+        keep.push(problem.is_none());
+        if let Some((reason, msg)) = problem {
+            failed.push((
+                row_str(&row, col::PATH),
+                row_str(&row, col::CLIP_ID),
+                reason,
+                msg,
+            ));
+        }
+    }
+    let kept = arrow::compute::filter_record_batch(batch, &BooleanArray::from(keep))
+        .map_err(|e| e.to_string())?;
+    Ok((kept, failed))
 }
 
 /// Score one input batch: a predictions batch (rows that could be scored) and the
@@ -305,6 +374,11 @@ fn infer_batch(
     // Feature rows (computed here from audio, or given).
     let feats: Vec<RecordBatch> = match featurizer {
         Featurizer::None => vec![batch.clone()],
+        Featurizer::Audio { rate, min_samples } => {
+            let (kept, refused) = audio_rows(batch, *rate, *min_samples)?;
+            failed.extend(refused);
+            vec![kept]
+        }
         Featurizer::Encoder(e) => {
             let (rows, refused) = e.embed(batch)?;
             failed.extend(refused);
@@ -549,11 +623,22 @@ impl Operator for Infer {
         let labels = self.model.artifact.labels.clone();
         let out_schema = predictions_schema(&labels);
         let input = crate::engine::stream::merge_inputs(in_schema.clone(), inputs);
-        let featurizer = match (TableKind::of(&in_schema), self.encoder.take()) {
-            (TableKind::Audio, Some((settings, loaded))) => {
+        let finetuned = self
+            .model
+            .artifact
+            .model
+            .encoder
+            .as_ref()
+            .map(|e| &e.config);
+        let featurizer = match (TableKind::of(&in_schema), finetuned, self.encoder.take()) {
+            (TableKind::Audio, Some(c), _) => Featurizer::Audio {
+                rate: c.sample_rate,
+                min_samples: c.receptive_field(),
+            },
+            (TableKind::Audio, None, Some((settings, loaded))) => {
                 Featurizer::Encoder(settings.embedder(loaded, &in_schema))
             }
-            (TableKind::Audio, None) => self
+            (TableKind::Audio, None, None) => self
                 .model
                 .artifact
                 .feature_settings

@@ -28,6 +28,12 @@
 //! [sinks.model.params]             # model hyper-parameters (docs/models.md)
 //! dropout = 0.3
 //! ```
+//! `model = "ssl_finetune"` trains a pretrained encoder end to end on audio rows
+//! at the encoder's rate (`input` = a `resample` stage): `encoder = "<checkpoint
+//! folder>"` names it, `features` defaults to the audio's `samples`, and the
+//! fine-tuned encoder is also written as a checkpoint folder `encoder/` beside
+//! `model.mpk` (src/train/finetune.rs). `grad_accumulation = N` sums the
+//! gradients of N batches per optimizer step (any model).
 //! Artifacts in `out` (per fold in `fold-K/` with `cv`): `model.mpk` (burn record),
 //! `config.json` (model config, labels in order, feature columns and settings, the
 //! standardizer, training settings, split, data hash), `metrics.json`,
@@ -48,27 +54,40 @@ use std::path::PathBuf;
 use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 
+use crate::encoders::EncoderConfig;
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
     Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
 use crate::schema::{self, col};
+use crate::schema::{TableKind, require_inputs};
 use crate::train::cv::{TrainRun, TrainingRows};
+use crate::train::data::Normalize;
 use crate::train::data::column_width;
-use crate::train::model::ModelConfig;
+use crate::train::model::{EncoderSpec, ModelConfig, ModelKind, ModelSpec};
 pub use crate::train::recipe::{DeviceChoice, TrainConfig};
+use arrow::datatypes::DataType;
 
 impl Component for TrainConfig {
     const KIND: &'static str = "train";
     const ROLE: Role = Role::Sink;
-    const SUMMARY: &'static str = "train an SER model (mlp, cnn1d, cnn2d, lstm, attention_fcn, q2l) with speaker-independent splits or CV; write model, metrics, history, plots";
+    const SUMMARY: &'static str = "train an SER model (mlp, cnn1d, cnn2d, lstm, attention_fcn, q2l, ssl_head; ssl_finetune on audio) with speaker-independent splits or CV; write model, metrics, history, plots";
 }
 
 impl OperatorConfig for TrainConfig {
     fn check(&self, ctx: &ConfigContext) -> Vec<Problem> {
         let mut p = Vec::new();
-        if self.features.is_empty() {
+        let finetune = self.model == ModelKind::SslFinetune;
+        if finetune {
+            p.extend(self.finetune_problems(ctx));
+        } else if let Some(e) = &self.encoder {
+            p.push(
+                Problem::new("encoder", format!("`{e}` applies only to model = \"ssl_finetune\""))
+                    .with_hint("for a table of embeddings the `embed` stage names the encoder; train it with model = \"ssl_head\""),
+            );
+        }
+        if self.features.is_empty() && !finetune {
             p.push(
                 Problem::new("features", "is empty")
                     .with_hint("name feature columns, e.g. features = [\"stacked\"]"),
@@ -86,6 +105,7 @@ impl OperatorConfig for TrainConfig {
             ("epochs", self.epochs),
             ("batch_size", self.batch_size),
             ("max_frames", self.max_frames),
+            ("grad_accumulation", self.grad_accumulation),
         ] {
             if v == 0 {
                 p.push(Problem::new(k, "must be at least 1"));
@@ -144,11 +164,17 @@ impl OperatorConfig for TrainConfig {
             }
         }
         match self.model_spec() {
+            Ok(ModelSpec::SslFinetune(params)) => {
+                for msg in params.check() {
+                    p.push(Problem::new("params", msg));
+                }
+            }
             Ok(spec) => {
                 let cfg = ModelConfig {
                     spec,
                     input_dim: 1,
                     classes: 2,
+                    encoder: None,
                 };
                 for msg in cfg.check() {
                     p.push(Problem::new("params", msg));
@@ -205,6 +231,50 @@ impl OperatorConfig for TrainConfig {
         Ok(schema::empty_schema())
     }
 
+    fn plan_in(
+        &self,
+        inputs: &[PlanInput],
+        ctx: &ConfigContext,
+    ) -> std::result::Result<SchemaRef, String> {
+        if self.model != ModelKind::SslFinetune {
+            return self.plan(inputs);
+        }
+        let s = require_inputs(inputs, &[TableKind::Audio])?;
+        match s.field_with_name(col::SAMPLES).map(|f| f.data_type().clone()) {
+            Ok(DataType::List(inner)) if inner.data_type() == &DataType::Float32 => {}
+            Ok(_) => return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into()),
+            Err(_) => return Err("needs audio rows (a `samples` column)".into()),
+        }
+        let folder = self
+            .encoder
+            .as_ref()
+            .map(|e| ctx.resolve(e))
+            .ok_or("model = \"ssl_finetune\" needs `encoder`")?;
+        let want = encoder_config(&folder)?.sample_rate;
+        match schema::sample_rate_of(&s) {
+            Some(r) if r == want => {}
+            Some(r) => {
+                return Err(format!(
+                    "its input is at {r} Hz; the encoder takes {want} Hz: set the resample stage's rate = {want}"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "its input has no fixed sample rate (decoded files keep their own); the encoder takes {want} Hz: add a resample stage with rate = {want} before it"
+                ));
+            }
+        }
+        if s.field_with_name(col::LABEL).is_err() {
+            return Err("needs a `label` column".into());
+        }
+        if let Some(g) = self.group_column()
+            && s.field_with_name(g).is_err()
+        {
+            return Err(format!("splits by `{g}`, which its input lacks"));
+        }
+        Ok(schema::empty_schema())
+    }
+
     fn output_path(&self, ctx: &ConfigContext) -> Option<PathBuf> {
         Some(ctx.resolve(&self.out))
     }
@@ -220,8 +290,66 @@ impl OperatorConfig for TrainConfig {
             cfg: self.clone(),
             out: ctx.resolve(&self.out),
             reuse: self.reuse.iter().map(|r| ctx.resolve(r)).collect(),
+            encoder: self.encoder.as_ref().map(|e| ctx.resolve(e)),
         }))
     }
+}
+
+impl TrainConfig {
+    /// What `ssl_finetune` refuses or needs, at validation.
+    fn finetune_problems(&self, ctx: &ConfigContext) -> Vec<Problem> {
+        let mut p = Vec::new();
+        match &self.encoder {
+            None => p.push(
+                Problem::new("encoder", "is needed by model = \"ssl_finetune\"")
+                    .with_hint("point `encoder` at a Hugging Face checkpoint folder, e.g. encoder = \"checkpoints/wav2vec2-base\" (docs/models.md)"),
+            ),
+            Some(e) => {
+                if let Err(err) = encoder_config(&ctx.resolve(e)) {
+                    p.push(Problem::new("encoder", err).with_hint(
+                        "point `encoder` at a Hugging Face checkpoint folder (see docs/models.md)",
+                    ));
+                }
+            }
+        }
+        if !(self.features.is_empty() || self.features == [col::SAMPLES]) {
+            p.push(Problem::new(
+                "features",
+                format!(
+                    "{:?}: ssl_finetune trains on the audio's `samples`; leave `features` out",
+                    self.features
+                ),
+            ));
+        }
+        if self.spec_mask.is_some() {
+            p.push(Problem::new("spec_mask", "does not apply to raw audio").with_hint(
+                "ssl_finetune masks the encoder's frames: params.mask_time_prob, mask_time_length",
+            ));
+        }
+        if self.crop.is_some() {
+            p.push(
+                Problem::new("crop", "does not apply to ssl_finetune")
+                    .with_hint("clips are cut to params.max_s seconds"),
+            );
+        }
+        if self.normalize != Normalize::Global {
+            p.push(Problem::new("normalize", "does not apply to ssl_finetune").with_hint(
+                "the encoder normalizes each clip itself (params.normalize, default: the checkpoint's do_normalize)",
+            ));
+        }
+        p
+    }
+}
+
+/// The configuration of the checkpoint folder `encoder` names.
+fn encoder_config(folder: &std::path::Path) -> std::result::Result<EncoderConfig, String> {
+    if !folder.is_dir() {
+        return Err(format!(
+            "checkpoint folder {} does not exist",
+            folder.display()
+        ));
+    }
+    EncoderConfig::from_folder(folder).map_err(|e| e.to_string())
 }
 
 struct TrainSink {
@@ -229,6 +357,8 @@ struct TrainSink {
     out: PathBuf,
     /// `reuse`, resolved.
     reuse: Vec<PathBuf>,
+    /// `encoder`, resolved (`ssl_finetune`).
+    encoder: Option<PathBuf>,
 }
 
 impl Operator for TrainSink {
@@ -265,8 +395,26 @@ impl Operator for TrainSink {
                 .metadata()
                 .get(crate::schema::ENCODER_KEY)
                 .and_then(|s| serde_json::from_str(s).ok());
+            let encoder = self.encoder.clone();
             let job = ctx.pool.run(move || -> std::result::Result<(), String> {
-                let rows = TrainingRows::gather(&cfg, batches)?;
+                let mut rows = TrainingRows::gather(&cfg, batches)?;
+                let spec = match (&encoder, cfg.model_spec()) {
+                    (Some(folder), Ok(ModelSpec::SslFinetune(p))) => {
+                        let spec = EncoderSpec::read(folder, p.normalize)?;
+                        // Clips shorter than one encoder frame cannot be learned.
+                        let min = spec.config.receptive_field();
+                        let before = rows.examples.len();
+                        rows.examples.retain(|e| e.frames >= min);
+                        if rows.examples.len() < before {
+                            eprintln!(
+                                "sermo: train: {} clips shorter than the encoder's receptive field ({min} samples) left out",
+                                before - rows.examples.len()
+                            );
+                        }
+                        Some(spec)
+                    }
+                    _ => None,
+                };
                 TrainRun {
                     cfg: &cfg,
                     out: &out,
@@ -279,6 +427,7 @@ impl Operator for TrainSink {
                     cancel: &cancel,
                     shard,
                     config_hash: &config_hash,
+                    encoder: spec.as_ref(),
                 }
                 .fit_all(rows.examples)
             }).await;

@@ -21,6 +21,7 @@ use serde::Serialize;
 use super::cv_shards::{self, CvPlan};
 use super::data::{Example, Normalize, Standardizer, examples, normalize_groups};
 use super::device::Device;
+use super::finetune::EncoderSpec;
 use super::history::{self, HISTORY_FILE};
 use super::inference::{CONFIG_FILE, ModelArtifact, ReusedFrom, member_file};
 use super::metrics::{Confusion, Report};
@@ -84,7 +85,7 @@ impl TrainingRows {
             .collect();
         let mut ex = Vec::new();
         for b in &batches {
-            ex.extend(examples(b, &cfg.features, &group_by, &index)?);
+            ex.extend(examples(b, &cfg.feature_columns(), &group_by, &index)?);
         }
         let sample_rate = batches.iter().find_map(|b| {
             use arrow::array::{Array, AsArray};
@@ -165,6 +166,8 @@ pub struct TrainRun<'a> {
     pub shard: Option<Shard>,
     /// The sink's lineage hash (recorded in `cv.json`; shards must agree).
     pub config_hash: &'a str,
+    /// `ssl_finetune`: the pretrained encoder (read once, before the folds).
+    pub encoder: Option<&'a EncoderSpec>,
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> std::result::Result<(), String> {
@@ -195,6 +198,16 @@ fn progress_bar(epochs: usize, name: &str) -> Option<indicatif::ProgressBar> {
     Some(b)
 }
 
+/// Folder of ensemble member `k`'s fine-tuned encoder (`ssl_finetune`):
+/// `encoder`, `encoder-1`, ...
+pub fn encoder_folder(k: usize) -> String {
+    if k == 0 {
+        "encoder".to_string()
+    } else {
+        format!("encoder-{k}")
+    }
+}
+
 /// One fold's training inputs, on whichever backend runs it.
 struct FoldJob<'a> {
     model: &'a ModelConfig,
@@ -204,6 +217,9 @@ struct FoldJob<'a> {
     test: &'a [&'a Example],
     norm: &'a Standardizer,
     model_path: PathBuf,
+    /// `ssl_finetune`: where the fine-tuned encoder is written as a checkpoint
+    /// folder.
+    encoder_dir: Option<PathBuf>,
 }
 
 /// What a fold's training leaves (the best model is saved at `model_path`).
@@ -229,11 +245,16 @@ impl FoldJob<'_> {
             self.norm,
             device,
             progress,
-        );
+        )?;
         if trained.stopped {
             return Err(STOPPED.into());
         }
         let probs = self.score::<B::InnerBackend>(&trained.model, device);
+        if let (Some(dir), SerModel::SslFinetune(m), Some(spec)) =
+            (&self.encoder_dir, &trained.model, &self.model.encoder)
+        {
+            m.save_encoder(spec, dir)?;
+        }
         let rec = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
         trained
             .model
@@ -368,6 +389,7 @@ impl TrainRun<'_> {
             encoder_settings,
             sample_rate,
             cancel,
+            encoder,
             ..
         } = self;
         let (dims, sample_rate) = (*dims, *sample_rate);
@@ -380,15 +402,26 @@ impl TrainRun<'_> {
         } = fold_parts(ex, assignment, cfg.variants.train.as_deref())
             .map_err(|e| format!("{name}: {e}"))?;
         let clean_train: Vec<&Example> = tr.iter().copied().filter(|e| e.is_clean()).collect();
-        let norm = Standardizer::fit_with(
-            if clean_train.is_empty() {
-                &tr
-            } else {
-                &clean_train
-            },
-            dims,
-            cfg.normalize == Normalize::Utterance,
-        );
+        let finetune = cfg.model == crate::train::model::ModelKind::SslFinetune;
+        let norm = if finetune {
+            // Raw samples go to the encoder as they are (it normalizes each clip
+            // itself when the checkpoint asks).
+            Standardizer {
+                mean: vec![0.0; dims],
+                std: vec![1.0; dims],
+                per_clip: false,
+            }
+        } else {
+            Standardizer::fit_with(
+                if clean_train.is_empty() {
+                    &tr
+                } else {
+                    &clean_train
+                },
+                dims,
+                cfg.normalize == Normalize::Utterance,
+            )
+        };
         let mut spec = cfg.model_spec().map_err(|e| {
             e.into_iter()
                 .map(|(k, m)| format!("params.{k}: {m}"))
@@ -401,16 +434,21 @@ impl TrainRun<'_> {
             // One hidden state per feature column (`layer_K`).
             p.layers = cfg.features.len();
         }
+        let mut settings = cfg.settings();
+        if let (crate::train::model::ModelSpec::SslFinetune(p), Some(e)) = (&spec, encoder) {
+            // Frames are samples: clips are cut to their first `max_s` seconds.
+            settings.max_frames = e.max_samples(p.max_s);
+        }
         let model_cfg = ModelConfig {
             spec,
             input_dim: dims,
             classes: labels.len(),
+            encoder: if finetune { encoder.cloned() } else { None },
         };
         let problems = model_cfg.check();
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
-        let settings = cfg.settings();
         let members = settings.ensemble.max(1);
         let bar = progress_bar(settings.epochs * members, name);
         let mut progress = |e: &Epoch| {
@@ -453,7 +491,7 @@ impl TrainRun<'_> {
             sermo_version: env!("CARGO_PKG_VERSION").to_string(),
             model: model_cfg.clone(),
             labels: labels.to_vec(),
-            features: cfg.features.clone(),
+            features: cfg.feature_columns(),
             feature_settings: feature_settings.clone(),
             encoder_settings: encoder_settings.clone(),
             standardizer: norm.clone(),
@@ -492,6 +530,7 @@ impl TrainRun<'_> {
                 test: &te,
                 norm: &norm,
                 model_path: dir.join(member_file(k)),
+                encoder_dir: finetune.then(|| dir.join(encoder_folder(k))),
             };
             let fitted = match (offered.remove(&seed), device) {
                 (Some(m), Device::Cpu) => {

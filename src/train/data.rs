@@ -50,6 +50,13 @@ impl Example {
 /// The frames × dims values of row `i` of a feature column.
 fn column_rows(c: &dyn Array, i: usize) -> Result<(Vec<f32>, usize, usize), String> {
     match c.data_type() {
+        // Raw audio (`samples`, for `ssl_finetune`): one value per frame.
+        DataType::List(f) if f.data_type() == &DataType::Float32 => {
+            let l: &ListArray = c.as_list::<i32>();
+            let inner = l.value(i);
+            let vals: &Float32Array = inner.as_primitive_opt().ok_or("values are not Float32")?;
+            Ok((vals.values().to_vec(), vals.len(), 1))
+        }
         DataType::List(_) => {
             let l: &ListArray = c.as_list::<i32>();
             let inner = l.value(i);

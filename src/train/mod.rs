@@ -24,6 +24,7 @@ pub mod cv;
 pub mod cv_shards;
 pub mod data;
 pub mod device;
+pub mod finetune;
 pub mod history;
 pub mod inference;
 pub mod metrics;

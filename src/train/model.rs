@@ -23,6 +23,7 @@ use burn::tensor::activation::{relu, softmax};
 use serde::{Deserialize, Serialize};
 
 use super::conv::{GemmConv1d, GemmConv2d, GemmConv2dConfig};
+pub use super::finetune::{EncoderSpec, SslFinetune, SslFinetuneParams};
 
 /// Which model (`model = "..."` in a `train` sink).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,10 +36,11 @@ pub enum ModelKind {
     AttentionFcn,
     Q2l,
     SslHead,
+    SslFinetune,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 7] = [
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::Mlp,
         ModelKind::Cnn1d,
         ModelKind::Cnn2d,
@@ -46,6 +48,7 @@ impl ModelKind {
         ModelKind::AttentionFcn,
         ModelKind::Q2l,
         ModelKind::SslHead,
+        ModelKind::SslFinetune,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -56,6 +59,7 @@ impl ModelKind {
             ModelKind::AttentionFcn => "attention_fcn",
             ModelKind::Q2l => "q2l",
             ModelKind::SslHead => "ssl_head",
+            ModelKind::SslFinetune => "ssl_finetune",
         }
     }
 }
@@ -268,6 +272,7 @@ pub enum ModelSpec {
     AttentionFcn(AttentionFcnParams),
     Q2l(Q2lParams),
     SslHead(SslHeadParams),
+    SslFinetune(SslFinetuneParams),
 }
 
 /// The keys of a params struct, from its serialized default.
@@ -289,6 +294,7 @@ impl ModelSpec {
             ModelKind::AttentionFcn => ModelSpec::AttentionFcn(Default::default()),
             ModelKind::Q2l => ModelSpec::Q2l(Default::default()),
             ModelKind::SslHead => ModelSpec::SslHead(Default::default()),
+            ModelKind::SslFinetune => ModelSpec::SslFinetune(Default::default()),
         }
     }
 
@@ -301,6 +307,7 @@ impl ModelSpec {
             ModelSpec::AttentionFcn(_) => ModelKind::AttentionFcn,
             ModelSpec::Q2l(_) => ModelKind::Q2l,
             ModelSpec::SslHead(_) => ModelKind::SslHead,
+            ModelSpec::SslFinetune(_) => ModelKind::SslFinetune,
         }
     }
 
@@ -314,6 +321,7 @@ impl ModelSpec {
             ModelKind::AttentionFcn => keys_of::<AttentionFcnParams>(),
             ModelKind::Q2l => keys_of::<Q2lParams>(),
             ModelKind::SslHead => keys_of::<SslHeadParams>(),
+            ModelKind::SslFinetune => keys_of::<SslFinetuneParams>(),
         }
     }
 
@@ -399,6 +407,7 @@ impl ModelSpec {
             ModelKind::AttentionFcn => ModelSpec::AttentionFcn(de(v)?),
             ModelKind::Q2l => ModelSpec::Q2l(de(v)?),
             ModelKind::SslHead => ModelSpec::SslHead(de(v)?),
+            ModelKind::SslFinetune => ModelSpec::SslFinetune(de(v)?),
         })
     }
 
@@ -412,6 +421,7 @@ impl ModelSpec {
             ModelSpec::AttentionFcn(p) => serde_json::to_value(p),
             ModelSpec::Q2l(p) => serde_json::to_value(p),
             ModelSpec::SslHead(p) => serde_json::to_value(p),
+            ModelSpec::SslFinetune(p) => serde_json::to_value(p),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -426,6 +436,7 @@ impl ModelSpec {
             ModelSpec::AttentionFcn(p) => p.dropout,
             ModelSpec::Q2l(p) => p.dropout,
             ModelSpec::SslHead(p) => p.dropout,
+            ModelSpec::SslFinetune(p) => p.dropout,
         }
     }
 
@@ -448,6 +459,9 @@ pub struct ModelConfig {
     /// Dimensions per frame of the input.
     pub input_dim: usize,
     pub classes: usize,
+    /// `ssl_finetune`: the pretrained encoder it starts from (its configs and
+    /// identity), so the model rebuilds without the checkpoint folder.
+    pub encoder: Option<EncoderSpec>,
 }
 
 /// [`ModelConfig`] as stored.
@@ -458,6 +472,8 @@ struct RawModelConfig {
     classes: usize,
     #[serde(default)]
     params: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encoder: Option<EncoderSpec>,
 }
 
 impl TryFrom<RawModelConfig> for ModelConfig {
@@ -467,6 +483,7 @@ impl TryFrom<RawModelConfig> for ModelConfig {
             spec: ModelSpec::from_artifact(r.kind, &r.params)?,
             input_dim: r.input_dim,
             classes: r.classes,
+            encoder: r.encoder,
         })
     }
 }
@@ -478,6 +495,7 @@ impl From<ModelConfig> for RawModelConfig {
             input_dim: c.input_dim,
             classes: c.classes,
             params: c.spec.params_json(),
+            encoder: c.encoder,
         }
     }
 }
@@ -542,6 +560,21 @@ impl ModelConfig {
                     ))
                 }
             }
+            ModelSpec::SslFinetune(p) => {
+                out.extend(p.check());
+                if self.encoder.is_none() {
+                    out.push(
+                        "ssl_finetune needs its pretrained encoder (the train sink's `encoder`)"
+                            .into(),
+                    )
+                }
+                if self.input_dim != 1 {
+                    out.push(format!(
+                        "ssl_finetune takes raw audio (one value per sample), not {} values per frame",
+                        self.input_dim
+                    ))
+                }
+            }
             ModelSpec::Mlp(_) | ModelSpec::Lstm(_) => {}
         }
         let kernel = match &self.spec {
@@ -556,6 +589,22 @@ impl ModelConfig {
         out
     }
 
+    /// The model to train: [`ModelConfig::init`], except that `ssl_finetune`
+    /// starts from its pretrained encoder (read from the checkpoint folder).
+    pub fn init_training<B: Backend>(&self, device: &B::Device) -> Result<SerModel<B>, String> {
+        match (&self.spec, &self.encoder) {
+            (ModelSpec::SslFinetune(p), Some(e)) => Ok(SerModel::SslFinetune(
+                super::finetune::pretrained(e, p, self.classes, device)?,
+            )),
+            (ModelSpec::SslFinetune(_), None) => {
+                Err("ssl_finetune needs its pretrained encoder (the train sink's `encoder`)".into())
+            }
+            _ => Ok(self.init(device)),
+        }
+    }
+
+    /// The model with fresh weights (`ssl_finetune`: a zero encoder, for a
+    /// record to fill). Call [`ModelConfig::check`] first.
     pub fn init<B: Backend>(&self, device: &B::Device) -> SerModel<B> {
         let drop = DropoutConfig::new(self.spec.dropout()).init();
         match &self.spec {
@@ -647,6 +696,14 @@ impl ModelConfig {
                     layers,
                 })
             }
+            ModelSpec::SslFinetune(p) => SerModel::SslFinetune(super::finetune::skeleton(
+                self.encoder
+                    .as_ref()
+                    .expect("ModelConfig::check refuses ssl_finetune without its encoder"),
+                p,
+                self.classes,
+                device,
+            )),
             ModelSpec::Q2l(p) => SerModel::Q2l(Q2l {
                 proj: Conv1dConfig::new(self.input_dim, p.d_model, 3)
                     .with_padding(PaddingConfig1d::Same)
@@ -822,6 +879,7 @@ pub enum SerModel<B: Backend> {
     AttentionFcn(AttentionFcn<B>),
     Q2l(Q2l<B>),
     SslHead(SslHead<B>),
+    SslFinetune(SslFinetune<B>),
 }
 
 impl<B: Backend> SerModel<B> {
@@ -917,6 +975,7 @@ impl<B: Backend> SerModel<B> {
                 m.out.forward(m.dropout.forward(pooled))
             }
             SerModel::SslHead(m) => m.forward(x, mask),
+            SerModel::SslFinetune(m) => m.forward(x, mask),
             SerModel::Q2l(m) => {
                 let mem = m.proj.forward(x.swap_dims(1, 2)).swap_dims(1, 2); // [b, t, d_model]
                 let [b, _, _] = mem.dims();

@@ -24,7 +24,15 @@ pub struct EarlyStopping {
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub model: ModelKind,
+    /// Feature columns, concatenated per frame (`ssl_finetune`: the audio's
+    /// `samples`, the default there).
+    #[serde(default)]
     pub features: Vec<String>,
+    /// `ssl_finetune`: the Hugging Face checkpoint folder to fine-tune.
+    pub encoder: Option<String>,
+    /// Batches whose gradients are summed before one optimizer step.
+    #[serde(default = "d_ensemble")]
+    pub grad_accumulation: usize,
     #[serde(default = "d_epochs")]
     pub epochs: usize,
     #[serde(default = "d_batch")]
@@ -176,6 +184,17 @@ impl TrainConfig {
             checkpoint: self.checkpoint,
             sample_variants: self.variants.mode == VariantMode::Sample,
             ensemble: self.ensemble,
+            grad_accumulation: self.grad_accumulation,
+        }
+    }
+
+    /// The columns examples are made of: `features`, or for `ssl_finetune`
+    /// without them the audio's `samples`.
+    pub fn feature_columns(&self) -> Vec<String> {
+        if self.model == ModelKind::SslFinetune && self.features.is_empty() {
+            vec![crate::schema::col::SAMPLES.to_string()]
+        } else {
+            self.features.clone()
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
@@ -87,6 +87,10 @@ pub struct TrainSettings {
     /// are averaged.
     #[serde(default = "one")]
     pub ensemble: usize,
+    /// Batches whose gradients are summed (each scaled by 1/n) before one
+    /// optimizer step: an effective batch of `batch_size × grad_accumulation`.
+    #[serde(default = "one")]
+    pub grad_accumulation: usize,
 }
 
 fn one() -> usize {
@@ -272,7 +276,8 @@ fn evaluate<B: Backend>(
 }
 
 /// Train one model. `progress` is called after every epoch; returning
-/// `ControlFlow::Break` stops training there (`Trained::stopped`).
+/// `ControlFlow::Break` stops training there (`Trained::stopped`). Fails only
+/// when the model cannot be built (`ssl_finetune`'s checkpoint unreadable).
 pub fn train<B: AutodiffBackend>(
     cfg: &ModelConfig,
     s: &TrainSettings,
@@ -281,18 +286,29 @@ pub fn train<B: AutodiffBackend>(
     norm: &Standardizer,
     device: &B::Device,
     mut progress: impl FnMut(&Epoch) -> ControlFlow<()>,
-) -> Trained<B> {
+) -> Result<Trained<B>, String> {
     B::seed(device, s.seed);
     let dims = cfg.input_dim;
     let classes = cfg.classes;
-    let mut model: SerModel<B> = cfg.init(device);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(s.weight_decay as f32)
-        .with_grad_clipping(
-            s.grad_clip
-                .map(burn::grad_clipping::GradientClippingConfig::Norm),
-        )
-        .init::<B, SerModel<B>>();
+    let mut model: SerModel<B> = cfg.init_training(device)?;
+    let new_optim = || {
+        AdamWConfig::new()
+            .with_weight_decay(s.weight_decay as f32)
+            .with_grad_clipping(
+                s.grad_clip
+                    .map(burn::grad_clipping::GradientClippingConfig::Norm),
+            )
+            .init::<B, SerModel<B>>()
+    };
+    let mut optim = new_optim();
+    // `ssl_finetune`: the encoder has its own optimizer and learning rate
+    // (`encoder_learning_rate`, scaled by the same schedule as the head's).
+    let encoder_lr = match &cfg.spec {
+        super::model::ModelSpec::SslFinetune(p) => Some(p.encoder_learning_rate / s.learning_rate),
+        _ => None,
+    };
+    let mut optim_encoder = new_optim();
+    let accumulate = s.grad_accumulation.max(1);
     let weights = class_weights(s.class_weights, train, classes);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_weights(weights.clone())
@@ -380,11 +396,14 @@ pub fn train<B: AutodiffBackend>(
             });
             (hb, targets, mixed)
         };
+        let n_batches = jobs.len();
         let (loss_sum, correct, seen);
         (model, loss_sum, correct, seen) = prefetch(jobs, 2, make, |batches| {
             let mut model = model;
             let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-            for (hb, targets, mixed) in batches {
+            let mut acc_head = GradientsAccumulator::<SerModel<B>>::new();
+            let mut acc_encoder = GradientsAccumulator::<SerModel<B>>::new();
+            for (k, (hb, targets, mixed)) in batches.enumerate() {
                 let soft = soft_loss
                     .then(|| soft_targets(&targets, mixed.as_ref(), classes, smoothing, &class_w));
                 let b = hb.to_device::<B>(device);
@@ -398,8 +417,28 @@ pub fn train<B: AutodiffBackend>(
                     None => loss_fn.forward(logits.clone(), b.targets),
                 };
                 let l: f32 = loss.clone().into_scalar().elem();
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(lr, model, grads);
+                // Gradient accumulation: groups of `accumulate` batches (the last
+                // one shorter), each batch's loss scaled by 1 / group size.
+                let group = k / accumulate;
+                let in_group = accumulate.min(n_batches - group * accumulate);
+                let last_of_group = k + 1 == (group * accumulate + in_group);
+                let scaled = if in_group > 1 {
+                    loss.mul_scalar(1.0 / in_group as f64)
+                } else {
+                    loss
+                };
+                let mut grads = scaled.backward();
+                if let (Some(_), SerModel::SslFinetune(m)) = (encoder_lr, &model) {
+                    let g = GradientsParams::from_module(&mut grads, &m.encoder);
+                    acc_encoder.accumulate(&model, g);
+                }
+                acc_head.accumulate(&model, GradientsParams::from_grads(grads, &model));
+                if last_of_group {
+                    if let Some(scale) = encoder_lr {
+                        model = optim_encoder.step(lr * scale, model, acc_encoder.grads());
+                    }
+                    model = optim.step(lr, model, acc_head.grads());
+                }
                 loss_sum += l as f64 * targets.len() as f64;
                 let values: Vec<f32> = logits.into_data().to_vec().unwrap_or_default();
                 correct += accuracy(&values, classes, &targets);
@@ -453,12 +492,12 @@ pub fn train<B: AutodiffBackend>(
         Some(b) => b,
         None => (0.0, 0, model.valid()),
     };
-    Trained {
+    Ok(Trained {
         model,
         history,
         best_epoch,
         stopped,
-    }
+    })
 }
 
 /// Class probabilities `[n][classes]` of `model` for `examples`.
