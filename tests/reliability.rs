@@ -197,3 +197,231 @@ fn sermo_infer_on_a_fifo_does_not_hang() {
     ]);
     assert!(r.stderr.contains("not_a_file"), "{}", r.stderr);
 }
+
+// ---- One writer per table (item 5) ----
+
+/// `stdin` (raw s16le, 16 kHz) → parquet sink `out` (mode `mode`): a run that
+/// lasts as long as the test keeps its standard input open.
+fn stdin_pipeline(dir: &Path, mode: &str) -> PathBuf {
+    let p = dir.join("live.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[pipeline]\nname = \"live\"\n[sources.live]\nkind = \"stdin\"\nformat = \"s16le\"\nrate = 16000\n[sinks.out]\nkind = \"parquet\"\ninput = \"live\"\npath = \"out\"\nmode = \"{mode}\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pcm(secs: f32) -> Vec<u8> {
+    common::tone(16000, secs, 3)
+        .iter()
+        .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn a_second_run_on_a_table_being_written_is_refused_naming_the_holder() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let lock = out.join(".sermo.lock");
+    let live = stdin_pipeline(tmp.path(), "overwrite");
+    let mut first = Command::new(common::sermo_bin())
+        .args(["run", live.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = first.id();
+    let mut input = first.stdin.take().unwrap();
+    input.write_all(&pcm(1.0)).unwrap();
+    wait_until("the first run took no lock", || {
+        std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&format!("\"pid\":{pid}")))
+    });
+    let staging = tmp.path().join(".out.sermo-staging");
+    assert!(
+        staging.is_dir(),
+        "the first run writes into its staging folder"
+    );
+    let names = |d: &Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect()
+    };
+    let staged = names(&staging);
+
+    // Same directory, either mode: refused before touching anything.
+    for mode in ["overwrite", "resume"] {
+        let sub = tmp.path().join(mode);
+        std::fs::create_dir_all(&sub).unwrap();
+        let wav = sub.join("a.wav");
+        common::write_wav_i16(&wav, 16000, &common::tone(16000, 0.5, 1));
+        let second = decode_pipeline(&sub, &[wav.display().to_string()], mode);
+        // The second pipeline's sink path is `out` beside it: point it at the first's.
+        let text = std::fs::read_to_string(&second).unwrap().replace(
+            "path = \"out\"",
+            &format!("path = {:?}", out.display().to_string()),
+        );
+        std::fs::write(&second, text).unwrap();
+        let r = run(&["run", second.to_str().unwrap()]);
+        assert_ne!(r.code, Some(0), "a second writer ran: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("pid {pid}"))
+                && r.stderr.contains("host ")
+                && r.stderr.contains("since"),
+            "the refusal names the holder: {}",
+            r.stderr
+        );
+        assert!(
+            staging.is_dir(),
+            "the second run touched the first's staging"
+        );
+        assert!(
+            names(&staging).is_superset(&staged),
+            "the second run removed the first's files"
+        );
+    }
+    // The first run ends normally, its table whole, its lock gone.
+    input.write_all(&pcm(1.0)).unwrap();
+    drop(input);
+    let r = wait_for(first, Duration::from_secs(120), "the first run");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(out.join("_SUCCESS").is_file());
+    let samples: usize = common::clip_samples(&common::read_parts(&out))
+        .iter()
+        .map(|(_, s)| s.len())
+        .sum();
+    assert_eq!(samples, 32000, "the 2 s the first run was sent");
+    assert!(!lock.exists(), "the lock file outlived its run");
+}
+
+#[test]
+fn a_stale_lock_of_a_dead_run_is_taken_over_with_a_notice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("a.wav");
+    common::write_wav_i16(&wav, 16000, &common::tone(16000, 0.5, 1));
+    let p = decode_pipeline(tmp.path(), &[wav.display().to_string()], "resume");
+    // A run killed with -9 leaves its lock file (not held: the kernel released it).
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
+    std::fs::write(
+        out.join(".sermo.lock"),
+        format!(
+            "{{\"pid\":{dead_pid},\"host\":\"{}\",\"since\":1700000000,\"what\":\"sermo run\"}}\n",
+            host.trim()
+        ),
+    )
+    .unwrap();
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("took over the stale lock")
+            && r.stderr.contains(&format!("pid {dead_pid}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(clip_rows(&out).len(), 1);
+    assert!(!out.join(".sermo.lock").exists());
+}
+
+#[test]
+fn overwrite_onto_a_regular_file_is_refused_and_the_file_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("a.wav");
+    common::write_wav_i16(&wav, 16000, &common::tone(16000, 0.5, 1));
+    let p = decode_pipeline(tmp.path(), &[wav.display().to_string()], "overwrite");
+    let out = tmp.path().join("out");
+    std::fs::write(&out, b"my notes, not a table\n").unwrap();
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("not a table directory"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&out).unwrap(), b"my notes, not a table\n");
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with('.')),
+        "nothing hidden made beside it: {names:?}"
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_a_committed_part_is_detected_on_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("in");
+    std::fs::create_dir_all(&d).unwrap();
+    for i in 0..3 {
+        common::write_wav_i16(
+            &d.join(format!("c{i}.wav")),
+            16000,
+            &common::tone(16000, 0.5, i),
+        );
+    }
+    let p = decode_pipeline(tmp.path(), &["in/*.wav".into()], "resume");
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let out = tmp.path().join("out");
+    let parts = common::read_part_files(&out);
+    let part = parts[0].0.clone();
+    // Flip one byte in the middle of the part (its size unchanged).
+    let mut bytes = std::fs::read(&part).unwrap();
+    let k = bytes.len() / 2;
+    bytes[k] ^= 0x01;
+    std::fs::write(&part, &bytes).unwrap();
+    let name = part.file_name().unwrap().to_string_lossy().to_string();
+
+    // The parquet source.
+    let reader = tmp.path().join("read.toml");
+    std::fs::write(
+        &reader,
+        "[pipeline]\nname = \"r\"\n[sources.t]\nkind = \"parquet\"\npath = \"out\"\n[sinks.d]\nkind = \"discard\"\ninput = \"t\"\n",
+    )
+    .unwrap();
+    let r = run(&["run", reader.to_str().unwrap()]);
+    assert_ne!(r.code, Some(0), "altered rows were read: {}", r.stderr);
+    assert!(
+        r.stderr.contains(&name) && r.stderr.contains("altered"),
+        "{}",
+        r.stderr
+    );
+    // `sermo query`.
+    let r = run(&[
+        "query",
+        "select count(*) from t",
+        "--table",
+        &format!("t={}", out.display()),
+    ]);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&name) && r.stderr.contains("altered"),
+        "{}",
+        r.stderr
+    );
+    // Resume.
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&name) && r.stderr.contains("altered"),
+        "{}",
+        r.stderr
+    );
+}
