@@ -709,7 +709,7 @@ mod hostile {
         assert!(riff.streamed && riff.truncated.is_none());
         // The end of the data, cut to whole frames: past the 32-bit limit.
         let limit = riff.limit.unwrap();
-        assert!(limit > u32::MAX as u64 && limit <= len && (limit - 44) % 2 == 0);
+        assert!(limit > u32::MAX as u64 && limit <= len && (limit - 44).is_multiple_of(2));
         let mut r = ClipReader::open(&p).unwrap();
         assert_eq!(r.info().n_frames, None);
         let c = r.next_chunk(RATE as usize).unwrap().unwrap();
@@ -739,7 +739,7 @@ mod hostile {
         let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         let sub = dir.path().join("dir.wav");
         std::fs::create_dir(&sub).unwrap();
-        let paths = vec![fifo, sock, sub, PathBuf::from("/dev/null")];
+        let paths = [fifo, sock, sub, PathBuf::from("/dev/null")];
         // On a thread: a regression that opens the FIFO blocks, and fails here.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -235,6 +235,15 @@ fn walk_recursive(
     out
 }
 
+/// A path found by [`expand`]: clip_id, path, problem, and the (device, inode) of
+/// a regular file.
+type Found = (
+    String,
+    PathBuf,
+    Option<(Reason, String)>,
+    Option<(u64, u64)>,
+);
+
 /// Expand `patterns` (resolved against `base_dir`) into the listed paths, sorted
 /// by path. Each regular file is listed once, however many patterns, links or
 /// link loops reach it (by device and inode; the path without a link, then the
@@ -244,13 +253,7 @@ fn walk_recursive(
 pub fn expand(patterns: &[String], base_dir: &Path) -> std::result::Result<Vec<Listed>, String> {
     use std::collections::HashMap;
     use std::os::unix::fs::MetadataExt;
-    // (clip_id, path, problem, identity of a regular file)
-    let mut found: Vec<(
-        String,
-        PathBuf,
-        Option<(Reason, String)>,
-        Option<(u64, u64)>,
-    )> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     for pat in patterns {
         let full = crate::engine::operator::resolve_path(base_dir, pat);
         let base = glob_base(&full);
