@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::engine::Shard;
+use crate::store::lock::DirLock;
 pub use crate::store::{MANIFEST_FILE, Manifest, ShardEntry};
 use crate::store::{SUCCESS_FILE, Success};
 
@@ -43,6 +44,9 @@ pub enum ShardError {
     Marker { path: PathBuf, message: String },
     #[error("shards disagree on {what}: {detail}")]
     Mismatch { what: &'static str, detail: String },
+    /// Another run writes the table (or one of its shards).
+    #[error("{0}")]
+    Locked(String),
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -108,7 +112,21 @@ fn present_shards(out: &Path) -> Vec<u32> {
 }
 
 /// Check all `count` shards of `out` and write `_manifest.json` and `_SUCCESS`.
+///
+/// Holds the table's lock (`.sermo.lock`, the one a run writing `out` takes) and
+/// each shard folder's for the whole commit: a shard still being written, or a
+/// second commit, refuses it, naming the holder.
 pub fn commit(out: &Path, count: u32) -> Result<Manifest, ShardError> {
+    let mut _locks = Vec::new();
+    if out.is_dir() {
+        _locks.push(DirLock::acquire(out, "sermo commit").map_err(ShardError::Locked)?);
+        for i in 0..count {
+            let d = out.join(format!("shard={i}"));
+            if d.is_dir() {
+                _locks.push(DirLock::acquire(&d, "sermo commit").map_err(ShardError::Locked)?);
+            }
+        }
+    }
     let mut missing = Vec::new();
     let mut markers = Vec::new();
     for i in 0..count {

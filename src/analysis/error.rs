@@ -51,6 +51,10 @@ pub enum AnalysisError {
     #[error("{}: cannot read Parquet: {message}", path.display())]
     Parquet { path: PathBuf, message: String },
 
+    /// A committed part differs from what its ledger recorded.
+    #[error("{message}")]
+    Altered { path: PathBuf, message: String },
+
     #[error("--table {arg}: expected NAME=PATH, e.g. --table feats=out/quickstart-features")]
     BadTableArg { arg: String },
 

@@ -7,7 +7,9 @@
 //! files (top level and/or per shard) hold the files that failed. Everything else
 //! (`_SUCCESS`, `_manifest.json`, `_sermo.json`, `_ledger.jsonl`, hidden temporary
 //! files `.part-….tmp`, folders starting with `.` or `_`) is ignored: only files
-//! named `part-*.parquet` are data.
+//! named `part-*.parquet` are data. A part listed in a `_ledger.jsonl` is checked
+//! against it (size and content hash) when the table is opened: an altered part is
+//! reported by path, never read.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,30 @@ use polars::prelude::*;
 use super::{AnalysisError, Result};
 use crate::store::QUARANTINE_FILE;
 use crate::store::hive::{folder_pairs, hive_pair};
+use crate::store::ledger::{self, LEDGER_FILE};
 use crate::store::part::is_part_name;
+
+/// Check every part a ledger lists (and that is read) against its entry.
+fn verify_committed(ledgers: &[PathBuf], parts: &[PathBuf]) -> Result<()> {
+    let reading: std::collections::HashSet<&Path> = parts.iter().map(PathBuf::as_path).collect();
+    for l in ledgers {
+        let dir = l.parent().unwrap_or(Path::new("."));
+        let rec = ledger::read(l).map_err(|message| AnalysisError::Parquet {
+            path: l.clone(),
+            message,
+        })?;
+        for f in rec.entries.iter().flat_map(|e| &e.files) {
+            let p = dir.join(&f.path);
+            if reading.contains(p.as_path()) {
+                f.verify(&p).map_err(|message| AnalysisError::Altered {
+                    path: p.clone(),
+                    message,
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The files of one sermo table.
 #[derive(Debug, Clone)]
@@ -70,6 +95,7 @@ impl Table {
         }
         let mut parts = Vec::new();
         let mut quarantine = Vec::new();
+        let mut ledgers = Vec::new();
         let mut stack = vec![path.to_path_buf()];
         while let Some(dir) = stack.pop() {
             let entries = std::fs::read_dir(&dir).map_err(AnalysisError::io("list", &dir))?;
@@ -91,6 +117,8 @@ impl Table {
                     }
                 } else if name == QUARANTINE_FILE {
                     quarantine.push(p);
+                } else if name == LEDGER_FILE {
+                    ledgers.push(p);
                 } else if is_part_name(name) {
                     parts.push(p);
                 }
@@ -98,6 +126,7 @@ impl Table {
         }
         parts.sort();
         quarantine.sort();
+        verify_committed(&ledgers, &parts)?;
         let mut partition_columns = Vec::new();
         if let Some(first) = parts.first() {
             let keys = |p: &Path| -> Vec<String> {

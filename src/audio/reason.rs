@@ -28,12 +28,15 @@ pub enum Reason {
     DecoderPanic,
     /// The label scheme could not parse the file's name.
     Unlabeled,
+    /// The path names a directory, FIFO, socket or device: quarantined without
+    /// being opened (a FIFO opened for reading would block the run).
+    NotAFile,
     /// Any other I/O error.
     Io,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Missing,
         Reason::Permission,
         Reason::Empty,
@@ -46,6 +49,7 @@ impl Reason {
         Reason::TooLong,
         Reason::DecoderPanic,
         Reason::Unlabeled,
+        Reason::NotAFile,
         Reason::Io,
     ];
 
@@ -63,6 +67,7 @@ impl Reason {
             Reason::TooLong => "too_long",
             Reason::DecoderPanic => "decoder_panic",
             Reason::Unlabeled => "unlabeled",
+            Reason::NotAFile => "not_a_file",
             Reason::Io => "io",
         }
     }

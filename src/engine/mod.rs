@@ -265,6 +265,11 @@ impl Plan {
         for node in &self.nodes {
             built.push(node.config.build(&cfg_ctx)?);
         }
+        // Every sink claims its output before any is prepared: a run refused by
+        // another's lock changes nothing.
+        for (node, op) in self.nodes.iter().zip(built.iter_mut()) {
+            op.claim(&ctx_for(node, None))?;
+        }
         // Prepare every operator (sinks read what they already hold), then work out
         // which units the sources may skip: those every interested node already has.
         let mut needs = Vec::new();

@@ -150,6 +150,13 @@ pub trait Component: OperatorConfig + DeserializeOwned + 'static {
 
 /// A runtime operator: consumes its input streams and returns its output stream.
 pub trait Operator: Send {
+    /// Called once for every operator before any is prepared: a sink takes
+    /// exclusive hold of its output (one writer per table) and refuses to run
+    /// when another run holds it, so a refused run has touched nothing.
+    fn claim(&mut self, _ctx: &TaskContext) -> Result<()> {
+        Ok(())
+    }
+
     /// Called once before any task starts: a sink inspects what it already holds
     /// (and may refuse to run); the answer tells the sources what they may skip.
     fn prepare(&mut self, _ctx: &TaskContext) -> Result<super::Resume> {

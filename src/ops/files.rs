@@ -14,6 +14,10 @@
 //! `clip_id` is the path relative to the glob's base directory (the part before the
 //! first wildcard), so it is stable across machines and runs. A path without
 //! wildcards is taken as is, even if missing: the decoder quarantines it as `missing`.
+//! A path that names no regular file (a FIFO, socket, device, or a directory given
+//! by name or matched by a pattern like `*.wav`) is quarantined here as
+//! `not_a_file` from its type, never opened. `**` follows links to folders but
+//! walks each real folder once, and every real file is listed once.
 //!
 //! With `--shard I/N` only the clips whose stable hash of `clip_id` mod N is I are
 //! emitted; clips every resuming sink already holds are skipped. Each row is
@@ -119,8 +123,9 @@ struct FilesSource {
 #[derive(Default)]
 struct Listing {
     rows: Vec<ClipRow>,
-    /// (clip_id, path, why) of files the label scheme could not parse.
-    unlabeled: Vec<(String, String, String)>,
+    /// (clip_id, path, reason, why) of paths quarantined here: no regular file
+    /// (`not_a_file`, never opened), or a name the label scheme could not parse.
+    quarantined: Vec<(String, String, Reason, String)>,
     /// Files removed by `keep`.
     dropped: u64,
 }
@@ -151,13 +156,104 @@ pub fn glob_base(pattern: &Path) -> PathBuf {
     base
 }
 
-/// Expand `patterns` (resolved against `base_dir`) into (clip_id, path) pairs,
-/// sorted by path, without duplicates.
-pub fn expand(
-    patterns: &[String],
-    base_dir: &Path,
-) -> std::result::Result<Vec<(String, PathBuf)>, String> {
-    let mut out: Vec<(String, PathBuf)> = Vec::new();
+/// One listed path: its `clip_id`, the path, and why it cannot be read when that
+/// is known from its file type alone (a directory, FIFO, socket or device).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub clip_id: String,
+    pub path: PathBuf,
+    pub problem: Option<(Reason, String)>,
+}
+
+/// Whether a glob component consists of wildcards only (`*`, `**`, `?*`): a
+/// directory it matches is a folder to walk, not a misnamed input.
+fn only_wildcards(component: &str) -> bool {
+    !component.is_empty() && component.chars().all(|c| matches!(c, '*' | '?'))
+}
+
+fn io_problem(e: &std::io::Error, what: &Path) -> (Reason, String) {
+    let reason = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Reason::Permission,
+        std::io::ErrorKind::NotFound => Reason::Missing,
+        _ => Reason::Io,
+    };
+    (reason, format!("cannot list {}: {e}", what.display()))
+}
+
+/// Every path under `base` that `pattern` (a glob with a `**` component) matches.
+/// Symbolic links to directories are followed, but each real directory is listed
+/// once ((device, inode) pairs), so a link loop ends; real folders are walked
+/// before linked ones, so a file reached both ways keeps its real path.
+fn walk_recursive(
+    base: &Path,
+    pattern: &glob::Pattern,
+) -> Vec<(PathBuf, Option<(Reason, String)>)> {
+    use std::collections::{HashSet, VecDeque};
+    use std::os::unix::fs::MetadataExt;
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let mut out = Vec::new();
+    let mut visited: HashSet<(u64, u64)> = HashSet::new();
+    let mut real: VecDeque<PathBuf> = VecDeque::from([base.to_path_buf()]);
+    let mut linked: VecDeque<PathBuf> = VecDeque::new();
+    while let Some(dir) = real.pop_front().or_else(|| linked.pop_front()) {
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        if !visited.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        let mut entries: Vec<_> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).collect(),
+            Err(e) => {
+                if dir != base {
+                    out.push((dir.clone(), Some(io_problem(&e, &dir))));
+                }
+                continue;
+            }
+        };
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let is_link = e.file_type().is_ok_and(|t| t.is_symlink());
+            let is_dir = std::fs::metadata(&p).is_ok_and(|m| m.is_dir());
+            if is_dir {
+                if is_link {
+                    linked.push_back(p.clone());
+                } else {
+                    real.push_back(p.clone());
+                }
+            }
+            if pattern.matches_path_with(&p, opts) {
+                out.push((p, None));
+            }
+        }
+    }
+    out
+}
+
+/// A path found by [`expand`]: clip_id, path, problem, and the (device, inode) of
+/// a regular file.
+type Found = (
+    String,
+    PathBuf,
+    Option<(Reason, String)>,
+    Option<(u64, u64)>,
+);
+
+/// Expand `patterns` (resolved against `base_dir`) into the listed paths, sorted
+/// by path. Each regular file is listed once, however many patterns, links or
+/// link loops reach it (by device and inode; the path without a link, then the
+/// shortest, is kept). Paths that are no regular file (directories matched by a
+/// pattern whose last part is not only wildcards, FIFOs, sockets, devices) are
+/// listed with a `not_a_file` problem — found from their type, never opened.
+pub fn expand(patterns: &[String], base_dir: &Path) -> std::result::Result<Vec<Listed>, String> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    let mut found: Vec<Found> = Vec::new();
     for pat in patterns {
         let full = crate::engine::operator::resolve_path(base_dir, pat);
         let base = glob_base(&full);
@@ -167,35 +263,106 @@ pub fn expand(
                 .to_string_lossy()
                 .replace(std::path::MAIN_SEPARATOR, "/")
         };
-        if !has_wildcard(pat) {
-            out.push((rel(&full), full));
-            continue;
-        }
         let text = full.to_string_lossy().to_string();
-        let entries = glob::glob(&text).map_err(|e| format!("`{pat}` is not a valid glob: {e}"))?;
+        let candidates: Vec<(PathBuf, Option<(Reason, String)>)> = if !has_wildcard(pat) {
+            vec![(full.clone(), None)]
+        } else if full.components().any(|c| c.as_os_str() == "**") {
+            let pattern = glob::Pattern::new(&text)
+                .map_err(|e| format!("`{pat}` is not a valid glob: {e}"))?;
+            walk_recursive(&base, &pattern)
+        } else {
+            let entries =
+                glob::glob(&text).map_err(|e| format!("`{pat}` is not a valid glob: {e}"))?;
+            entries
+                .map(|entry| match entry {
+                    Ok(p) => (p, None),
+                    // An unreadable directory entry: keep the path so it is quarantined.
+                    Err(e) => {
+                        let p = e.path().to_path_buf();
+                        let problem = io_problem(e.error(), &p);
+                        (p, Some(problem))
+                    }
+                })
+                .collect()
+        };
+        let dirs_are_folders = !has_wildcard(pat)
+            || full
+                .file_name()
+                .is_some_and(|n| only_wildcards(&n.to_string_lossy()));
         let mut n = 0usize;
-        for entry in entries {
-            match entry {
-                Ok(p) if p.is_dir() => {}
-                Ok(p) => {
+        for (p, problem) in candidates {
+            if problem.is_some() {
+                n += 1;
+                found.push((rel(&p), p, problem, None));
+                continue;
+            }
+            // `metadata` follows links: a link to a regular file is one.
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() => {
                     n += 1;
-                    out.push((rel(&p), p));
+                    found.push((rel(&p), p, None, Some((m.dev(), m.ino()))));
                 }
-                // An unreadable directory entry: keep the path so it is quarantined.
-                Err(e) => {
-                    let p = e.path().to_path_buf();
-                    out.push((rel(&p), p));
+                Ok(m) if m.is_dir() && has_wildcard(pat) && dirs_are_folders => {}
+                Ok(m) => {
+                    n += 1;
+                    let why = format!(
+                        "not a regular file: the path names {} (not opened)",
+                        crate::audio::decoder::kind_of(m.file_type())
+                    );
+                    found.push((rel(&p), p, Some((Reason::NotAFile, why)), None));
+                }
+                // Missing, a dangling link, unreadable: the decoder says which.
+                Err(_) => {
+                    n += 1;
+                    found.push((rel(&p), p, None, None));
                 }
             }
         }
-        if n == 0 {
+        if n == 0 && has_wildcard(pat) {
             return Err(format!(
                 "pattern `{pat}` matched no files (looked for `{text}`)"
             ));
         }
     }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    out.dedup_by(|a, b| a.1 == b.1);
+    // One entry per real file: the path that is no link itself, then the one with
+    // the fewest components, then the first.
+    let key = |p: &Path| {
+        (
+            std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()),
+            p.components().count(),
+            p.to_path_buf(),
+        )
+    };
+    let mut best: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut keep = vec![true; found.len()];
+    for (i, f) in found.iter().enumerate() {
+        let Some(id) = f.3 else { continue };
+        match best.get(&id) {
+            None => {
+                best.insert(id, i);
+            }
+            Some(&j) => {
+                if key(&f.1) < key(&found[j].1) {
+                    keep[j] = false;
+                    best.insert(id, i);
+                } else {
+                    keep[i] = false;
+                }
+            }
+        }
+    }
+    let mut out: Vec<Listed> = found
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|((clip_id, path, problem, _), _)| Listed {
+            clip_id,
+            path,
+            problem,
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup_by(|a, b| a.path == b.path);
     Ok(out)
 }
 
@@ -219,10 +386,14 @@ impl Operator for FilesSource {
                     let labeler = Labeler::new(&spec, &base)?;
                     let filter = LabelFilter::new(&merge, keep.as_deref())?;
                     let mut out = Listing::default();
-                    for (rel, path) in files {
+                    for Listed { clip_id: rel, path, problem } in files {
                         let path_s = path.to_string_lossy().to_string();
+                        if let Some((reason, msg)) = problem {
+                            out.quarantined.push((rel, path_s, reason, msg));
+                            continue;
+                        }
                         match labeler.label(&rel, &path) {
-                            Err(msg) => out.unlabeled.push((rel, path_s, msg)),
+                            Err(msg) => out.quarantined.push((rel, path_s, Reason::Unlabeled, msg)),
                             Ok(l) => match filter.apply(l.label.as_deref()) {
                                 None => out.dropped += 1,
                                 Some(label) => out.rows.push(ClipRow {
@@ -270,16 +441,16 @@ impl Operator for FilesSource {
             for r in listing.rows {
                 if wanted(&r.clip_id) { rows.push(r) } else { count(&r.clip_id) }
             }
-            let mut unlabeled = Vec::new();
-            for u in listing.unlabeled {
-                if wanted(&u.0) { unlabeled.push(u) } else { count(&u.0) }
+            let mut quarantined = Vec::new();
+            for u in listing.quarantined {
+                if wanted(&u.0) { quarantined.push(u) } else { count(&u.0) }
             }
-            ctx.metrics.counter("files.total").add((rows.len() + unlabeled.len()) as u64);
+            ctx.metrics.counter("files.total").add((rows.len() + quarantined.len()) as u64);
             ctx.metrics.counter("files.other_shards").add(outside);
             ctx.metrics.counter("files.resumed").add(skipped);
             ctx.metrics.counter("labels.dropped").add(listing.dropped);
-            for (rel, path, msg) in &unlabeled {
-                yield Ok(ctx.quarantine(path, rel, Reason::Unlabeled.as_str(), msg.clone()));
+            for (rel, path, reason, msg) in &quarantined {
+                yield Ok(ctx.quarantine(path, rel, reason.as_str(), msg.clone()));
                 yield Ok(Frame::Done(Arc::from(rel.as_str())));
             }
             let emitted = ctx.metrics.counter(&format!("source.{}.rows", ctx.node_id));
@@ -333,7 +504,7 @@ mod tests {
             std::fs::write(dir.path().join(d).join("x.wav"), b"x").unwrap();
         }
         let got = expand(&["*/x.wav".to_string(), "a/x.wav".to_string()], dir.path()).unwrap();
-        let ids: Vec<&str> = got.iter().map(|(i, _)| i.as_str()).collect();
+        let ids: Vec<&str> = got.iter().map(|l| l.clip_id.as_str()).collect();
         assert_eq!(ids, vec!["a/x.wav", "b/x.wav"]);
         let err = expand(&["*.flac".to_string()], dir.path()).unwrap_err();
         assert!(err.contains("matched no files"), "{err}");

@@ -28,6 +28,17 @@ pub struct FileEntry {
     pub path: String,
     pub rows: u64,
     pub bytes: u64,
+    /// BLAKE3 of the file's bytes (hex), checked whenever the part is read
+    /// (absent in ledgers written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+}
+
+impl FileEntry {
+    /// Check the file at `path` (this entry's file) against the entry.
+    pub fn verify(&self, path: &Path) -> Result<(), String> {
+        super::part::verify_part(path, self.bytes, self.blake3.as_deref())
+    }
 }
 
 /// A quarantine record, as committed.
@@ -201,6 +212,7 @@ mod tests {
                 path: format!("part-{n:05}.parquet"),
                 rows: n as u64,
                 bytes: 100,
+                blake3: Some(format!("{n:064}")),
             }],
             clips: vec![format!("c{n}")],
             quarantine: vec![],

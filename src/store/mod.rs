@@ -5,7 +5,9 @@
 //!
 //! - [`hive`]: partition folders `key=value`, the one parser and the escaping;
 //! - [`part`]: part-file names, temporary-file guards, fault-injecting writer;
-//! - [`ledger`]: `_ledger.jsonl`, the commit log (one line per commit);
+//! - [`ledger`]: `_ledger.jsonl`, the commit log (one line per commit, with each
+//!   part file's size and content hash, checked when the part is read);
+//! - [`lock`]: `.sermo.lock`, one writer per table directory;
 //! - [`dataset`]: listing a dataset's data files with their partition values;
 //! - here: the reserved file names and the markers (`_manifest.json` of a sharded
 //!   table).
@@ -13,11 +15,13 @@
 //! Layout of a table directory (docs/feature-store.md): `part-NNNNN.parquet` files at
 //! the top or under hive folders, optionally under `shard=I/` folders,
 //! `_quarantine.parquet`, `_ledger.jsonl`, `_sermo.json`, `_SUCCESS`,
-//! `_manifest.json`; names starting with `.` or `_` are never data.
+//! `_manifest.json`, `.sermo.lock` while a run writes; names starting with `.` or
+//! `_` are never data.
 
 pub mod dataset;
 pub mod hive;
 pub mod ledger;
+pub mod lock;
 pub mod part;
 
 use std::collections::BTreeMap;

@@ -44,11 +44,13 @@ impl Budget {
     }
 }
 
-/// A file written by a sink, counting against the [`Budget`].
+/// A file written by a sink, counting against the [`Budget`] and hashing its
+/// bytes as they are written (the content hash a ledger records).
 pub struct SinkFile {
     file: File,
     budget: Budget,
     written: u64,
+    hasher: blake3::Hasher,
 }
 
 impl SinkFile {
@@ -57,10 +59,17 @@ impl SinkFile {
             file: File::create(path)?,
             budget,
             written: 0,
+            hasher: blake3::Hasher::new(),
         })
     }
     pub fn into_file(self) -> (File, u64) {
         (self.file, self.written)
+    }
+    /// [`SinkFile::into_file`] with the content hash of every byte written
+    /// (see [`content_hash`]).
+    pub fn finish(self) -> (File, u64, String) {
+        let hash = self.hasher.finalize().to_hex().to_string();
+        (self.file, self.written, hash)
     }
 }
 
@@ -68,12 +77,69 @@ impl Write for SinkFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.budget.take(buf.len())?;
         let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
         self.written += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
     }
+}
+
+/// BLAKE3 of a file's bytes (hex), read in 1 MiB blocks: memory stays bounded
+/// whatever the file's size.
+pub fn content_hash(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Check a committed part file against what its ledger line recorded: its size,
+/// and its content hash where one was recorded. The error names the file and
+/// says what differs; nothing of an altered part is to be read.
+pub fn verify_part(path: &Path, bytes: u64, hash: Option<&str>) -> Result<(), String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "{} is listed in the ledger but missing: the table was altered",
+                    path.display()
+                )
+            } else {
+                format!(
+                    "{} is listed in the ledger but cannot be read ({e}): the table was altered",
+                    path.display()
+                )
+            }
+        })?
+        .len();
+    if len != bytes {
+        return Err(format!(
+            "{} has {len} bytes but the ledger committed {bytes}: the table was altered",
+            path.display()
+        ));
+    }
+    if let Some(want) = hash {
+        let got = content_hash(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if got != want {
+            return Err(format!(
+                "{} was altered after it was committed: its content hash (blake3 {}…) differs from the ledger's ({}…), so its rows are not read; rewrite the table (mode = \"overwrite\") or restore the file",
+                path.display(),
+                &got[..12.min(got.len())],
+                &want[..12.min(want.len())]
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a file name is a sink's temporary file (`.NAME.tmp`).

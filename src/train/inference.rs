@@ -297,10 +297,7 @@ pub fn read_table(
     columns: &[String],
 ) -> Result<(Vec<RecordBatch>, Option<serde_json::Value>), String> {
     let files = if path.is_file() {
-        vec![DataFile {
-            path: path.to_path_buf(),
-            partitions: Vec::new(),
-        }]
+        vec![DataFile::plain(path)]
     } else {
         list_dataset(path)?
     };
@@ -310,6 +307,7 @@ pub fn read_table(
     let mut out = Vec::new();
     let mut settings = None;
     for file in &files {
+        file.verify()?;
         let f = File::open(&file.path)
             .map_err(|e| format!("cannot open {}: {e}", file.path.display()))?;
         let b = ParquetRecordBatchReaderBuilder::try_new(f)

@@ -20,6 +20,7 @@ use super::writer::Writer;
 use crate::error::{Result, SermoError};
 use crate::schema;
 use crate::store::ledger::{Entry, FileEntry, QuarantineEntry};
+use crate::store::lock::DirLock;
 use crate::store::part::{Budget, Pending, SinkFile, sync_dir};
 
 impl Writer {
@@ -40,7 +41,7 @@ impl Writer {
                 .writer
                 .into_inner()
                 .map_err(|e| SermoError::stage_source(&s.stage, Some(dest.clone()), e))?;
-            let (file, bytes) = sink_file.into_file();
+            let (file, bytes, blake3) = sink_file.finish();
             part.pending
                 .commit(&file)
                 .map_err(io_err(&s.stage, "commit", &dest))?;
@@ -52,6 +53,7 @@ impl Writer {
                 path: part.rel,
                 rows: part.rows,
                 bytes,
+                blake3: Some(blake3),
             });
         }
         for d in &dirs {
@@ -158,7 +160,16 @@ pub(super) fn finish_output(
 }
 
 /// Swap a complete staging directory into place (atomic where the kernel can).
-pub(super) fn swap_into_place(staging: &Path, dest: &Path) -> std::io::Result<()> {
+/// The lock of `dest` is linked into `staging` first, so that it is still in
+/// the table directory, and still held, once the new output is in place.
+pub(super) fn swap_into_place(
+    staging: &Path,
+    dest: &Path,
+    lock: Option<&DirLock>,
+) -> std::io::Result<()> {
+    if let Some(l) = lock {
+        l.link_into(staging)?;
+    }
     if dest.exists() {
         if exchange(staging, dest).is_err() {
             // No RENAME_EXCHANGE (old kernel, other OS): two renames.

@@ -15,6 +15,7 @@ use crate::engine::{Resume, TaskContext};
 use crate::error::{Result, SermoError};
 use crate::schema::{self, col};
 use crate::store::ledger::{self, Entry, LEDGER_FILE, Ledger};
+use crate::store::lock::DirLock;
 use crate::store::part::{Budget, is_part_name, is_temp_name};
 
 /// What `prepare` established.
@@ -77,14 +78,51 @@ fn remove_empty_dirs(dir: &Path) {
 }
 
 impl ParquetSink {
+    /// The directory this run's output ends up in (`PATH/shard=I` for a shard).
+    fn dest_dir(&self, ctx: &TaskContext) -> PathBuf {
+        match ctx.shard {
+            Some(s) => self.root.join(s.dir_name()),
+            None => self.root.clone(),
+        }
+    }
+
+    /// Take the output directory's lock before anything is touched: refused when
+    /// another run writes it, or when the path is a file and not a directory (in
+    /// either mode: an overwrite never replaces a file that is not a table).
+    pub(super) fn claim_dir(&mut self, ctx: &TaskContext) -> Result<()> {
+        let stage = ctx.node_id.to_string();
+        let dest = self.dest_dir(ctx);
+        let err = |msg: String| SermoError::stage(&stage, Some(dest.clone()), msg);
+        // `metadata` follows links: a link to a directory is one.
+        match std::fs::metadata(&dest) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) => {
+                return Err(err(format!(
+                    "the sink path is {}, not a table directory: refused before touching it (mode = \"{}\" never replaces a file); remove it or give another path",
+                    crate::audio::decoder::kind_of(m.file_type()),
+                    self.cfg.mode.as_str()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dest).map_err(io_err(
+                    &stage,
+                    "create directory",
+                    &dest,
+                ))?;
+                self.created = Some(dest.clone());
+            }
+            Err(e) => return Err(SermoError::io(&stage, "read", dest, e)),
+        }
+        let lock = DirLock::acquire(&dest, "sermo run").map_err(err)?;
+        self.lock = Some(Arc::new(lock));
+        Ok(())
+    }
+
     /// Make the directory this run writes into ready (resume or staging) and say
     /// which clips the sources may skip.
     pub(super) fn prepare_dir(&mut self, ctx: &TaskContext) -> Result<Resume> {
         let stage = ctx.node_id.to_string();
-        let dest = match ctx.shard {
-            Some(s) => self.root.join(s.dir_name()),
-            None => self.root.clone(),
-        };
+        let dest = self.dest_dir(ctx);
         let in_schema = ctx
             .input_schemas
             .first()
@@ -245,28 +283,17 @@ impl ParquetSink {
             }
             _ => {}
         }
-        // Files the ledger lists must be there, whole.
+        // Files the ledger lists must be there, whole and unaltered (size and
+        // content hash).
         let mut listed: HashSet<String> = HashSet::new();
         let mut next_part = 0usize;
         for e in &rec.entries {
             for f in &e.files {
                 let p = dir.join(&f.path);
-                match std::fs::metadata(&p) {
-                    Ok(m) if m.len() == f.bytes => {}
-                    Ok(m) => {
-                        return Err(err(format!(
-                            "{} has {} bytes but the ledger committed {}: the table was altered; remove the directory or use mode = \"overwrite\"",
-                            p.display(),
-                            m.len(),
-                            f.bytes
-                        )));
-                    }
-                    Err(_) => {
-                        return Err(err(format!(
-                            "{} is listed in the ledger but missing: the table was altered; remove the directory or use mode = \"overwrite\"",
-                            p.display()
-                        )));
-                    }
+                if let Err(why) = f.verify(&p) {
+                    return Err(err(format!(
+                        "{why}; resuming would build on it, so the run is refused: remove the directory or use mode = \"overwrite\""
+                    )));
                 }
                 listed.insert(f.path.clone());
                 if let Some(n) = Path::new(&f.path)

@@ -64,6 +64,7 @@ use super::writer::{Job, Shared, Writer, props};
 use crate::engine::{BatchStream, Counter, Frame, Operator, Resume, TaskContext, WorkerPool};
 use crate::error::{Result, SermoError};
 use crate::schema::{self, col};
+use crate::store::lock::DirLock;
 
 pub use super::sink_config::{
     HEADER_FILE, Header, Mode, ParquetSinkConfig, QUARANTINE_FILE, SUCCESS_FILE, Success,
@@ -77,6 +78,21 @@ pub(super) struct ParquetSink {
     pub(super) cfg: ParquetSinkConfig,
     pub(super) root: PathBuf,
     pub(super) prepared: Option<Prepared>,
+    /// The output directory's lock, held from `claim` until the sink ends.
+    pub(super) lock: Option<Arc<DirLock>>,
+    /// The output directory, when `claim` created it (removed again at the end
+    /// if nothing was written into it).
+    pub(super) created: Option<PathBuf>,
+}
+
+impl Drop for ParquetSink {
+    fn drop(&mut self) {
+        // Release the lock (its file goes), then leave no empty folder behind.
+        drop(self.lock.take());
+        if let Some(d) = self.created.take() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 pub(super) fn io_err(
@@ -90,6 +106,10 @@ pub(super) fn io_err(
 }
 
 impl Operator for ParquetSink {
+    fn claim(&mut self, ctx: &TaskContext) -> Result<()> {
+        self.claim_dir(ctx)
+    }
+
     fn prepare(&mut self, ctx: &TaskContext) -> Result<Resume> {
         self.prepare_dir(ctx)
     }
@@ -233,6 +253,7 @@ impl Operator for ParquetSink {
             };
             let (dir, dest, budget) = (prep.dir.clone(), prep.dest.clone(), prep.budget.clone());
             let st = stage.clone();
+            let lock = this.lock.clone();
             let staged = dir != dest;
             let done = ctx.pool.run(move || -> Result<Success> {
                 for mut w in writers {
@@ -241,7 +262,8 @@ impl Operator for ParquetSink {
                 }
                 finish_output(&dir, &st, &entries, &mut success, &budget)?;
                 if staged {
-                    swap_into_place(&dir, &dest).map_err(io_err(&st, "replace", &dest))?;
+                    swap_into_place(&dir, &dest, lock.as_deref())
+                        .map_err(io_err(&st, "replace", &dest))?;
                 }
                 Ok(success)
             }).await;

@@ -27,6 +27,15 @@ pub enum Mode {
     Overwrite,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Resume => "resume",
+            Mode::Overwrite => "overwrite",
+        }
+    }
+}
+
 /// Config of the `parquet` sink.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +141,8 @@ impl OperatorConfig for ParquetSinkConfig {
             cfg: self.clone(),
             root: ctx.resolve(&self.path),
             prepared: None,
+            lock: None,
+            created: None,
         }))
     }
 }

@@ -215,6 +215,7 @@ fn open(
     needed: &[String],
     batch_rows: usize,
 ) -> std::result::Result<Reading, String> {
+    file.verify()?;
     let f = File::open(&file.path).map_err(|e| format!("cannot open: {e}"))?;
     let b = ParquetRecordBatchReaderBuilder::try_new(f)
         .map_err(|e| format!("not readable Parquet: {e}"))?;

@@ -1,0 +1,427 @@
+//! Hostile inputs and concurrent writers (issue 26, items 3 and 5). Every test
+//! builds its hostile input itself and runs the built `sermo` under a time limit,
+//! so a regression that hangs fails instead of stalling the suite.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray};
+
+/// Output of a `sermo` run that finished in time.
+struct Ran {
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Wait for `child`, killing it (and failing the test) after `limit`.
+fn wait_for(mut child: Child, limit: Duration, what: &str) -> Ran {
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("wait") {
+            Some(status) => {
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                return Ran {
+                    code: status.code(),
+                    stderr,
+                };
+            }
+            None if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not finish within {limit:?}: it hangs");
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(common::sermo_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sermo")
+}
+
+fn run(args: &[&str]) -> Ran {
+    wait_for(spawn(args), Duration::from_secs(120), &args.join(" "))
+}
+
+/// `clip_id`s of a sink directory's part files, with their row counts.
+fn clip_rows(dir: &Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for b in common::read_parts(dir) {
+        let ids = b.column_by_name("clip_id").unwrap().as_string::<i32>();
+        for i in 0..ids.len() {
+            *out.entry(ids.value(i).to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// (clip_id, reason) of `_quarantine.parquet`.
+fn quarantined(dir: &Path) -> Vec<(String, String)> {
+    let f = std::fs::File::open(dir.join("_quarantine.parquet")).expect("_quarantine.parquet");
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for b in r {
+        let b = b.unwrap();
+        let id = b.column_by_name("clip_id").unwrap().as_string::<i32>();
+        let reason = b.column_by_name("reason").unwrap().as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.push((id.value(i).to_string(), reason.value(i).to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// files → decode → parquet sink `out` (mode `mode`).
+fn decode_pipeline(dir: &Path, paths: &[String], mode: &str) -> PathBuf {
+    let list: Vec<String> = paths
+        .iter()
+        .map(|p| toml::Value::String(p.clone()).to_string())
+        .collect();
+    let text = format!(
+        r#"[pipeline]
+name = "hostile"
+[sources.clips]
+kind = "files"
+paths = [{}]
+[stages.audio]
+kind = "decode"
+input = "clips"
+[sinks.out]
+kind = "parquet"
+input = "audio"
+path = "out"
+mode = "{mode}"
+"#,
+        list.join(", ")
+    );
+    let p = dir.join("p.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn fifos_sockets_devices_directories_and_link_loops() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("in");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    common::write_wav_i16(&d.join("a.wav"), 16000, &common::tone(16000, 0.5, 1));
+    common::write_wav_i16(&d.join("sub/b.wav"), 16000, &common::tone(16000, 0.5, 2));
+    // A FIFO: opened for reading, it would wait for a writer forever.
+    let st = Command::new("mkfifo")
+        .arg(d.join("pipe.wav"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // A socket, a directory named like audio, a link to a real file.
+    let _listener = std::os::unix::net::UnixListener::bind(d.join("sock.wav")).unwrap();
+    std::fs::create_dir(d.join("folder.wav")).unwrap();
+    symlink(d.join("a.wav"), d.join("sub/alias.wav")).unwrap();
+    // Link loops: `**` through them must list each real file once.
+    symlink(&d, d.join("sub/loop")).unwrap();
+    symlink("..", d.join("sub/up")).unwrap();
+    symlink(".", d.join("self")).unwrap();
+
+    let p = decode_pipeline(
+        tmp.path(),
+        &[
+            "in/**/*.wav".into(),
+            // Named directly: a FIFO (also matched above), a device, a directory.
+            "in/pipe.wav".into(),
+            "/dev/zero".into(),
+            "in/sub".into(),
+        ],
+        "overwrite",
+    );
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let out = tmp.path().join("out");
+    let rows = clip_rows(&out);
+    assert_eq!(
+        rows,
+        BTreeMap::from([("a.wav".to_string(), 1), ("sub/b.wav".to_string(), 1)]),
+        "each real file exactly once"
+    );
+    let q = quarantined(&out);
+    let want: Vec<(String, String)> = ["folder.wav", "pipe.wav", "sock.wav", "sub", "zero"]
+        .iter()
+        .map(|id| (id.to_string(), "not_a_file".to_string()))
+        .collect();
+    assert_eq!(q, want, "{}", r.stderr);
+}
+
+#[test]
+fn sermo_infer_on_a_fifo_does_not_hang() {
+    // `sermo infer FILE` reads through the same `files` source and decoder: a
+    // FIFO is quarantined from its type, never opened, and the run ends (with
+    // "every file failed", as for any recording that cannot be read).
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("live.wav");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    common::demo_features(tmp.path());
+    let model = common::train_demo(
+        tmp.path(),
+        "model",
+        "model = \"mlp\"\nfeatures = [\"stacked\"]\nepochs = 2\nbatch_size = 4\nsplit = { by = \"speaker\", test = [\"08\"] }\n[sinks.m.params]\nhidden = 8\n",
+    );
+    let r = run(&[
+        "infer",
+        "--model",
+        model.to_str().unwrap(),
+        fifo.to_str().unwrap(),
+        "--verbose",
+    ]);
+    assert!(r.stderr.contains("not_a_file"), "{}", r.stderr);
+}
+
+// ---- One writer per table (item 5) ----
+
+/// `stdin` (raw s16le, 16 kHz) → parquet sink `out` (mode `mode`): a run that
+/// lasts as long as the test keeps its standard input open.
+fn stdin_pipeline(dir: &Path, mode: &str) -> PathBuf {
+    let p = dir.join("live.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[pipeline]\nname = \"live\"\n[sources.live]\nkind = \"stdin\"\nformat = \"s16le\"\nrate = 16000\n[sinks.out]\nkind = \"parquet\"\ninput = \"live\"\npath = \"out\"\nmode = \"{mode}\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pcm(secs: f32) -> Vec<u8> {
+    common::tone(16000, secs, 3)
+        .iter()
+        .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn a_second_run_on_a_table_being_written_is_refused_naming_the_holder() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let lock = out.join(".sermo.lock");
+    let live = stdin_pipeline(tmp.path(), "overwrite");
+    let mut first = Command::new(common::sermo_bin())
+        .args(["run", live.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = first.id();
+    let mut input = first.stdin.take().unwrap();
+    input.write_all(&pcm(1.0)).unwrap();
+    wait_until("the first run took no lock", || {
+        std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&format!("\"pid\":{pid}")))
+    });
+    let staging = tmp.path().join(".out.sermo-staging");
+    assert!(
+        staging.is_dir(),
+        "the first run writes into its staging folder"
+    );
+    let names = |d: &Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect()
+    };
+    let staged = names(&staging);
+
+    // Same directory, either mode: refused before touching anything.
+    for mode in ["overwrite", "resume"] {
+        let sub = tmp.path().join(mode);
+        std::fs::create_dir_all(&sub).unwrap();
+        let wav = sub.join("a.wav");
+        common::write_wav_i16(&wav, 16000, &common::tone(16000, 0.5, 1));
+        let second = decode_pipeline(&sub, &[wav.display().to_string()], mode);
+        // The second pipeline's sink path is `out` beside it: point it at the first's.
+        let text = std::fs::read_to_string(&second).unwrap().replace(
+            "path = \"out\"",
+            &format!("path = {:?}", out.display().to_string()),
+        );
+        std::fs::write(&second, text).unwrap();
+        let r = run(&["run", second.to_str().unwrap()]);
+        assert_ne!(r.code, Some(0), "a second writer ran: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("pid {pid}"))
+                && r.stderr.contains("host ")
+                && r.stderr.contains("since"),
+            "the refusal names the holder: {}",
+            r.stderr
+        );
+        assert!(
+            staging.is_dir(),
+            "the second run touched the first's staging"
+        );
+        assert!(
+            names(&staging).is_superset(&staged),
+            "the second run removed the first's files"
+        );
+    }
+    // The first run ends normally, its table whole, its lock gone.
+    input.write_all(&pcm(1.0)).unwrap();
+    drop(input);
+    let r = wait_for(first, Duration::from_secs(120), "the first run");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(out.join("_SUCCESS").is_file());
+    let samples: usize = common::clip_samples(&common::read_parts(&out))
+        .iter()
+        .map(|(_, s)| s.len())
+        .sum();
+    assert_eq!(samples, 32000, "the 2 s the first run was sent");
+    assert!(!lock.exists(), "the lock file outlived its run");
+}
+
+#[test]
+fn a_stale_lock_of_a_dead_run_is_taken_over_with_a_notice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("a.wav");
+    common::write_wav_i16(&wav, 16000, &common::tone(16000, 0.5, 1));
+    let p = decode_pipeline(tmp.path(), &[wav.display().to_string()], "resume");
+    // A run killed with -9 leaves its lock file (not held: the kernel released it).
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
+    std::fs::write(
+        out.join(".sermo.lock"),
+        format!(
+            "{{\"pid\":{dead_pid},\"host\":\"{}\",\"since\":1700000000,\"what\":\"sermo run\"}}\n",
+            host.trim()
+        ),
+    )
+    .unwrap();
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("took over the stale lock")
+            && r.stderr.contains(&format!("pid {dead_pid}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(clip_rows(&out).len(), 1);
+    assert!(!out.join(".sermo.lock").exists());
+}
+
+#[test]
+fn overwrite_onto_a_regular_file_is_refused_and_the_file_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wav = tmp.path().join("a.wav");
+    common::write_wav_i16(&wav, 16000, &common::tone(16000, 0.5, 1));
+    let p = decode_pipeline(tmp.path(), &[wav.display().to_string()], "overwrite");
+    let out = tmp.path().join("out");
+    std::fs::write(&out, b"my notes, not a table\n").unwrap();
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stderr.contains("not a table directory"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&out).unwrap(), b"my notes, not a table\n");
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with('.')),
+        "nothing hidden made beside it: {names:?}"
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_a_committed_part_is_detected_on_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("in");
+    std::fs::create_dir_all(&d).unwrap();
+    for i in 0..3 {
+        common::write_wav_i16(
+            &d.join(format!("c{i}.wav")),
+            16000,
+            &common::tone(16000, 0.5, i),
+        );
+    }
+    let p = decode_pipeline(tmp.path(), &["in/*.wav".into()], "resume");
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let out = tmp.path().join("out");
+    let parts = common::read_part_files(&out);
+    let part = parts[0].0.clone();
+    // Flip one byte in the middle of the part (its size unchanged).
+    let mut bytes = std::fs::read(&part).unwrap();
+    let k = bytes.len() / 2;
+    bytes[k] ^= 0x01;
+    std::fs::write(&part, &bytes).unwrap();
+    let name = part.file_name().unwrap().to_string_lossy().to_string();
+
+    // The parquet source.
+    let reader = tmp.path().join("read.toml");
+    std::fs::write(
+        &reader,
+        "[pipeline]\nname = \"r\"\n[sources.t]\nkind = \"parquet\"\npath = \"out\"\n[sinks.d]\nkind = \"discard\"\ninput = \"t\"\n",
+    )
+    .unwrap();
+    let r = run(&["run", reader.to_str().unwrap()]);
+    assert_ne!(r.code, Some(0), "altered rows were read: {}", r.stderr);
+    assert!(
+        r.stderr.contains(&name) && r.stderr.contains("altered"),
+        "{}",
+        r.stderr
+    );
+    // `sermo query`.
+    let r = run(&[
+        "query",
+        "select count(*) from t",
+        "--table",
+        &format!("t={}", out.display()),
+    ]);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&name) && r.stderr.contains("altered"),
+        "{}",
+        r.stderr
+    );
+    // Resume.
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&name) && r.stderr.contains("altered"),
+        "{}",
+        r.stderr
+    );
+}
