@@ -775,7 +775,7 @@ x = np.sin(np.arange(3000, dtype=np.float64) * 0.013).astype(np.float32)
 iv = AutoFeatureExtractor.from_pretrained(sys.argv[1])(x, sampling_rate=16000, return_tensors="pt").input_values
 with torch.no_grad():
     hs = m(iv, output_hidden_states=True).hidden_states
-print(json.dumps({"missing": info["missing_keys"], "unexpected": info["unexpected_keys"],
+print(json.dumps({"missing": sorted(info["missing_keys"]), "unexpected": sorted(info["unexpected_keys"]),
                   "states": [h[0].reshape(-1).tolist() for h in hs]}))
 "#;
     for name in ["wav2vec2_group", "wav2vec2_layer", "hubert", "wavlm"] {

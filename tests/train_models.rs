@@ -162,6 +162,8 @@ fn settings() -> TrainSettings {
 
 #[test]
 fn every_model_has_the_right_shapes_and_ignores_padding() {
+    // Initializing models draws from the process-wide generator too.
+    let _guard = serial();
     let device = Default::default();
     for cfg in configs() {
         let kind = (cfg.kind(), cfg.spec.pooling());
@@ -378,4 +380,50 @@ fn same_seed_same_history_at_corpus_scale() {
     };
     let (a, b) = (run(), run());
     assert_eq!(a, b);
+}
+
+/// `grad_accumulation`: the gradients of two half batches, each scaled by 1/2,
+/// make the same optimizer step as their union in one batch (mlp: a masked mean
+/// over frames, so padding plays no part; unweighted loss; no dropout).
+#[test]
+fn accumulating_two_half_batches_equals_one_batch_of_both() {
+    let _guard = serial();
+    let device = Default::default();
+    let data = toy(4, 3); // 12 examples
+    let refs: Vec<&Example> = data.iter().collect();
+    let norm = Standardizer::fit(&refs, DIMS);
+    let cfg = ModelConfig {
+        spec: ModelSpec::Mlp(MlpParams {
+            dropout: 0.0,
+            hidden: 16,
+        }),
+        input_dim: DIMS,
+        classes: 3,
+        encoder: None,
+    };
+    let mut s = settings();
+    s.epochs = 3;
+    s.class_weights = ClassWeights::None;
+    s.learning_rate = 1e-2;
+    let run = |batch_size: usize, accumulate: usize| {
+        let mut st = s.clone();
+        st.batch_size = batch_size;
+        st.grad_accumulation = accumulate;
+        let t = train::<CpuAutodiff>(&cfg, &st, &refs, &[], &norm, &device, go_on).unwrap();
+        predict(&t.model, &refs, DIMS, &norm, 12, 1000, &device)
+    };
+    let whole = run(12, 1);
+    let halves = run(6, 2);
+    let unaccumulated = run(6, 1);
+    let diff = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let d = diff(&whole, &halves);
+    assert!(d < 1e-4, "accumulated vs one batch: {d}");
+    // Without accumulation the half batches take twice the steps: a different model.
+    assert!(diff(&whole, &unaccumulated) > 1e-3);
 }
