@@ -314,3 +314,78 @@ fn validation_names_what_fine_tuning_needs() {
     ));
     assert!(e.contains("config.json"), "{e}");
 }
+
+/// The shipped template on real data (EmoDB speakers 03, 08 and 09, one fold
+/// each, to keep CI short) with a fixture encoder standing in for the user's
+/// checkpoint: it fine-tunes, scores every held-out speaker and writes each
+/// fold's encoder folder. Random weights: this proves the path, not an
+/// accuracy. The RAVDESS template validates.
+#[test]
+fn the_finetune_templates_run_on_real_corpora() {
+    let Some(corpora) =
+        common::corpora_or_skip("the_finetune_templates_run_on_real_corpora", "emodb")
+    else {
+        return;
+    };
+    let wav = corpora.join("emodb/wav");
+    let speakers: Vec<String> = ["03", "08", "09"]
+        .iter()
+        .map(|s| format!("{:?}", wav.join(format!("{s}*.wav")).display().to_string()))
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let enc = format!(
+        "sinks.model.encoder={:?}",
+        encoder("wavlm").display().to_string()
+    );
+    if corpora.join("ravdess").is_dir() {
+        let (ok, _, err) = common::sermo(&[
+            "validate",
+            root.join("pipelines/ravdess_cv_ssl_finetune.toml")
+                .to_str()
+                .unwrap(),
+            "--set",
+            &enc,
+        ]);
+        assert!(ok, "{err}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("loso");
+    let (ok, _, err) = common::sermo(&[
+        "run",
+        "-q",
+        root.join("pipelines/emodb_loso_ssl_finetune.toml")
+            .to_str()
+            .unwrap(),
+        "--set",
+        &enc,
+        "--set",
+        &format!("sources.emodb.paths=[{}]", speakers.join(", ")),
+        "--set",
+        &format!("sinks.model.out={:?}", out.display().to_string()),
+        "--set",
+        "sinks.model.cv={ by = \"speaker\", folds = 3 }",
+        "--set",
+        "sinks.model.epochs=1",
+        "--set",
+        "sinks.model.device=\"cpu\"",
+        "--set",
+        // The fixture encoder hops 20 samples, not 320: short cuts keep it quick.
+        "sinks.model.params.max_s=1.0",
+        "--set",
+        "sinks.model.params.projector=16",
+    ]);
+    assert!(ok, "{err}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let text = metrics.to_string();
+    assert!(text.contains("accuracy"), "{text}");
+    for k in 0..3 {
+        let fold = out.join(format!("fold-{k}"));
+        assert!(
+            fold.join("encoder/model.safetensors").is_file(),
+            "{}",
+            fold.display()
+        );
+        assert!(fold.join("model.mpk").is_file());
+    }
+}

@@ -162,10 +162,12 @@ impl<B: Backend> PositionConv<B> {
         v * (g / norm)
     }
 
-    /// `[batch, frames, hidden]` → the same shape. The taps are gathered once
-    /// for all groups (`kernel` shifted slices stacked, `[batch, windows,
-    /// kernel, hidden]`), then each group is one matrix product with its
-    /// tap-major weight.
+    /// `[batch, frames, hidden]` → the same shape. Per group, the taps of its
+    /// channels are gathered (`kernel` shifted slices stacked, `[batch ·
+    /// windows, kernel · hidden / groups]`, tap-major) and multiplied with its
+    /// tap-major weight: one matrix product per group, on a patch matrix a
+    /// `groups`-th the size of all taps at once (which cost a large, freshly
+    /// faulted allocation per clip).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, f, h] = x.dims();
         let device = x.device();
@@ -178,14 +180,7 @@ impl<B: Backend> PositionConv<B> {
         };
         let k = self.kernel;
         let windows = f + 2 * pad + 1 - k;
-        let taps: Vec<Tensor<B, 4>> = (0..k)
-            .map(|t| {
-                xp.clone()
-                    .slice([0..b, t..t + windows, 0..h])
-                    .unsqueeze_dim(2)
-            })
-            .collect();
-        let patches = Tensor::cat(taps, 2); // [b, windows, k, h]
+        let padded = f + 2 * pad;
         let d = h / self.groups;
         // [h_out, d_in, k] → per group [k·d_in, d_out], tap-major.
         let w = self.weight();
@@ -196,10 +191,15 @@ impl<B: Backend> PositionConv<B> {
                 .slice([g * d..(g + 1) * d, 0..d, 0..k])
                 .permute([2, 1, 0])
                 .reshape([k * d, d]);
-            let pg = patches
-                .clone()
-                .slice([0..b, 0..windows, 0..k, g * d..(g + 1) * d])
-                .reshape([b * windows, k * d]);
+            let xg = xp.clone().slice([0..b, 0..padded, g * d..(g + 1) * d]);
+            let taps: Vec<Tensor<B, 4>> = (0..k)
+                .map(|t| {
+                    xg.clone()
+                        .slice([0..b, t..t + windows, 0..d])
+                        .unsqueeze_dim(2)
+                })
+                .collect();
+            let pg = Tensor::cat(taps, 2).reshape([b * windows, k * d]);
             parts.push(pg.matmul(wg).reshape([b, windows, d]));
         }
         let y = Tensor::cat(parts, 2) + self.bias.val().unsqueeze();
