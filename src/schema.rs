@@ -185,6 +185,41 @@ pub fn sample_rate_of(schema: &Schema) -> Option<u32> {
     schema.metadata().get(RATE_KEY)?.parse().ok()
 }
 
+/// Validation of a stage that takes mono audio: refuses an `audio` table that
+/// keeps channels (`samples` a list of lists), naming the fix.
+pub fn require_mono(schema: &Schema) -> std::result::Result<(), String> {
+    if let Ok(f) = schema.field_with_name(col::SAMPLES)
+        && let DataType::List(inner) = f.data_type()
+        && matches!(inner.data_type(), DataType::List(_))
+    {
+        return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into());
+    }
+    Ok(())
+}
+
+/// Validation of a stage that needs its audio at `want` Hz (`who` takes it: "the
+/// encoder", "the model's encoder"). A table with another fixed rate is refused
+/// with the fix; one without a fixed rate (decoded files keep their own) is
+/// refused too when `fixed_rate_required`, else left to the rows (quarantined
+/// one by one at run time).
+pub fn require_sample_rate(
+    schema: &Schema,
+    want: u32,
+    who: &str,
+    fixed_rate_required: bool,
+) -> std::result::Result<(), String> {
+    match sample_rate_of(schema) {
+        Some(r) if r == want => Ok(()),
+        Some(r) => Err(format!(
+            "its input is at {r} Hz; {who} takes {want} Hz: set the resample stage's rate = {want}"
+        )),
+        None if fixed_rate_required => Err(format!(
+            "its input has no fixed sample rate (decoded files keep their own); {who} takes {want} Hz: add a resample stage with rate = {want} before it"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Metadata key of a `features` table made by the `embed` stage: the encoder's
 /// identity (folder, config and weights hashes, normalization), the layers and
 /// the pooling (JSON of `encoders::embed::EmbedSettings`).

@@ -24,7 +24,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 
 use super::per_row::map_batches_with;
 pub use crate::encoders::embed::EmbedConfig;
@@ -34,7 +34,7 @@ use crate::engine::{
     TaskContext,
 };
 use crate::error::{Result, SermoError};
-use crate::schema::{self, TableKind, col, require_inputs};
+use crate::schema::{self, TableKind, require_inputs};
 
 impl Component for EmbedConfig {
     const KIND: &'static str = "embed";
@@ -63,27 +63,10 @@ impl OperatorConfig for EmbedConfig {
         ctx: &ConfigContext,
     ) -> std::result::Result<SchemaRef, String> {
         let s = require_inputs(inputs, &[TableKind::Audio])?;
-        if let Ok(f) = s.field_with_name(col::SAMPLES)
-            && let DataType::List(inner) = f.data_type()
-            && matches!(inner.data_type(), DataType::List(_))
-        {
-            return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into());
-        }
+        schema::require_mono(&s)?;
         let settings = self.settings(&ctx.resolve(&self.encoder))?;
         let want = settings.encoder.sample_rate;
-        match schema::sample_rate_of(&s) {
-            Some(r) if r == want => {}
-            Some(r) => {
-                return Err(format!(
-                    "its input is at {r} Hz; the encoder takes {want} Hz: set the resample stage's rate = {want}"
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "its input has no fixed sample rate (decoded files keep their own); the encoder takes {want} Hz: add a resample stage with rate = {want} before it"
-                ));
-            }
-        }
+        schema::require_sample_rate(&s, want, "the encoder", true)?;
         Ok(self.output_schema(&s, &settings))
     }
 

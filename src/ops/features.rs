@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 
 use super::per_row::map_rows;
 use crate::audio::Reason;
@@ -41,7 +41,7 @@ use crate::engine::{
 use crate::error::Result;
 pub use crate::frontend::FeaturesConfig;
 use crate::frontend::RowFeaturizer;
-use crate::schema::{self, TableKind, col, require_inputs};
+use crate::schema::{self, TableKind, require_inputs};
 
 impl Component for FeaturesConfig {
     const KIND: &'static str = "features";
@@ -56,12 +56,7 @@ impl OperatorConfig for FeaturesConfig {
 
     fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
         let s = require_inputs(inputs, &[TableKind::Audio])?;
-        if let Ok(f) = s.field_with_name(col::SAMPLES)
-            && let DataType::List(inner) = f.data_type()
-            && matches!(inner.data_type(), DataType::List(_))
-        {
-            return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into());
-        }
+        schema::require_mono(&s)?;
         Ok(self.output_schema(Some(&s)))
     }
 

@@ -177,23 +177,12 @@ impl OperatorConfig for InferConfig {
         let s = require_inputs(inputs, &[TableKind::Audio, TableKind::Features])?;
         match TableKind::of(&s) {
             TableKind::Audio => {
-                if let Ok(f) = s.field_with_name(col::SAMPLES)
-                    && let DataType::List(inner) = f.data_type()
-                    && matches!(inner.data_type(), DataType::List(_))
-                {
-                    return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into());
-                }
+                schema::require_mono(&s)?;
                 // A fine-tuned encoder (`ssl_finetune`) takes the audio itself.
                 if let Some(spec) = &a.model.encoder {
                     let want = spec.config.sample_rate;
-                    match schema::sample_rate_of(&s) {
-                        Some(r) if r != want => {
-                            return Err(format!(
-                                "its input is at {r} Hz; the model's encoder takes {want} Hz: set the resample stage's rate = {want}"
-                            ));
-                        }
-                        _ => return Ok(predictions_schema(&a.labels)),
-                    }
+                    schema::require_sample_rate(&s, want, "the model's encoder", false)?;
+                    return Ok(predictions_schema(&a.labels));
                 }
                 if let Some(es) = &a.encoder_settings {
                     let settings: EmbedSettings =
@@ -206,13 +195,7 @@ impl OperatorConfig for InferConfig {
                     let folder = self.encoder_folder(&settings, ctx);
                     settings.check(&folder)?;
                     let want = settings.encoder.sample_rate;
-                    if let Some(r) = schema::sample_rate_of(&s)
-                        && r != want
-                    {
-                        return Err(format!(
-                            "its input is at {r} Hz; the model's encoder takes {want} Hz: set the resample stage's rate = {want}"
-                        ));
-                    }
+                    schema::require_sample_rate(&s, want, "the model's encoder", false)?;
                     return Ok(predictions_schema(&a.labels));
                 }
                 let Some(fs) = &a.feature_settings else {

@@ -51,7 +51,7 @@
 
 use std::path::PathBuf;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use futures::StreamExt;
 
 use crate::encoders::EncoderConfig;
@@ -67,7 +67,6 @@ use crate::train::data::Normalize;
 use crate::train::data::column_width;
 use crate::train::model::{EncoderSpec, ModelConfig, ModelKind, ModelSpec};
 pub use crate::train::recipe::{DeviceChoice, TrainConfig};
-use arrow::datatypes::DataType;
 
 impl Component for TrainConfig {
     const KIND: &'static str = "train";
@@ -220,14 +219,7 @@ impl OperatorConfig for TrainConfig {
                 Ok(_) => {}
             }
         }
-        if s.field_with_name(col::LABEL).is_err() {
-            return Err("needs a `label` column".into());
-        }
-        if let Some(g) = self.group_column()
-            && s.field_with_name(g).is_err()
-        {
-            return Err(format!("splits by `{g}`, which its input lacks"));
-        }
+        self.check_label_and_group(&s)?;
         Ok(schema::empty_schema())
     }
 
@@ -240,38 +232,18 @@ impl OperatorConfig for TrainConfig {
             return self.plan(inputs);
         }
         let s = require_inputs(inputs, &[TableKind::Audio])?;
-        match s.field_with_name(col::SAMPLES).map(|f| f.data_type().clone()) {
-            Ok(DataType::List(inner)) if inner.data_type() == &DataType::Float32 => {}
-            Ok(_) => return Err("needs mono audio, but its input keeps channels (set channels = \"mix\" or \"first\" in decode)".into()),
-            Err(_) => return Err("needs audio rows (a `samples` column)".into()),
+        if s.field_with_name(col::SAMPLES).is_err() {
+            return Err("needs audio rows (a `samples` column)".into());
         }
+        schema::require_mono(&s)?;
         let folder = self
             .encoder
             .as_ref()
             .map(|e| ctx.resolve(e))
             .ok_or("model = \"ssl_finetune\" needs `encoder`")?;
         let want = encoder_config(&folder)?.sample_rate;
-        match schema::sample_rate_of(&s) {
-            Some(r) if r == want => {}
-            Some(r) => {
-                return Err(format!(
-                    "its input is at {r} Hz; the encoder takes {want} Hz: set the resample stage's rate = {want}"
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "its input has no fixed sample rate (decoded files keep their own); the encoder takes {want} Hz: add a resample stage with rate = {want} before it"
-                ));
-            }
-        }
-        if s.field_with_name(col::LABEL).is_err() {
-            return Err("needs a `label` column".into());
-        }
-        if let Some(g) = self.group_column()
-            && s.field_with_name(g).is_err()
-        {
-            return Err(format!("splits by `{g}`, which its input lacks"));
-        }
+        schema::require_sample_rate(&s, want, "the encoder", true)?;
+        self.check_label_and_group(&s)?;
         Ok(schema::empty_schema())
     }
 
@@ -296,6 +268,20 @@ impl OperatorConfig for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Validation: the input has the `label` column and the column the split
+    /// groups by.
+    fn check_label_and_group(&self, s: &Schema) -> std::result::Result<(), String> {
+        if s.field_with_name(col::LABEL).is_err() {
+            return Err("needs a `label` column".into());
+        }
+        if let Some(g) = self.group_column()
+            && s.field_with_name(g).is_err()
+        {
+            return Err(format!("splits by `{g}`, which its input lacks"));
+        }
+        Ok(())
+    }
+
     /// What `ssl_finetune` refuses or needs, at validation.
     fn finetune_problems(&self, ctx: &ConfigContext) -> Vec<Problem> {
         let mut p = Vec::new();
