@@ -69,14 +69,14 @@ pub enum Command {
     Commit {
         /// The sink directory (holding `shard=0/` ..., or a train sink's `fold-K/`).
         out: PathBuf,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::limits::MAX_SHARDS as i64))]
         shards: u32,
     },
     /// Show which shards of a sharded run (or folds of a sharded CV training) are
     /// complete, and the `--array=` list of the shards to resubmit.
     Status {
         out: PathBuf,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::limits::MAX_SHARDS as i64))]
         shards: u32,
     },
     /// Report every problem of a pipeline file (exit 2 if any) without running it.

@@ -39,6 +39,7 @@ pub mod error;
 pub mod frontend;
 pub mod infer_cli;
 pub mod labels;
+pub mod limits;
 pub mod ops;
 pub mod registry;
 pub mod rows;

@@ -14,6 +14,18 @@ use crate::store::{SUCCESS_FILE, Success};
 /// Parse `--shard`: `I/N`, or `N` with I from `SLURM_ARRAY_TASK_ID` or
 /// `JOB_COMPLETION_INDEX`.
 pub fn parse_shard_arg(arg: &str) -> Result<Shard, String> {
+    let shard = parse_shard_unbounded(arg)?;
+    if shard.count > crate::limits::MAX_SHARDS {
+        return Err(format!(
+            "{} shards is more than the {} allowed",
+            shard.count,
+            crate::limits::MAX_SHARDS
+        ));
+    }
+    Ok(shard)
+}
+
+fn parse_shard_unbounded(arg: &str) -> Result<Shard, String> {
     if arg.contains('/') {
         return Shard::parse(arg);
     }

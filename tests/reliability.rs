@@ -250,10 +250,10 @@ fn a_second_run_on_a_table_being_written_is_refused_naming_the_holder() {
         std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&format!("\"pid\":{pid}")))
     });
     let staging = tmp.path().join(".out.sermo-staging");
-    assert!(
-        staging.is_dir(),
-        "the first run writes into its staging folder"
-    );
+    // The lock is taken before the sink prepares its staging folder.
+    wait_until("the first run writes into its staging folder", || {
+        staging.is_dir()
+    });
     let names = |d: &Path| -> std::collections::BTreeSet<String> {
         std::fs::read_dir(d)
             .unwrap()
@@ -424,4 +424,151 @@ fn a_flipped_byte_in_a_committed_part_is_detected_on_read() {
         "{}",
         r.stderr
     );
+}
+
+// ---- Bounded headers (item 2) ----
+
+/// A RIFF/WAVE file with the given header fields and `data` bytes of PCM.
+fn wav_with(rate: u32, channels: u16, bits: u16, block_align: u16, data: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&rate.wrapping_mul(block_align as u32).to_le_bytes());
+    b.extend_from_slice(&block_align.to_le_bytes());
+    b.extend_from_slice(&bits.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
+/// A FLAC stream of one STREAMINFO block declaring `rate` Hz (20 bits: up to
+/// 1,048,575) and no frames.
+fn flac_declaring(rate: u32) -> Vec<u8> {
+    let mut b = b"fLaC".to_vec();
+    b.push(0x80); // last metadata block, type 0 (STREAMINFO)
+    b.extend_from_slice(&[0, 0, 34]);
+    b.extend_from_slice(&4096u16.to_be_bytes()); // min block size
+    b.extend_from_slice(&4096u16.to_be_bytes()); // max block size
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // min/max frame size unknown
+    // 20 bits rate, 3 bits channels-1 (0), 5 bits bps-1 (15), 36 bits samples (16000).
+    let packed: u64 = ((rate as u64) << 44) | (15u64 << 36) | 16_000;
+    b.extend_from_slice(&packed.to_be_bytes());
+    b.extend_from_slice(&[0u8; 16]); // MD5 unknown
+    b
+}
+
+/// A file whose header declares an absurd sample rate, channel count or sample
+/// size is quarantined (the rate ones as `invalid_format`, naming the value)
+/// before anything sized by it is allocated; the good file next to it is kept,
+/// with decode → resample → window after it, and the run exits 0.
+#[test]
+fn absurd_headers_are_quarantined_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("in");
+    std::fs::create_dir_all(&d).unwrap();
+    common::write_wav_i16(&d.join("good.wav"), 16000, &common::tone(16000, 1.0, 1));
+    let pcm = vec![0u8; 1024];
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("rate_u32max.wav", wav_with(u32::MAX, 1, 16, 2, &pcm)),
+        ("rate_768001.wav", wav_with(768_001, 1, 16, 2, &pcm)),
+        (
+            "channels_65535.wav",
+            wav_with(16000, 65535, 16, 65534, &pcm),
+        ),
+        ("channels_100.wav", wav_with(16000, 100, 16, 200, &pcm)),
+        ("bits_0.wav", wav_with(16000, 1, 0, 0, &pcm)),
+        ("rate_1048575.flac", flac_declaring(1_048_575)),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(d.join(name), bytes).unwrap();
+    }
+    let text = r#"[pipeline]
+name = "hostile"
+[sources.clips]
+kind = "files"
+paths = ["in/*"]
+[stages.audio]
+kind = "decode"
+input = "clips"
+chunk_s = 600
+[stages.r]
+kind = "resample"
+input = "audio"
+rate = 16000
+[stages.w]
+kind = "window"
+input = "r"
+mode = "segments"
+length_s = 0.5
+[sinks.out]
+kind = "parquet"
+input = "w"
+path = "out"
+"#;
+    let p = tmp.path().join("p.toml");
+    std::fs::write(&p, text).unwrap();
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let out = tmp.path().join("out");
+    let rows = clip_rows(&out);
+    assert_eq!(
+        rows.keys().collect::<Vec<_>>(),
+        vec!["good.wav"],
+        "{}",
+        r.stderr
+    );
+    let q: BTreeMap<String, String> = quarantined(&out).into_iter().collect();
+    assert_eq!(
+        q.len(),
+        files.len(),
+        "every hostile file quarantined: {q:?}"
+    );
+    // (symphonia itself refuses a FLAC rate above 655,350 Hz, as `corrupt`.)
+    for name in ["rate_u32max.wav", "rate_768001.wav", "channels_65535.wav"] {
+        assert_eq!(
+            q.get(name).map(String::as_str),
+            Some("invalid_format"),
+            "{name}: {q:?}"
+        );
+    }
+    for (name, reason) in &q {
+        assert!(
+            reason != "decoder_panic",
+            "{name}: the decoder panicked instead of refusing the header"
+        );
+    }
+}
+
+/// The stdin reader bounds its WAV header the same way: an error naming the
+/// value, exit 1, not an abort.
+#[test]
+fn a_streamed_wav_declaring_an_absurd_rate_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("live.toml");
+    std::fs::write(
+        &p,
+        "[pipeline]\nname = \"live\"\n[sources.live]\nkind = \"stdin\"\nformat = \"wav\"\n[sinks.out]\nkind = \"parquet\"\ninput = \"live\"\npath = \"out\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(common::sermo_bin())
+        .args(["run", p.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(&wav_with(u32::MAX, 1, 16, 2, &[0u8; 4096]));
+    }
+    let r = wait_for(child, Duration::from_secs(60), "stdin run");
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("4294967295 Hz"), "{}", r.stderr);
 }

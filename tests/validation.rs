@@ -104,7 +104,7 @@ fn input_that_names_nothing() {
     let e = errors(&text);
     assert!(
         e.iter().any(|e| e.path == "stages.r.rate"
-            && e.message == "must be a positive sample rate in Hz, got 0"),
+            && e.message == "must be a sample rate from 1 to 768000 Hz, got 0"),
         "{e:#?}"
     );
     assert_eq!(
@@ -168,11 +168,11 @@ fn a_stage_fed_the_wrong_table_kind() {
 fn bad_values() {
     let (path, msg, _) = one(&GOOD.replace("input = \"clips\"", "input = \"clips\"\nchunk_s = 0"));
     assert_eq!(path, "stages.audio.chunk_s");
-    assert_eq!(msg, "must be a positive number of seconds, got 0");
+    assert_eq!(msg, "must be a number of seconds in (0, 600], got 0");
     let (path, msg, _) =
         one(&GOOD.replace("input = \"clips\"", "input = \"clips\"\nchunk_s = -3.5"));
     assert_eq!(path, "stages.audio.chunk_s");
-    assert_eq!(msg, "must be a positive number of seconds, got -3.5");
+    assert_eq!(msg, "must be a number of seconds in (0, 600], got -3.5");
     let (path, msg, hint) = one(&GOOD.replace("paths = [\"wav/*.wav\"]", "paths = []"));
     assert_eq!(path, "sources.clips.paths");
     assert_eq!(msg, "is empty");
@@ -241,7 +241,7 @@ path = "out"
         "pipeline.channel_capacity: must be at least 1, got 0",
         "sources.clips.paths: is empty",
         "stages.audio.kind: unknown kind `decoder`",
-        "stages.other.chunk_s: must be a positive number of seconds, got -1",
+        "stages.other.chunk_s: must be a number of seconds in (0, 600], got -1",
         "stages.other: input `foo` of stage `other` matches no source or stage",
     ];
     for w in want {
@@ -428,4 +428,117 @@ fn a_type_error_names_the_key_in_the_users_words() {
             && e.message.starts_with("expected a non-negative integer")),
         "{e:#?}"
     );
+}
+
+/// Issue 26 item 2: every size a pipeline can ask for has an upper bound, checked
+/// at validation and named by its key (src/limits.rs), so that no setting can drive
+/// an allocation the machine cannot make.
+#[test]
+fn absurd_sizes_are_refused_at_validation_naming_the_key() {
+    let features = |keys: &str| {
+        format!(
+            "{GOOD}\n[stages.f]\nkind = \"features\"\ninput = \"audio\"\n{keys}\n[stages.f.log_mel]\n"
+        )
+        .replace("input = \"audio\"\npath", "input = \"f\"\npath")
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (features("n_fft = 1000000000"), "stages.f.n_fft"),
+        (features("hop_length = 1000000000"), "stages.f.hop_length"),
+        (
+            features("n_fft = 512\nwin_length = 1000000000"),
+            "stages.f.win_length",
+        ),
+        (
+            features("").replace("[stages.f.log_mel]", "[stages.f.log_mel]\nn_mels = 100000000"),
+            "stages.f.log_mel.n_mels",
+        ),
+        (
+            features("[stages.f.zcr]\nframe_length = 1000000000"),
+            "stages.f.zcr.frame_length",
+        ),
+        (
+            GOOD.replace("input = \"clips\"", "input = \"clips\"\nchunk_s = 1e12"),
+            "stages.audio.chunk_s",
+        ),
+        (
+            format!("{GOOD}\n[stages.w]\nkind = \"window\"\ninput = \"audio\"\nmode = \"segments\"\nlength_s = 1e9\n"),
+            "stages.w.length_s",
+        ),
+        (
+            format!("{GOOD}\n[stages.r]\nkind = \"resample\"\ninput = \"audio\"\nrate = 1000000000000\n"),
+            "stages.r.rate",
+        ),
+        (
+            GOOD.replace("name = \"t\"", "name = \"t\"\nchannel_capacity = 1000000000"),
+            "pipeline.channel_capacity",
+        ),
+        (
+            GOOD.replace("path = \"out/a\"", "path = \"out/a\"\nrow_group_rows = 1000000000"),
+            "sinks.table.row_group_rows",
+        ),
+        (
+            GOOD.replace(
+                "[sinks.table]\nkind = \"parquet\"\ninput = \"audio\"\npath = \"out/a\"",
+                "[sinks.table]\nkind = \"train\"\ninput = \"audio\"\nmodel = \"mlp\"\nfeatures = [\"x\"]\nsplit = { by = \"speaker\", test = [\"03\"] }\nout = \"out/m\"\nbatch_size = 1000000000",
+            ),
+            "sinks.table.batch_size",
+        ),
+        (
+            GOOD.replace(
+                "[sinks.table]\nkind = \"parquet\"\ninput = \"audio\"\npath = \"out/a\"",
+                "[sinks.table]\nkind = \"train\"\ninput = \"audio\"\nmodel = \"mlp\"\nfeatures = [\"x\"]\nsplit = { by = \"speaker\", test = [\"03\"] }\nout = \"out/m\"\nepochs = 1000000000",
+            ),
+            "sinks.table.epochs",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = errors(&text);
+        let hit = e.iter().find(|e| e.path == key);
+        let Some(hit) = hit else {
+            panic!("no error at `{key}`: {e:#?}\n{text}");
+        };
+        assert!(
+            hit.message.contains("must be") && hit.message.contains("got"),
+            "{key}: {}",
+            hit.message
+        );
+    }
+    // The infer stage's batch_size too (its model need not exist for this one).
+    let text = format!(
+        "{GOOD}\n[stages.i]\nkind = \"infer\"\ninput = \"audio\"\nmodel = \"m\"\nbatch_size = 1000000000\n"
+    );
+    assert!(
+        errors(&text)
+            .iter()
+            .any(|e| e.path == "stages.i.batch_size"),
+        "{:#?}",
+        errors(&text)
+    );
+}
+
+/// `--shard I/N` and `--shards N` are bounded like pipeline sizes (exit 2, the flag
+/// named), before anything is read.
+#[test]
+fn absurd_shard_counts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, GOOD).unwrap();
+    let out = Command::new(common::sermo_bin())
+        .args(["run", "--shard", "0/4000000000"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--shard") && err.contains("100000"), "{err}");
+    for cmd in ["commit", "status"] {
+        let out = Command::new(common::sermo_bin())
+            .args([cmd, "--shards", "4000000000"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(err.contains("--shards"), "{err}");
+    }
 }

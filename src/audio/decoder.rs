@@ -180,8 +180,9 @@ const MAX_PATCHED_LEN: u64 = u32::MAX as u64 - 1;
 /// What a look at a RIFF/WAVE (or RF64) header found.
 #[derive(Default)]
 struct RiffCheck {
-    /// A chunk claims more bytes than the file has.
-    truncated: Option<DecodeFailure>,
+    /// A chunk claims more bytes than the file has, or the `fmt ` chunk declares
+    /// a sample rate or channel count beyond [`crate::limits`].
+    refused: Option<DecodeFailure>,
     /// (offset, bytes) of header fields to present differently: a 32-bit length of
     /// 0xFFFFFFFF ("to the end of the file", written by streaming tools such as a
     /// piped ffmpeg) is replaced by the real length when it fits in 32 bits, so the
@@ -250,6 +251,13 @@ fn inspect_riff_with(file: &File, len: u64, max_patched: u64) -> RiffCheck {
                 let mut body = [0u8; 14];
                 if read_at(&mut f, pos + 8, &mut body) {
                     block_align = u16::from_le_bytes([body[12], body[13]]) as u64;
+                    // Bounded before the demuxer computes sizes from them.
+                    let channels = u16::from_le_bytes([body[2], body[3]]) as usize;
+                    let rate = le32(&body[4..8]);
+                    if let Err(m) = crate::limits::check_audio_header(rate, channels) {
+                        out.refused = Some(DecodeFailure::new(Reason::InvalidFormat, m));
+                        break;
+                    }
                 }
             } else if &ch[0..4] == b"data" {
                 let start = pos + 8;
@@ -261,7 +269,7 @@ fn inspect_riff_with(file: &File, len: u64, max_patched: u64) -> RiffCheck {
                 };
                 let data_len = match declared {
                     Some(d) if d > available => {
-                        out.truncated = Some(DecodeFailure::new(
+                        out.refused = Some(DecodeFailure::new(
                             Reason::Truncated,
                             format!(
                                 "the data chunk declares {d} bytes but the file ends after {available} \
@@ -370,7 +378,7 @@ impl ClipReader {
     }
 
     fn from_file(file: File, path: &Path, riff: RiffCheck) -> Result<ClipReader, DecodeFailure> {
-        if let Some(f) = riff.truncated {
+        if let Some(f) = riff.refused {
             return Err(f);
         }
         let source: Box<dyn symphonia::core::io::MediaSource> = if riff.patches.is_empty() {
@@ -424,6 +432,9 @@ impl ClipReader {
             ));
         }
         let channels = params.channels.as_ref().map_or(0, |c| c.count());
+        // Bounded before anything sized by them is allocated (chunks, resampler).
+        crate::limits::check_audio_header(sample_rate, channels)
+            .map_err(|m| DecodeFailure::new(Reason::InvalidFormat, m))?;
         let codec = decoder.codec_info().short_name.to_string();
         Ok(ClipReader {
             format,
@@ -478,6 +489,16 @@ impl ClipReader {
             };
             buf.copy_to_vecs_planar::<f32>(&mut self.scratch);
             if self.pending.is_empty() {
+                if self.scratch.len() > crate::limits::MAX_CHANNELS {
+                    return Err(DecodeFailure::new(
+                        Reason::InvalidFormat,
+                        format!(
+                            "the stream has {} channels (accepted: at most {})",
+                            self.scratch.len(),
+                            crate::limits::MAX_CHANNELS
+                        ),
+                    ));
+                }
                 self.pending = vec![Vec::new(); self.scratch.len()];
                 if self.info.channels == 0 {
                     self.info.channels = self.scratch.len();
@@ -706,7 +727,7 @@ mod hostile {
         f.set_len(len).unwrap();
         let file = File::open(&p).unwrap();
         let riff = inspect_riff(&file, len);
-        assert!(riff.streamed && riff.truncated.is_none());
+        assert!(riff.streamed && riff.refused.is_none());
         // The end of the data, cut to whole frames: past the 32-bit limit.
         let limit = riff.limit.unwrap();
         assert!(limit > u32::MAX as u64 && limit <= len && (limit - 44).is_multiple_of(2));

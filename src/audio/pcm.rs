@@ -138,9 +138,11 @@ pub fn read_wav_header(r: &mut dyn Read) -> std::result::Result<Layout, String> 
                         ));
                     }
                 };
-                if channels == 0 || rate == 0 {
+                if channels == 0 {
                     return Err(format!("WAV header says {channels} channels at {rate} Hz"));
                 }
+                crate::limits::check_audio_header(rate, channels as usize)
+                    .map_err(|m| format!("invalid WAV header: {m}"))?;
                 layout = Some(Layout {
                     rate,
                     channels,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dsp::stft::PadMode;
 use crate::engine::Problem;
+use crate::limits::{MAX_BANDS, MAX_FRAME};
 use crate::schema::{self, FEATURES_KEY};
 
 /// Mel filter normalization (librosa's `norm`): `"slaney"` (area-normalized
@@ -362,19 +363,40 @@ impl FeaturesConfig {
     /// Problems with the settings (all of them), before anything runs.
     pub fn problems(&self) -> Vec<Problem> {
         let mut p = Vec::new();
-        if self.n_fft < 2 {
+        if !(2..=MAX_FRAME).contains(&self.n_fft) {
             p.push(Problem::new(
                 "n_fft",
-                format!("must be at least 2, got {}", self.n_fft),
+                format!("must be between 2 and {MAX_FRAME}, got {}", self.n_fft),
             ));
         }
-        if self.hop_length == 0 {
-            p.push(Problem::new("hop_length", "must be at least 1, got 0"));
+        if !(1..=MAX_FRAME).contains(&self.hop_length) {
+            p.push(Problem::new(
+                "hop_length",
+                format!("must be between 1 and {MAX_FRAME}, got {}", self.hop_length),
+            ));
         }
-        if self.win_length.is_some_and(|w| w == 0 || w > self.n_fft) {
+        for (name, f) in [("zcr", &self.zcr), ("rms", &self.rms)] {
+            let Some(f) = f else { continue };
+            for (key, v) in [
+                ("frame_length", f.frame_length),
+                ("hop_length", f.hop_length),
+            ] {
+                if let Some(v) = v
+                    && !(1..=MAX_FRAME).contains(&v)
+                {
+                    p.push(Problem::new(
+                        &format!("{name}.{key}"),
+                        format!("must be between 1 and {MAX_FRAME}, got {v}"),
+                    ));
+                }
+            }
+        }
+        if let Some(w) = self.win_length
+            && (w == 0 || w > self.n_fft)
+        {
             p.push(Problem::new(
                 "win_length",
-                format!("must be between 1 and n_fft = {}", self.n_fft),
+                format!("must be between 1 and n_fft = {}, got {w}", self.n_fft),
             ));
         }
         if self.enabled().is_empty() {
@@ -399,26 +421,28 @@ impl FeaturesConfig {
         .into_iter()
         .flatten()
         .collect();
-        for (name, n) in mels {
-            if n == 0 {
+        let bands = [
+            self.chroma
+                .as_ref()
+                .map(|c| ("chroma.n_chroma", c.n_chroma)),
+            self.contrast
+                .as_ref()
+                .map(|c| ("contrast.n_bands", c.n_bands)),
+        ];
+        let mel_keys: Vec<(String, usize)> = mels
+            .into_iter()
+            .map(|(name, n)| (format!("{name}.n_mels"), n))
+            .chain(bands.into_iter().flatten().map(|(k, n)| (k.to_string(), n)))
+            .collect();
+        for (key, n) in mel_keys {
+            if !(1..=MAX_BANDS).contains(&n) {
                 p.push(Problem::new(
-                    &format!("{name}.n_mels"),
-                    "must be at least 1, got 0",
+                    &key,
+                    format!("must be between 1 and {MAX_BANDS}, got {n}"),
                 ));
             }
-        }
-        if let Some(c) = &self.chroma
-            && c.n_chroma == 0
-        {
-            p.push(Problem::new("chroma.n_chroma", "must be at least 1, got 0"));
         }
         if let Some(c) = &self.contrast {
-            if c.n_bands == 0 {
-                p.push(Problem::new(
-                    "contrast.n_bands",
-                    "must be at least 1, got 0",
-                ));
-            }
             if !(c.quantile > 0.0 && c.quantile < 1.0) {
                 p.push(Problem::new(
                     "contrast.quantile",

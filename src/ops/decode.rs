@@ -37,6 +37,7 @@ use crate::engine::{
     Problem, Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
+use crate::limits::MAX_CHUNK_S;
 use crate::rows::{ClipRow, clip_columns, clip_rows};
 use crate::schema::require_inputs;
 use crate::schema::{self, TableKind};
@@ -69,10 +70,13 @@ impl Component for DecodeConfig {
 impl OperatorConfig for DecodeConfig {
     fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
         let mut p = Vec::new();
-        if !(self.chunk_s.is_finite() && self.chunk_s > 0.0) {
+        if !(self.chunk_s.is_finite() && self.chunk_s > 0.0 && self.chunk_s <= MAX_CHUNK_S) {
             p.push(Problem::new(
                 "chunk_s",
-                format!("must be a positive number of seconds, got {}", self.chunk_s),
+                format!(
+                    "must be a number of seconds in (0, {MAX_CHUNK_S}], got {}",
+                    self.chunk_s
+                ),
             ));
         }
         if !(self.min_duration_s.is_finite() && self.min_duration_s >= 0.0) {
@@ -172,7 +176,7 @@ fn decode_file(
             }
         };
         let info = reader.info().clone();
-        let max_frames = ((cfg.chunk_s * info.sample_rate as f64).round() as usize).max(1);
+        let max_frames = crate::limits::chunk_frames(cfg.chunk_s, info.sample_rate, info.channels);
         let audio_us = ctx.metrics.counter("audio.micros");
         let mut segment: u32 = 0;
         loop {

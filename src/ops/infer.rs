@@ -132,8 +132,15 @@ pub fn predictions_schema(labels: &[String]) -> SchemaRef {
 impl OperatorConfig for InferConfig {
     fn check(&self, ctx: &ConfigContext) -> Vec<Problem> {
         let mut p = Vec::new();
-        if self.batch_size == 0 {
-            p.push(Problem::new("batch_size", "must be at least 1"));
+        if !(1..=crate::limits::MAX_BATCH).contains(&self.batch_size) {
+            p.push(Problem::new(
+                "batch_size",
+                format!(
+                    "must be between 1 and {}, got {}",
+                    crate::limits::MAX_BATCH,
+                    self.batch_size
+                ),
+            ));
         }
         if let Some(s) = &self.smooth
             && (s.median == 0 || s.median % 2 == 0)

@@ -53,11 +53,15 @@ impl Component for ResampleConfig {
 impl OperatorConfig for ResampleConfig {
     fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
         let mut p = Vec::new();
-        if !(1..=768_000).contains(&self.rate) {
+        if !(1..=crate::limits::MAX_SAMPLE_RATE as i64).contains(&self.rate) {
             p.push(
                 Problem::new(
                     "rate",
-                    format!("must be a positive sample rate in Hz, got {}", self.rate),
+                    format!(
+                        "must be a sample rate from 1 to {} Hz, got {}",
+                        crate::limits::MAX_SAMPLE_RATE,
+                        self.rate
+                    ),
                 )
                 .with_hint("e.g. rate = 16000"),
             );

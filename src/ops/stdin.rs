@@ -33,6 +33,7 @@ use crate::engine::{
     Role, TaskContext,
 };
 use crate::error::{Result, SermoError};
+use crate::limits::{MAX_CHANNELS, MAX_SAMPLE_RATE};
 use crate::schema;
 
 /// Config of the `stdin` source.
@@ -87,10 +88,20 @@ impl OperatorConfig for StdinConfig {
                     Problem::new("rate", "raw PCM needs its sample rate")
                         .with_hint("e.g. rate = 16000"),
                 ),
+                Some(r) if r > MAX_SAMPLE_RATE => p.push(Problem::new(
+                    "rate",
+                    format!("must be at most {MAX_SAMPLE_RATE} Hz, got {r}"),
+                )),
                 _ => {}
             }
-            if self.channels == 0 {
-                p.push(Problem::new("channels", "must be at least 1"));
+            if self.channels == 0 || self.channels as usize > MAX_CHANNELS {
+                p.push(Problem::new(
+                    "channels",
+                    format!(
+                        "must be between 1 and {MAX_CHANNELS}, got {}",
+                        self.channels
+                    ),
+                ));
             }
         }
         p
@@ -187,7 +198,7 @@ impl Operator for StdinSource {
                         let ok = layout.clone().ok();
                         let _ = ltx.send(layout);
                         if let Some(l) = ok {
-                            let frames = ((chunk_s * l.rate as f64).round() as usize).max(1);
+                            let frames = crate::limits::chunk_frames(chunk_s, l.rate, l.channels as usize);
                             reader_thread(input, l, frames, tx);
                         }
                     });

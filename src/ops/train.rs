@@ -100,18 +100,20 @@ impl OperatorConfig for TrainConfig {
             (Some(_), Some(_)) => p.push(Problem::new("cv", "give `split` or `cv`, not both")),
             _ => {}
         }
-        for (k, v) in [
-            ("epochs", self.epochs),
-            ("batch_size", self.batch_size),
-            ("max_frames", self.max_frames),
-            ("grad_accumulation", self.grad_accumulation),
+        use crate::limits::{MAX_BATCH, MAX_ENSEMBLE, MAX_EPOCHS, MAX_EXAMPLE_FRAMES};
+        for (k, v, most) in [
+            ("epochs", self.epochs, MAX_EPOCHS),
+            ("batch_size", self.batch_size, MAX_BATCH),
+            ("max_frames", self.max_frames, MAX_EXAMPLE_FRAMES),
+            ("grad_accumulation", self.grad_accumulation, MAX_BATCH),
+            ("ensemble", self.ensemble, MAX_ENSEMBLE),
         ] {
-            if v == 0 {
-                p.push(Problem::new(k, "must be at least 1"));
+            if !(1..=most).contains(&v) {
+                p.push(Problem::new(
+                    k,
+                    format!("must be between 1 and {most}, got {v}"),
+                ));
             }
-        }
-        if self.ensemble == 0 {
-            p.push(Problem::new("ensemble", "must be at least 1"));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             p.push(Problem::new(

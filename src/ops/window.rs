@@ -38,6 +38,7 @@ use crate::engine::{
     Role, TaskContext,
 };
 use crate::error::Result;
+use crate::limits::MAX_WINDOW_S;
 use crate::rows::{replace_columns, row_planes, samples_array};
 use crate::schema::require_inputs;
 use crate::schema::{TableKind, col};
@@ -94,20 +95,20 @@ impl Component for WindowConfig {
 impl OperatorConfig for WindowConfig {
     fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
         let mut p = Vec::new();
-        if !(self.length_s.is_finite() && self.length_s > 0.0) {
+        if !(self.length_s.is_finite() && self.length_s > 0.0 && self.length_s <= MAX_WINDOW_S) {
             p.push(Problem::new(
                 "length_s",
                 format!(
-                    "must be a positive number of seconds, got {}",
+                    "must be a number of seconds in (0, {MAX_WINDOW_S}], got {}",
                     self.length_s
                 ),
             ));
         }
         if let Some(h) = self.hop_s {
-            if !(h.is_finite() && h > 0.0) {
+            if !(h.is_finite() && h > 0.0 && h <= MAX_WINDOW_S) {
                 p.push(Problem::new(
                     "hop_s",
-                    format!("must be a positive number of seconds, got {h}"),
+                    format!("must be a number of seconds in (0, {MAX_WINDOW_S}], got {h}"),
                 ));
             }
             if self.mode != Mode::Segments {

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+use crate::limits::MAX_CHANNEL_CAPACITY;
 
 /// The `[pipeline]` table.
 #[derive(Debug, Deserialize, Default)]
@@ -49,7 +50,17 @@ pub(super) fn check_pipeline(table: &toml::Table, errors: &mut Vec<ConfigError>)
     };
     let channel_capacity = match settings.channel_capacity {
         None => DEFAULT_CHANNEL_CAPACITY,
-        Some(n) if n >= 1 => n as usize,
+        Some(n) if (1..=MAX_CHANNEL_CAPACITY as i64).contains(&n) => n as usize,
+        Some(n) if n >= 1 => {
+            errors.push(
+                ConfigError::new(
+                    "pipeline.channel_capacity",
+                    format!("must be at most {MAX_CHANNEL_CAPACITY}, got {n}"),
+                )
+                .hint("it is the number of batches in flight per edge: memory grows with it"),
+            );
+            DEFAULT_CHANNEL_CAPACITY
+        }
         Some(n) => {
             errors.push(
                 ConfigError::new(

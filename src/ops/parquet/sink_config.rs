@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::sink::ParquetSink;
 use crate::engine::{Component, ConfigContext, Operator, OperatorConfig, PlanInput, Problem, Role};
 use crate::error::Result;
+use crate::limits::MAX_ROW_GROUP_ROWS;
 use crate::schema::{self, TableKind, require_inputs};
 use crate::store::hive::partitionable;
 pub use crate::store::{HEADER_FILE, Header, QUARANTINE_FILE, SUCCESS_FILE, Success, schema_hash};
@@ -90,6 +91,16 @@ impl OperatorConfig for ParquetSinkConfig {
             if v < 1 {
                 p.push(Problem::new(key, format!("must be at least 1, got {v}")));
             }
+        }
+        // A row group is held in memory until it is written.
+        if self.row_group_rows > MAX_ROW_GROUP_ROWS as i64 {
+            p.push(Problem::new(
+                "row_group_rows",
+                format!(
+                    "must be at most {MAX_ROW_GROUP_ROWS}, got {}",
+                    self.row_group_rows
+                ),
+            ));
         }
         if !(1..=22).contains(&self.zstd_level) {
             p.push(Problem::new(
