@@ -427,6 +427,17 @@ pub fn summary(metrics: &Metrics, wall: Duration) -> String {
     } else {
         format!("{quarantined} quarantined ({})", reasons.join(", "))
     };
+    let refused: Vec<String> = snap
+        .iter()
+        .filter_map(|(k, v)| Some(format!("{v} {}", k.strip_prefix("refused_rows.")?)))
+        .collect();
+    if !refused.is_empty() {
+        let n = metrics.sum_matching("refused_rows.", "");
+        q.push_str(&format!(
+            ", {n} rows (segments) refused ({})",
+            refused.join(", ")
+        ));
+    }
     let dropped = metrics.get("labels.dropped");
     if dropped > 0 {
         q.push_str(&format!(", {dropped} dropped by `keep`"));
@@ -529,7 +540,12 @@ fn run_plan(
             }
             let total = metrics.get("files.total");
             let quarantined = metrics.sum_matching("quarantine.", "");
-            if total > 0 && quarantined >= total {
+            // Files whose every row a later stage refused count as failed too.
+            let refused = metrics.sum_matching("refused_rows.", "");
+            let rows_out = metrics.sum_matching("sink.", ".rows");
+            if total > 0
+                && (quarantined >= total || (rows_out == 0 && quarantined + refused >= total))
+            {
                 eprintln!("sermo: every file failed (see _quarantine.parquet in the output)");
                 return ExitCode::FAILURE;
             }

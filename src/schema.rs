@@ -287,7 +287,8 @@ pub fn predictions_schema() -> SchemaRef {
     with_kind(f, TableKind::Predictions, &[(CLASSES_KEY, "")])
 }
 
-/// `quarantine`: one row per file that failed, with the stage and a reason code.
+/// `quarantine`: one row per file that failed, with the stage and a reason code;
+/// `partial` when the rows it had before failing were kept (`keep_partial`).
 pub fn quarantine_schema() -> SchemaRef {
     with_kind(
         vec![
@@ -296,6 +297,7 @@ pub fn quarantine_schema() -> SchemaRef {
             Field::new("stage", DataType::Utf8, false),
             Field::new("reason", DataType::Utf8, false),
             Field::new("message", DataType::Utf8, false),
+            Field::new("partial", DataType::Boolean, false),
         ],
         TableKind::Quarantine,
         &[],

@@ -483,7 +483,7 @@ async fn long_file_streams_in_chunks_and_resamples_chunk_exactly() {
         pcm(16, 44100, 1, &i16s(&tone)).bytes(),
     )
     .unwrap();
-    let whole = run(dir, &[], "chunk_s = 1000", true).await;
+    let whole = run(dir, &[], "chunk_s = 600", true).await;
     let chunked = run(dir, &[], "chunk_s = 7.3", true).await;
     let default = run(dir, &[], "", false).await;
     assert_eq!(default.rows["long.wav"].len(), 4);

@@ -339,3 +339,53 @@ fn a_stream_on_stdin_gets_each_segment_within_200_ms_of_its_end() {
         );
     }
 }
+
+/// Non-finite values never reach a model: a raw f32 stream with NaN and an
+/// infinity inside its second 1-s segment gets every other segment scored, and
+/// that one refused (`non_finite`, said on stderr) instead of predicted on.
+#[test]
+fn a_stream_segment_with_nan_is_not_scored() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let mut x = common::tone(16000, 4.0, 5);
+    x[16000 + 100] = f32::NAN;
+    x[16000 + 200] = f32::INFINITY;
+    let bytes: Vec<u8> = x.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let out = dir.path().join("p.jsonl");
+    let mut child = Command::new(sermo_bin())
+        .args([
+            "infer",
+            "--model",
+            m.to_str().unwrap(),
+            "--format",
+            "f32le",
+            "--rate",
+            "16000",
+            "--segment",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let segs: Vec<u64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["segment"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(segs, vec![0, 2, 3], "{err}");
+    assert!(err.contains("non_finite"), "{err}");
+}

@@ -97,7 +97,7 @@ fn sigterm_stops_training_between_epochs() {
     let p = common::train_pipeline(
         dir.path(),
         "model",
-        "model = \"mlp\"\nfeatures = [\"stacked\"]\nepochs = 1000000\nbatch_size = 4\nsplit = { by = \"speaker\", test = [\"03\"] }\n",
+        "model = \"mlp\"\nfeatures = [\"stacked\"]\nepochs = 100000\nbatch_size = 4\nsplit = { by = \"speaker\", test = [\"03\"] }\n",
     );
     let mut child = Command::new(common::sermo_bin())
         .arg("run")

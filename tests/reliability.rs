@@ -572,3 +572,207 @@ fn a_streamed_wav_declaring_an_absurd_rate_is_refused() {
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     assert!(r.stderr.contains("4294967295 Hz"), "{}", r.stderr);
 }
+
+// ---- One clip, one outcome (item 4) ----
+
+/// A mono 32-bit float WAV at `rate` Hz.
+fn write_wav_f32(path: &Path, rate: u32, samples: &[f32]) {
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 4).to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&32u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(&data);
+    std::fs::write(path, b).unwrap();
+}
+
+/// (clip_id, reason, partial) of `_quarantine.parquet`.
+fn quarantined_partial(dir: &Path) -> Vec<(String, String, bool)> {
+    let f = std::fs::File::open(dir.join("_quarantine.parquet")).expect("_quarantine.parquet");
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for b in r {
+        let b = b.unwrap();
+        let id = b.column_by_name("clip_id").unwrap().as_string::<i32>();
+        let reason = b.column_by_name("reason").unwrap().as_string::<i32>();
+        let partial = b.column_by_name("partial").unwrap().as_boolean();
+        for i in 0..b.num_rows() {
+            out.push((
+                id.value(i).to_string(),
+                reason.value(i).to_string(),
+                partial.value(i),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A file that fails half-way (a NaN at 22 s of 25 s, read in 5-s chunks: four
+/// chunks were already emitted) is in `_quarantine.parquet` and none of its rows
+/// is in the table, also with resample and window after decode and with several
+/// clips in flight; `keep_partial = true` keeps the good prefix and marks the
+/// record `partial`.
+#[test]
+fn a_clip_failing_half_way_is_in_the_table_or_quarantined_never_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("in");
+    std::fs::create_dir_all(&d).unwrap();
+    for k in 0..3 {
+        common::write_wav_i16(
+            &d.join(format!("good{k}.wav")),
+            16000,
+            &common::tone(16000, 7.0, k),
+        );
+    }
+    let mut late = common::tone(16000, 25.0, 9);
+    late[22 * 16000] = f32::NAN;
+    write_wav_f32(&d.join("late_nan.wav"), 16000, &late);
+    for (keep, window) in [(false, false), (false, true), (true, false)] {
+        let stages = if window {
+            "[stages.r]\nkind = \"resample\"\ninput = \"audio\"\nrate = 8000\n[stages.w]\nkind = \"window\"\ninput = \"r\"\nmode = \"segments\"\nlength_s = 3.0\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "[pipeline]\nname = \"half\"\n[sources.clips]\nkind = \"files\"\npaths = [\"in/*.wav\"]\n[stages.audio]\nkind = \"decode\"\ninput = \"clips\"\nchunk_s = 5\n{stages}[sinks.out]\nkind = \"parquet\"\ninput = \"{}\"\npath = \"out\"\nmode = \"overwrite\"\nrows_per_file = 1\nkeep_partial = {keep}\n",
+            if window { "w" } else { "audio" }
+        );
+        let p = tmp.path().join("p.toml");
+        std::fs::write(&p, text).unwrap();
+        let r = run(&["run", p.to_str().unwrap()]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let out = tmp.path().join("out");
+        let rows = clip_rows(&out);
+        let q = quarantined_partial(&out);
+        assert_eq!(
+            q,
+            vec![("late_nan.wav".to_string(), "non_finite".to_string(), keep)],
+            "keep_partial = {keep}"
+        );
+        for k in 0..3 {
+            assert!(rows.contains_key(&format!("good{k}.wav")), "{rows:?}");
+        }
+        match (keep, window) {
+            (false, _) => assert!(
+                !rows.contains_key("late_nan.wav"),
+                "a quarantined clip left rows in the table: {rows:?}"
+            ),
+            (true, _) => assert_eq!(rows.get("late_nan.wav"), Some(&4), "{rows:?}"),
+        }
+        // The committed parts hold exactly the rows the ledger says.
+        let success: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("_SUCCESS")).unwrap()).unwrap();
+        assert_eq!(
+            success["rows"].as_u64(),
+            Some(rows.values().sum::<usize>() as u64),
+            "{success}"
+        );
+    }
+}
+
+/// Every listed path is accounted for: a name that is not valid UTF-8 (which a
+/// glob cannot see) is quarantined as `not_utf8` with its bytes shown losslessly,
+/// never dropped; two files that would share a `clip_id` (`x.wav` in two
+/// folders) get ids that tell them apart.
+#[test]
+fn every_file_is_accounted_for_and_ids_never_collide() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    for (dir, seed) in [("a", 1), ("b", 2)] {
+        std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+        common::write_wav_i16(
+            &tmp.path().join(dir).join("x.wav"),
+            16000,
+            &common::tone(16000, 0.5, seed),
+        );
+    }
+    for name in [&b"\xff\xfe.wav"[..], &b"caf\xe9.wav"[..]] {
+        common::write_wav_i16(
+            &tmp.path().join("a").join(OsStr::from_bytes(name)),
+            16000,
+            &common::tone(16000, 0.5, 3),
+        );
+    }
+    let p = decode_pipeline(
+        tmp.path(),
+        &["a/*.wav".into(), "b/*.wav".into()],
+        "overwrite",
+    );
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let out = tmp.path().join("out");
+    let rows = clip_rows(&out);
+    assert_eq!(
+        rows,
+        BTreeMap::from([("a/x.wav".to_string(), 1), ("b/x.wav".to_string(), 1)]),
+        "{}",
+        r.stderr
+    );
+    let q = quarantined(&out);
+    assert_eq!(
+        q,
+        vec![
+            ("\\xFF\\xFE.wav".to_string(), "not_utf8".to_string()),
+            ("caf\\xE9.wav".to_string(), "not_utf8".to_string()),
+        ]
+    );
+    assert!(r.stderr.contains("4 files"), "{}", r.stderr);
+}
+
+/// A decode that yields less audio than the container declares is flagged, never
+/// silent: tests/fixtures/hostile/damaged_block.flac (made by the script beside
+/// it) has one frame damaged, which the demuxer skips without an error; it is
+/// quarantined as `truncated` with its `short_by_s`.
+#[test]
+fn a_decode_shorter_than_its_header_is_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile/damaged_block.flac");
+    let good = tmp.path().join("good.wav");
+    common::write_wav_i16(&good, 8000, &common::tone(8000, 2.0, 1));
+    let p = decode_pipeline(
+        tmp.path(),
+        &[
+            fixture.to_string_lossy().to_string(),
+            good.to_string_lossy().to_string(),
+        ],
+        "overwrite",
+    );
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let out = tmp.path().join("out");
+    assert_eq!(clip_rows(&out).keys().collect::<Vec<_>>(), vec!["good.wav"]);
+    assert_eq!(
+        quarantined(&out),
+        vec![("damaged_block.flac".to_string(), "truncated".to_string())]
+    );
+    let f = std::fs::File::open(out.join("_quarantine.parquet")).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let msg = b
+        .column_by_name("message")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .to_string();
+    assert!(msg.contains("short_by_s = 0.512"), "{msg}");
+}

@@ -127,7 +127,7 @@ async fn streamed_segments_equal_whole_file_segments() {
     let tmp = tempfile::tempdir().unwrap();
     corpus(tmp.path(), &[8000 * 47 + 123]);
     let w = "mode = \"segments\"\nlength_s = 3.0\nhop_s = 1.3\nlast = \"pad\"";
-    let whole = run(tmp.path(), "chunk_s = 1000", w).await;
+    let whole = run(tmp.path(), "chunk_s = 600", w).await;
     let streamed = run(tmp.path(), "chunk_s = 0.77", w).await;
     assert_eq!(whole, streamed);
     let rows = whole.values().next().unwrap();
@@ -257,7 +257,7 @@ async fn chunk_boundaries_lose_nothing() {
         format!("chunk_s = {chunk}\n[stages.r]\nkind = \"resample\"\ninput = \"a\"\nrate = 6000")
     };
     let streamed = run_resampled(tmp.path(), &text("0.5"), w).await;
-    let whole = run_resampled(tmp.path(), &text("1000"), w).await;
+    let whole = run_resampled(tmp.path(), &text("600"), w).await;
     for &n in &lengths {
         let id = format!("n{n:05}.wav");
         let full = n * 6000 / 8000 / 1500;

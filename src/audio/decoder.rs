@@ -173,6 +173,11 @@ fn open_regular(path: &Path) -> Result<(File, u64), DecodeFailure> {
     Ok((file, meta.len()))
 }
 
+/// How many frames a lossy stream (MP3, AAC, Vorbis) may come out shorter than
+/// its header declares before it is flagged as truncated: encoder delay and
+/// padding make their declared lengths inexact by up to about two packets.
+const SHORT_TOLERANCE_FRAMES: u64 = 4096;
+
 /// The largest length a patched 32-bit RIFF size field may hold; longer data is
 /// left "unknown" (0xFFFFFFFF) and read to its end.
 const MAX_PATCHED_LEN: u64 = u32::MAX as u64 - 1;
@@ -537,6 +542,9 @@ impl ClipReader {
         let first_frame = self.frames_out;
         self.frames_out += take as u64;
         let last = self.eof && self.pending.first().is_none_or(Vec::is_empty);
+        if last && let Some(short) = self.short_by() {
+            return Err(short);
+        }
         if let Some(bad) = planes.iter().flatten().position(|s| !s.is_finite()) {
             let ch = bad / take;
             let frame = first_frame + (bad % take) as u64;
@@ -553,6 +561,34 @@ impl ClipReader {
             first_frame,
             last,
         }))
+    }
+
+    /// At the end of the stream: whether less audio came out than the container
+    /// declares (a damaged block the demuxer skipped, a cut file). Exact for
+    /// PCM and FLAC; codecs with encoder delay and padding (MP3, AAC, Vorbis)
+    /// may differ by a few packets, so they are flagged only beyond
+    /// [`SHORT_TOLERANCE_FRAMES`]. A streamed WAV declares no length.
+    fn short_by(&self) -> Option<DecodeFailure> {
+        let declared = self.info.n_frames?;
+        let got = self.frames_out;
+        if self.streamed || got >= declared {
+            return None;
+        }
+        let exact = self.info.codec.starts_with("pcm") || self.info.codec == "flac";
+        let missing = declared - got;
+        if !exact && missing <= SHORT_TOLERANCE_FRAMES {
+            return None;
+        }
+        let sr = self.info.sample_rate as f64;
+        Some(DecodeFailure::new(
+            Reason::Truncated,
+            format!(
+                "decoded {:.3} s of audio but the header declares {:.3} s (short_by_s = {:.3}): a damaged block was skipped or the file was cut",
+                got as f64 / sr,
+                declared as f64 / sr,
+                missing as f64 / sr
+            ),
+        ))
     }
 
     fn mid_stream_failure(&self, e: SymError, what: &str) -> DecodeFailure {

@@ -31,12 +31,15 @@ pub enum Reason {
     /// The path names a directory, FIFO, socket or device: quarantined without
     /// being opened (a FIFO opened for reading would block the run).
     NotAFile,
+    /// The path is not valid UTF-8: listed (never dropped) but not read; its
+    /// `clip_id` and `path` show the other bytes as `\xNN`.
+    NotUtf8,
     /// Any other I/O error.
     Io,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Missing,
         Reason::Permission,
         Reason::Empty,
@@ -50,6 +53,7 @@ impl Reason {
         Reason::DecoderPanic,
         Reason::Unlabeled,
         Reason::NotAFile,
+        Reason::NotUtf8,
         Reason::Io,
     ];
 
@@ -68,6 +72,7 @@ impl Reason {
             Reason::DecoderPanic => "decoder_panic",
             Reason::Unlabeled => "unlabeled",
             Reason::NotAFile => "not_a_file",
+            Reason::NotUtf8 => "not_utf8",
             Reason::Io => "io",
         }
     }

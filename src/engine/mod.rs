@@ -486,6 +486,30 @@ impl TaskContext {
             stage: self.node_id.to_string(),
             reason: reason.to_string(),
             message: message.into(),
+            whole_clip: true,
+        })
+    }
+
+    /// [`TaskContext::quarantine`] of one row a per-row stage refused: the
+    /// clip's other rows stand ([`Quarantined::whole_clip`] false).
+    pub fn quarantine_row(
+        &self,
+        path: &str,
+        clip_id: &str,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Frame {
+        // Counted apart from files: a refused segment is no failed file.
+        self.metrics
+            .counter(&format!("refused_rows.{reason}"))
+            .add(1);
+        Frame::Quarantine(Quarantined {
+            path: path.to_string(),
+            clip_id: clip_id.to_string(),
+            stage: self.node_id.to_string(),
+            reason: reason.to_string(),
+            message: message.into(),
+            whole_clip: false,
         })
     }
 }

@@ -23,6 +23,11 @@ pub struct Quarantined {
     pub reason: String,
     /// Human-readable detail.
     pub message: String,
+    /// The clip as a whole failed (its stream broke: decode, resample, window);
+    /// rows it had already sent are not kept. False for one row that a per-row
+    /// stage refused (a segment too short for one frame): the clip's other rows
+    /// stand.
+    pub whole_clip: bool,
 }
 
 /// What flows along an edge.

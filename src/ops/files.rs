@@ -180,13 +180,33 @@ fn io_problem(e: &std::io::Error, what: &Path) -> (Reason, String) {
     (reason, format!("cannot list {}: {e}", what.display()))
 }
 
-/// Every path under `base` that `pattern` (a glob with a `**` component) matches.
-/// Symbolic links to directories are followed, but each real directory is listed
-/// once ((device, inode) pairs), so a link loop ends; real folders are walked
-/// before linked ones, so a file reached both ways keeps its real path.
-fn walk_recursive(
+/// A path as text, losslessly: valid UTF-8 as it is, any other byte as `\xNN`.
+pub fn path_text(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(s) = p.to_str() {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    for chunk in p.as_os_str().as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Every path under `base` that `pattern` matches, descending at most `depth`
+/// folders (`None`: a pattern with a `**` component, any depth). Symbolic links
+/// to directories are followed, but each real directory is listed once ((device,
+/// inode) pairs), so a link loop ends; real folders are walked before linked
+/// ones, so a file reached both ways keeps its real path. A name that is not
+/// valid UTF-8 (which a glob cannot see) is matched in its lossy form and listed
+/// with a `not_utf8` problem, so that it is accounted for, never dropped.
+fn walk(
     base: &Path,
     pattern: &glob::Pattern,
+    depth: Option<usize>,
 ) -> Vec<(PathBuf, Option<(Reason, String)>)> {
     use std::collections::{HashSet, VecDeque};
     use std::os::unix::fs::MetadataExt;
@@ -197,9 +217,9 @@ fn walk_recursive(
     };
     let mut out = Vec::new();
     let mut visited: HashSet<(u64, u64)> = HashSet::new();
-    let mut real: VecDeque<PathBuf> = VecDeque::from([base.to_path_buf()]);
-    let mut linked: VecDeque<PathBuf> = VecDeque::new();
-    while let Some(dir) = real.pop_front().or_else(|| linked.pop_front()) {
+    let mut real: VecDeque<(PathBuf, usize)> = VecDeque::from([(base.to_path_buf(), 0)]);
+    let mut linked: VecDeque<(PathBuf, usize)> = VecDeque::new();
+    while let Some((dir, level)) = real.pop_front().or_else(|| linked.pop_front()) {
         let Ok(meta) = std::fs::metadata(&dir) else {
             continue;
         };
@@ -219,15 +239,23 @@ fn walk_recursive(
         for e in entries {
             let p = e.path();
             let is_link = e.file_type().is_ok_and(|t| t.is_symlink());
-            let is_dir = std::fs::metadata(&p).is_ok_and(|m| m.is_dir());
-            if is_dir {
+            let descend = depth.is_none_or(|d| level + 1 < d);
+            if descend && std::fs::metadata(&p).is_ok_and(|m| m.is_dir()) {
                 if is_link {
-                    linked.push_back(p.clone());
+                    linked.push_back((p.clone(), level + 1));
                 } else {
-                    real.push_back(p.clone());
+                    real.push_back((p.clone(), level + 1));
                 }
             }
-            if pattern.matches_path_with(&p, opts) {
+            if p.to_str().is_none() {
+                if pattern.matches_with(&p.to_string_lossy(), opts) {
+                    let why = format!(
+                        "the path is not valid UTF-8 ({}): rename it (e.g. with convmv) to read it",
+                        path_text(&p)
+                    );
+                    out.push((p, Some((Reason::NotUtf8, why))));
+                }
+            } else if pattern.matches_path_with(&p, opts) {
                 out.push((p, None));
             }
         }
@@ -258,32 +286,20 @@ pub fn expand(patterns: &[String], base_dir: &Path) -> std::result::Result<Vec<L
         let full = crate::engine::operator::resolve_path(base_dir, pat);
         let base = glob_base(&full);
         let rel = |p: &Path| -> String {
-            p.strip_prefix(&base)
-                .unwrap_or(p)
-                .to_string_lossy()
-                .replace(std::path::MAIN_SEPARATOR, "/")
+            path_text(p.strip_prefix(&base).unwrap_or(p)).replace(std::path::MAIN_SEPARATOR, "/")
         };
         let text = full.to_string_lossy().to_string();
         let candidates: Vec<(PathBuf, Option<(Reason, String)>)> = if !has_wildcard(pat) {
             vec![(full.clone(), None)]
-        } else if full.components().any(|c| c.as_os_str() == "**") {
+        } else {
             let pattern = glob::Pattern::new(&text)
                 .map_err(|e| format!("`{pat}` is not a valid glob: {e}"))?;
-            walk_recursive(&base, &pattern)
-        } else {
-            let entries =
-                glob::glob(&text).map_err(|e| format!("`{pat}` is not a valid glob: {e}"))?;
-            entries
-                .map(|entry| match entry {
-                    Ok(p) => (p, None),
-                    // An unreadable directory entry: keep the path so it is quarantined.
-                    Err(e) => {
-                        let p = e.path().to_path_buf();
-                        let problem = io_problem(e.error(), &p);
-                        (p, Some(problem))
-                    }
-                })
-                .collect()
+            let depth = if full.components().any(|c| c.as_os_str() == "**") {
+                None
+            } else {
+                Some(full.components().count() - base.components().count())
+            };
+            walk(&base, &pattern, depth)
         };
         let dirs_are_folders = !has_wildcard(pat)
             || full
@@ -363,7 +379,26 @@ pub fn expand(patterns: &[String], base_dir: &Path) -> std::result::Result<Vec<L
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out.dedup_by(|a, b| a.path == b.path);
+    disambiguate(&mut out, base_dir);
     Ok(out)
+}
+
+/// Two different files must never share a `clip_id` (patterns over two folders
+/// both holding `x.wav` would): a clip is one file's rows. The files of a
+/// colliding id take their path relative to the pipeline's folder instead (the
+/// whole path outside it), which differs for different files.
+fn disambiguate(listed: &mut [Listed], base_dir: &Path) {
+    use std::collections::HashMap;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for l in listed.iter() {
+        *count.entry(l.clip_id.clone()).or_insert(0) += 1;
+    }
+    for l in listed.iter_mut() {
+        if count.get(&l.clip_id).is_some_and(|&n| n > 1) {
+            l.clip_id = path_text(l.path.strip_prefix(base_dir).unwrap_or(&l.path))
+                .replace(std::path::MAIN_SEPARATOR, "/");
+        }
+    }
 }
 
 impl Operator for FilesSource {
@@ -387,7 +422,7 @@ impl Operator for FilesSource {
                     let filter = LabelFilter::new(&merge, keep.as_deref())?;
                     let mut out = Listing::default();
                     for Listed { clip_id: rel, path, problem } in files {
-                        let path_s = path.to_string_lossy().to_string();
+                        let path_s = path_text(&path);
                         if let Some((reason, msg)) = problem {
                             out.quarantined.push((rel, path_s, reason, msg));
                             continue;

@@ -426,6 +426,19 @@ fn infer_batch(
                 ));
                 continue;
             }
+            // Non-finite values never reach the model: the segment is refused.
+            if e.x.iter().any(|v| !v.is_finite()) {
+                failed.push((
+                    row_str(&fb.slice(i, 1), col::PATH),
+                    e.clip_id.clone(),
+                    Reason::NonFinite,
+                    format!(
+                        "segment {} ({:.3}–{:.3} s): NaN or infinite values, not scored",
+                        e.segment, e.start_s, e.end_s
+                    ),
+                ));
+                continue;
+            }
             let dims = e.x.len() / e.frames;
             if dims != a.model.input_dim {
                 return Err(format!(

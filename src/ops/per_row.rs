@@ -67,7 +67,14 @@ where
                     Ok(Ok((batches, failed))) => failed
                         .into_iter()
                         .map(|(path, id, reason, msg)| {
-                            Ok(ctx.quarantine(&path, &id, reason.as_str(), msg))
+                            // A format the stage cannot take (a wrong sample
+                            // rate) is the file's; anything else (too short for
+                            // one frame, non-finite values) is this row's.
+                            Ok(if reason == Reason::InvalidFormat {
+                                ctx.quarantine(&path, &id, reason.as_str(), msg)
+                            } else {
+                                ctx.quarantine_row(&path, &id, reason.as_str(), msg)
+                            })
                         })
                         .chain(batches.into_iter().map(|b| Ok(Frame::Batch(b))))
                         .collect::<Vec<FrameResult>>(),

@@ -264,9 +264,21 @@ impl Operator for Timeline {
             }
             let mut per_clip: BTreeMap<String, Vec<(f64, f64, String)>> = BTreeMap::new();
             let mut clips_seen: Vec<String> = Vec::new();
+            let mut not_scored = 0usize;
             while let Some(item) = input.next().await {
                 let b = match item {
                     Ok(Frame::Batch(b)) => b,
+                    // Segments that were not scored (quarantined upstream) are
+                    // said, so that a gap in the timeline has its reason.
+                    Ok(Frame::Quarantine(q)) => {
+                        not_scored += 1;
+                        if not_scored <= 20 {
+                            eprintln!("sermo: {}: not scored: {} ({}): {}", q.clip_id, q.reason, q.stage, q.message);
+                        } else if not_scored == 21 {
+                            eprintln!("sermo: more segments not scored; the run summary counts them");
+                        }
+                        continue;
+                    }
                     Ok(_) => continue,
                     Err(e) => { yield Err(e); return; }
                 };

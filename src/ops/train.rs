@@ -360,9 +360,12 @@ impl Operator for TrainSink {
             let stage = ctx.node_id.to_string();
             let cfg = self.cfg;
             let mut batches = Vec::new();
+            // Clips quarantined upstream: none of their rows is trained on.
+            let mut failed = std::collections::BTreeSet::new();
             while let Some(item) = input.next().await {
                 match item {
                     Ok(Frame::Batch(b)) => batches.push(b),
+                    Ok(Frame::Quarantine(q)) if q.whole_clip => { failed.insert(q.clip_id); }
                     Ok(_) => {}
                     Err(e) => { yield Err(e); return; }
                 }
@@ -385,7 +388,7 @@ impl Operator for TrainSink {
                 .and_then(|s| serde_json::from_str(s).ok());
             let encoder = self.encoder.clone();
             let job = ctx.pool.run(move || -> std::result::Result<(), String> {
-                let mut rows = TrainingRows::gather(&cfg, batches)?;
+                let mut rows = TrainingRows::gather(&cfg, batches, &failed)?;
                 let spec = match (&encoder, cfg.model_spec()) {
                     (Some(folder), Ok(ModelSpec::SslFinetune(p))) => {
                         let spec = EncoderSpec::read(folder, p.normalize)?;

@@ -49,6 +49,10 @@ pub struct QuarantineEntry {
     pub stage: String,
     pub reason: String,
     pub message: String,
+    /// The clip's rows from before the failure are kept in the table
+    /// (`keep_partial = true`); otherwise none of its rows is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// One commit: the files it made final, the clips it completed (every row of each

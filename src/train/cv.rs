@@ -50,9 +50,15 @@ impl TrainingRows {
     /// Examples of `batches` under `cfg`: labels in `cfg.labels` order (else the
     /// sorted labels present), rows without a known class or without frames left
     /// out (said on stderr), per-speaker normalization applied when asked.
+    ///
+    /// One clip, one outcome: every row of a clip in `failed` (quarantined
+    /// upstream after some of its rows were emitted, e.g. a file truncated half-way)
+    /// is left out, and so is every row of a clip with a non-finite value (NaN or
+    /// infinity never reaches a model); both are named on stderr.
     pub fn gather(
         cfg: &TrainConfig,
         batches: Vec<RecordBatch>,
+        failed: &BTreeSet<String>,
     ) -> std::result::Result<TrainingRows, String> {
         let group_by = cfg.group_column().unwrap_or(col::SPEAKER).to_string();
         // Labels: the configured order, else the sorted labels present.
@@ -99,6 +105,34 @@ impl TrainingRows {
         // writer timing, and the order of the examples drives the batch shuffle
         // and the standardizer's sums.
         ex.sort_by(canonical_order);
+        let before = ex.len();
+        ex.retain(|e| !failed.contains(&e.clip_id));
+        if ex.len() < before {
+            eprintln!(
+                "sermo: train: {} rows of {} clips quarantined upstream left out (a clip is used whole or not at all)",
+                before - ex.len(),
+                failed.len()
+            );
+        }
+        let non_finite: BTreeSet<String> = ex
+            .iter()
+            .filter(|e| e.x.iter().any(|v| !v.is_finite()))
+            .map(|e| e.clip_id.clone())
+            .collect();
+        if !non_finite.is_empty() {
+            ex.retain(|e| !non_finite.contains(&e.clip_id));
+            let shown: Vec<&str> = non_finite.iter().take(10).map(String::as_str).collect();
+            eprintln!(
+                "sermo: train: {} clips with NaN or infinite feature values left out (non_finite): {}{}",
+                non_finite.len(),
+                shown.join(", "),
+                if non_finite.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
         // Rows without a known class cannot be learned or scored.
         let before = ex.len();
         ex.retain(|e| e.label.is_some() && e.frames > 0);
@@ -729,6 +763,7 @@ const STOPPED: &str = "training stopped: the run was interrupted";
 mod tests {
     use super::*;
     use crate::train::split::Split;
+    use std::sync::Arc;
 
     /// Three speakers × two clips × variants clean/noise/pitch, one frame each.
     fn augmented_rows() -> Vec<Example> {
@@ -752,6 +787,54 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Pooled rows (clip, speaker, label, a 2-wide `feat`), one per clip.
+    fn pooled(rows: &[(&str, &str, &str, [f32; 2])]) -> RecordBatch {
+        use arrow::array::{FixedSizeListArray, Float32Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let values = Float32Array::from(rows.iter().flat_map(|r| r.3).collect::<Vec<_>>());
+        let feat = FixedSizeListArray::new(item.clone(), 2, Arc::new(values), None);
+        let s = |k: usize| -> Arc<StringArray> {
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| [r.0, r.1, r.2][k]).collect::<Vec<_>>(),
+            ))
+        };
+        let schema = Schema::new(vec![
+            Field::new(col::CLIP_ID, DataType::Utf8, false),
+            Field::new(col::SPEAKER, DataType::Utf8, false),
+            Field::new(col::LABEL, DataType::Utf8, false),
+            Field::new("feat", DataType::FixedSizeList(item, 2), false),
+        ]);
+        RecordBatch::try_new(Arc::new(schema), vec![s(0), s(1), s(2), Arc::new(feat)]).unwrap()
+    }
+
+    /// One clip, one outcome: rows of a clip quarantined upstream and rows with
+    /// NaN or infinity never become training examples.
+    #[test]
+    fn failed_and_non_finite_clips_are_left_out() {
+        let cfg: TrainConfig = toml::from_str(
+            "model = \"mlp\"\nfeatures = [\"feat\"]\nout = \"x\"\ncv = { by = \"speaker\", folds = 2 }\n",
+        )
+        .unwrap();
+        let b = pooled(&[
+            ("a1", "a", "angry", [0.1, 0.2]),
+            ("a2", "a", "sad", [0.3, f32::NAN]),
+            ("b1", "b", "angry", [0.5, 0.6]),
+            ("b2", "b", "sad", [0.7, f32::INFINITY]),
+            ("c1", "c", "sad", [0.9, 1.0]),
+            ("c2", "c", "angry", [1.1, 1.2]),
+        ]);
+        let failed = BTreeSet::from(["c1".to_string()]);
+        let rows = TrainingRows::gather(&cfg, vec![b], &failed).unwrap();
+        let ids: Vec<&str> = rows.examples.iter().map(|e| e.clip_id.as_str()).collect();
+        assert_eq!(ids, vec!["a1", "b1", "c2"]);
+        assert!(
+            rows.examples
+                .iter()
+                .all(|e| e.x.iter().all(|v| v.is_finite()))
+        );
     }
 
     #[test]

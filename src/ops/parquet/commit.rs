@@ -4,7 +4,7 @@
 //! overwrite mode, swapped into place; and the atomic JSON write used for
 //! `_sermo.json` and `_SUCCESS`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,9 +16,10 @@ use serde::Serialize;
 
 use super::sink::io_err;
 use super::sink_config::{QUARANTINE_FILE, SUCCESS_FILE, Success};
-use super::writer::Writer;
+use super::writer::{Shared, Writer};
 use crate::error::{Result, SermoError};
 use crate::schema;
+use crate::schema::col;
 use crate::store::ledger::{Entry, FileEntry, QuarantineEntry};
 use crate::store::lock::DirLock;
 use crate::store::part::{Budget, Pending, SinkFile, sync_dir};
@@ -33,16 +34,28 @@ impl Writer {
         let mut files = Vec::new();
         let mut dirs = BTreeSet::new();
         let mut renamed = Vec::new();
+        let failed = std::mem::take(&mut self.failed);
         for (key, mut part) in std::mem::take(&mut self.parts) {
-            part.writer
-                .append_key_value_metadata(KeyValue::new("sermo.partition".into(), key.clone()));
+            let partition = KeyValue::new("sermo.partition".into(), key.clone());
+            part.writer.append_key_value_metadata(partition.clone());
             let dest = part.pending.dest.clone();
             let sink_file = part
                 .writer
                 .into_inner()
                 .map_err(|e| SermoError::stage_source(&s.stage, Some(dest.clone()), e))?;
-            let (file, bytes, blake3) = sink_file.finish();
-            part.pending
+            let (mut file, mut bytes, mut blake3) = sink_file.finish();
+            let mut pending = part.pending;
+            if part.clips.iter().any(|c| failed.contains(c)) {
+                let kept = without_clips(&pending, &failed, &s, partition)?;
+                match kept {
+                    // Every row of the part was a failed clip's: no file.
+                    None => continue,
+                    Some((p, f, b, h, rows)) => {
+                        (pending, file, bytes, blake3, part.rows) = (p, f, b, h, rows);
+                    }
+                }
+            }
+            pending
                 .commit(&file)
                 .map_err(io_err(&s.stage, "commit", &dest))?;
             renamed.push(dest.clone());
@@ -85,6 +98,77 @@ impl Writer {
     }
 }
 
+/// A part rewritten by [`without_clips`]: its temporary file, the open file,
+/// bytes, BLAKE3 hash and rows.
+type Rewritten = (Pending, std::fs::File, u64, String, u64);
+
+/// The closed temporary part `pending` rewritten without the rows of `failed`
+/// clips (read back one row group at a time: memory stays bounded), as a new
+/// temporary file for the same final name; `None` when no row is left. The old
+/// temporary file is removed when `pending` drops.
+fn without_clips(
+    pending: &Pending,
+    failed: &HashSet<Arc<str>>,
+    s: &Shared,
+    partition: KeyValue,
+) -> Result<Option<Rewritten>> {
+    use arrow::array::{Array, AsArray, BooleanArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let err = |e: &dyn std::fmt::Display| {
+        SermoError::stage(
+            &s.stage,
+            Some(pending.tmp.clone()),
+            format!("dropping the rows of failed clips: {e}"),
+        )
+    };
+    let src = std::fs::File::open(&pending.tmp).map_err(|e| err(&e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(src)
+        .map_err(|e| err(&e))?
+        .build()
+        .map_err(|e| err(&e))?;
+    let name = pending
+        .dest
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let dir = pending.dest.parent().unwrap_or(&s.dir);
+    let mut out = Pending::new(dir, &name);
+    out.tmp = dir.join(format!(".{name}.kept.tmp"));
+    let sink = SinkFile::create(&out.tmp, s.budget.clone())
+        .map_err(io_err(&s.stage, "create", &out.tmp))?;
+    let mut w = ArrowWriter::try_new(sink, s.file_schema.clone(), Some(s.props.clone()))
+        .map_err(|e| err(&e))?;
+    let mut rows = 0u64;
+    for b in reader {
+        let b = b.map_err(|e| err(&e))?;
+        let Some(ids) = b
+            .column_by_name(col::CLIP_ID)
+            .and_then(|c| c.as_string_opt::<i32>())
+        else {
+            return Err(err(&"no clip_id column"));
+        };
+        let keep: BooleanArray = (0..ids.len())
+            .map(|i| Some(!(ids.is_valid(i) && failed.contains(ids.value(i)))))
+            .collect();
+        let kept = arrow::compute::filter_record_batch(&b, &keep).map_err(|e| err(&e))?;
+        if kept.num_rows() == 0 {
+            continue;
+        }
+        let kept = RecordBatch::try_new(s.file_schema.clone(), kept.columns().to_vec())
+            .map_err(|e| err(&e))?;
+        rows += kept.num_rows() as u64;
+        w.write(&kept).map_err(|e| err(&e))?;
+    }
+    if rows == 0 {
+        drop(w);
+        // `out` drops here too, removing its temporary file.
+        return Ok(None);
+    }
+    w.append_key_value_metadata(partition);
+    let (file, bytes, hash) = w.into_inner().map_err(|e| err(&e))?.finish();
+    Ok(Some((out, file, bytes, hash, rows)))
+}
+
 pub(super) fn write_json_atomic<T: Serialize>(
     dir: &Path,
     name: &str,
@@ -115,6 +199,11 @@ fn quarantine_batch(
             col(&|r| &r.stage),
             col(&|r| &r.reason),
             col(&|r| &r.message),
+            Arc::new(
+                rows.iter()
+                    .map(|r| Some(r.partial))
+                    .collect::<arrow::array::BooleanArray>(),
+            ),
         ],
     )
 }

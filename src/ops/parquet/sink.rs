@@ -149,6 +149,7 @@ impl Operator for ParquetSink {
                 ledger: Mutex::new(prep.ledger),
                 budget: prep.budget.clone(),
                 has_clip_id: prep.has_clip_id,
+                keep_partial: this.cfg.keep_partial,
             });
             let rows_metric = ctx.metrics.counter(&format!("sink.{stage}.rows"));
             // One writer per worker thread, each busy with at most one job.
@@ -158,6 +159,7 @@ impl Operator for ParquetSink {
                     shared: shared.clone(),
                     parts: BTreeMap::new(),
                     open: HashSet::new(),
+                    failed: HashSet::new(),
                     done: Vec::new(),
                     quarantine: Vec::new(),
                     rows: 0,

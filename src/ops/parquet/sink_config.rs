@@ -57,6 +57,12 @@ pub struct ParquetSinkConfig {
     /// zstd level 1..=22 (default 3).
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i64,
+    /// A clip that fails after some of its rows arrived (a file truncated
+    /// half-way) keeps those rows, its quarantine record marked `partial`;
+    /// by default (false) they are dropped: a clip is in the table or in
+    /// `_quarantine.parquet`, never both.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_partial: bool,
 }
 
 fn default_rows_per_file() -> i64 {

@@ -35,6 +35,8 @@ pub(super) struct OpenPart {
     pub(super) pending: Pending,
     pub(super) rel: String,
     pub(super) rows: u64,
+    /// Clips with rows in this part.
+    pub(super) clips: HashSet<Arc<str>>,
 }
 
 /// Shared by a sink's writers.
@@ -50,6 +52,8 @@ pub(super) struct Shared {
     pub(super) ledger: Mutex<Ledger>,
     pub(super) budget: Budget,
     pub(super) has_clip_id: bool,
+    /// `keep_partial`: a clip failing after some rows keeps them.
+    pub(super) keep_partial: bool,
 }
 
 /// What a writer is told, in order.
@@ -65,6 +69,9 @@ pub(super) struct Writer {
     pub(super) parts: BTreeMap<String, OpenPart>,
     /// Clips with rows here whose `Done` has not come.
     pub(super) open: HashSet<Arc<str>>,
+    /// Clips quarantined after some of their rows were written here: the commit
+    /// drops those rows (one clip, one outcome).
+    pub(super) failed: HashSet<Arc<str>>,
     pub(super) done: Vec<String>,
     pub(super) quarantine: Vec<QuarantineEntry>,
     pub(super) rows: u64,
@@ -81,13 +88,23 @@ impl Writer {
         for job in jobs {
             match job {
                 Job::Rows(b) => self.write(&b)?,
-                Job::Quarantine(q) => self.quarantine.push(QuarantineEntry {
-                    path: q.path,
-                    clip_id: q.clip_id,
-                    stage: q.stage,
-                    reason: q.reason,
-                    message: q.message,
-                }),
+                Job::Quarantine(q) => {
+                    // A clip's rows and its quarantine record come to the same
+                    // writer before its `Done`: rows here mean it failed part-way.
+                    let had_rows = q.whole_clip && self.open.contains(q.clip_id.as_str());
+                    let partial = had_rows && self.shared.keep_partial;
+                    if had_rows && !partial {
+                        self.failed.insert(Arc::from(q.clip_id.as_str()));
+                    }
+                    self.quarantine.push(QuarantineEntry {
+                        path: q.path,
+                        clip_id: q.clip_id,
+                        stage: q.stage,
+                        reason: q.reason,
+                        message: q.message,
+                        partial,
+                    })
+                }
                 Job::Done(id) => {
                     self.open.remove(&id);
                     self.done.push(id.to_string());
@@ -154,6 +171,16 @@ impl Writer {
             let Some(part) = self.parts.get_mut(&key) else {
                 return Err(SermoError::Internal("no open part".into()));
             };
+            if let Some(ids) = piece
+                .column_by_name(col::CLIP_ID)
+                .and_then(|c| c.as_string_opt::<i32>())
+            {
+                for i in 0..ids.len() {
+                    if ids.is_valid(i) && !part.clips.contains(ids.value(i)) {
+                        part.clips.insert(Arc::from(ids.value(i)));
+                    }
+                }
+            }
             let dest = part.pending.dest.clone();
             part.writer
                 .write(&piece)
@@ -199,6 +226,7 @@ impl Writer {
             pending,
             rel,
             rows: 0,
+            clips: HashSet::new(),
         })
     }
 }
