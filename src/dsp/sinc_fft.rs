@@ -118,8 +118,19 @@ struct Plan {
 
 type PlanKey = (u32, u32, [u64; 3]);
 
+/// Plans kept for reuse, at most: a corpus has a few source rates.
+const MAX_CACHED_PLANS: usize = 32;
+
+/// Plans with more FFT points than this (`n_in + n_out`) are not kept: every
+/// common rate pair needs under 80,000 (768 kHz → 8 kHz: 72,750), while a rate
+/// that shares almost no factor with the target (767,999 Hz → 16 kHz: 1.57 M,
+/// about 100 MB) would otherwise stay in memory for good; such a plan lives as
+/// long as the resamplers using it.
+const MAX_CACHED_POINTS: usize = 1 << 17;
+
+static PLANS: OnceLock<Mutex<HashMap<PlanKey, Arc<Plan>>>> = OnceLock::new();
+
 fn plan_cached(from: u32, to: u32, design: SincDesign) -> Result<Arc<Plan>, String> {
-    static PLANS: OnceLock<Mutex<HashMap<PlanKey, Arc<Plan>>>> = OnceLock::new();
     let key = (
         from,
         to,
@@ -134,7 +145,15 @@ fn plan_cached(from: u32, to: u32, design: SincDesign) -> Result<Arc<Plan>, Stri
         return Ok(p);
     }
     let p = Arc::new(design_plan(from, to, design)?);
-    if let Ok(mut m) = plans.lock() {
+    if p.n_in + p.n_out <= MAX_CACHED_POINTS
+        && let Ok(mut m) = plans.lock()
+    {
+        if m.len() >= MAX_CACHED_PLANS {
+            // Resamplers hold their plan: dropping one from the cache is safe.
+            if let Some(old) = m.keys().next().copied() {
+                m.remove(&old);
+            }
+        }
         m.insert(key, p.clone());
     }
     Ok(p)
@@ -309,6 +328,31 @@ mod tests {
         assert!((bessel_i0(1.0) - 1.266_065_877_752_008_4).abs() < 1e-12);
         // scipy.special.i0(5.0)
         assert!((bessel_i0(5.0) - 27.239_871_823_604_44).abs() < 1e-9);
+    }
+
+    /// The plan cache stays bounded: common rates are kept (and shared), a rate
+    /// that shares almost no factor with the target is not, and no more than
+    /// [`MAX_CACHED_PLANS`] plans are ever kept.
+    #[test]
+    fn the_plan_cache_is_bounded() {
+        let a = plan_cached(44100, 16000, SincDesign::SOXR_HQ).unwrap();
+        let b = plan_cached(44100, 16000, SincDesign::SOXR_HQ).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "a common rate's plan is shared");
+        assert!(a.n_in + a.n_out <= MAX_CACHED_POINTS);
+        // 768 kHz → 8 kHz is the largest common pair and is still kept.
+        let big = plan_cached(768_000, 8000, SincDesign::SOXR_HQ).unwrap();
+        assert!(big.n_in + big.n_out <= MAX_CACHED_POINTS);
+        let odd = plan_cached(767_999, 16000, SincDesign::SOXR_HQ).unwrap();
+        let again = plan_cached(767_999, 16000, SincDesign::SOXR_HQ).unwrap();
+        assert!(!Arc::ptr_eq(&odd, &again), "an outsized plan is not kept");
+        for from in 1000..1000 + 2 * MAX_CACHED_PLANS as u32 {
+            plan_cached(from * 2, 16000, SincDesign::FAST).unwrap();
+        }
+        let n = PLANS
+            .get()
+            .and_then(|m| m.lock().ok().map(|m| m.len()))
+            .unwrap_or(0);
+        assert!(n <= MAX_CACHED_PLANS, "{n} plans cached");
     }
 
     #[test]
