@@ -151,3 +151,45 @@ fn sigterm_stops_training_between_epochs() {
         "an interrupted training wrote final metrics"
     );
 }
+
+/// One run trains into a folder at a time: while a training run holds `out`
+/// (`.sermo.lock`), a second run on the same folder is refused naming the holder,
+/// and the first run's files are untouched.
+#[test]
+fn a_second_training_run_on_the_same_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    common::demo_features(dir.path());
+    let p = common::train_pipeline(
+        dir.path(),
+        "model",
+        "model = \"mlp\"\nfeatures = [\"stacked\"]\nepochs = 100000\nbatch_size = 4\nsplit = { by = \"speaker\", test = [\"03\"] }\n",
+    );
+    let mut first = Command::new(common::sermo_bin())
+        .arg("run")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = dir.path().join("model/.sermo.lock");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&lock)
+        .is_ok_and(|t| t.contains(&format!("\"pid\":{}", first.id())))
+    {
+        assert!(
+            Instant::now() < deadline && first.try_wait().unwrap().is_none(),
+            "the training run took no lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = Command::new(common::sermo_bin())
+        .arg("run")
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!second.status.success(), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+}

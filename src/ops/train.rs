@@ -265,6 +265,7 @@ impl OperatorConfig for TrainConfig {
             out: ctx.resolve(&self.out),
             reuse: self.reuse.iter().map(|r| ctx.resolve(r)).collect(),
             encoder: self.encoder.as_ref().map(|e| ctx.resolve(e)),
+            lock: None,
         }))
     }
 }
@@ -347,9 +348,27 @@ struct TrainSink {
     reuse: Vec<PathBuf>,
     /// `encoder`, resolved (`ssl_finetune`).
     encoder: Option<PathBuf>,
+    /// The run folder's `.sermo.lock`, held until training ends.
+    lock: Option<crate::store::lock::DirLock>,
 }
 
 impl Operator for TrainSink {
+    /// One run trains into a folder at a time: a second run on the same `out` is
+    /// refused naming the holder. Under `--shard I/N` the shards of one CV run
+    /// share the folder (each writes its own `fold-K/`), so none locks it.
+    fn claim(&mut self, ctx: &TaskContext) -> Result<()> {
+        if ctx.shard.is_some() {
+            return Ok(());
+        }
+        let stage = ctx.node_id.to_string();
+        std::fs::create_dir_all(&self.out)
+            .map_err(|e| SermoError::io(&stage, "create directory", self.out.clone(), e))?;
+        let lock = crate::store::lock::DirLock::acquire(&self.out, "sermo run")
+            .map_err(|m| SermoError::stage(&stage, Some(self.out.clone()), m))?;
+        self.lock = Some(lock);
+        Ok(())
+    }
+
     fn execute(self: Box<Self>, inputs: Vec<BatchStream>, ctx: TaskContext) -> BatchStream {
         let in_schema = inputs
             .first()
@@ -357,6 +376,8 @@ impl Operator for TrainSink {
             .unwrap_or_else(schema::empty_schema);
         let mut input = crate::engine::stream::merge_inputs(in_schema.clone(), inputs);
         let stream = async_stream::stream! {
+            // Held until training ends (or the stream is dropped).
+            let _lock = self.lock;
             let stage = ctx.node_id.to_string();
             let cfg = self.cfg;
             let mut batches = Vec::new();
