@@ -1,38 +1,87 @@
 //! `sermo serve --model DIR [--port 8080] [--bind 127.0.0.1]`: a live emotion page
-//! and an upload API (axum).
+//! and an upload API (axum on hyper).
 //!
 //! - `GET /` — one page: it captures the browser microphone (getUserMedia), sends
 //!   mono f32 PCM over a WebSocket and draws the live timeline with confidences.
 //! - `GET /ws?rate=R` — the WebSocket: binary messages of f32le mono PCM at R Hz
 //!   in; one JSON text message per 3-s segment out (`segment`, `start_s`, `end_s`,
-//!   `label`, `confidence`, `probs`), after a first `{"classes": [...]}`.
+//!   `label`, `confidence`, `probs`), after a first `{"classes": [...]}`. Text
+//!   messages in: `{"ack": k, ...}` (the page drew segment k; logged) and
+//!   `{"end": true}` (no more audio: the server sends the remaining segments, then
+//!   closes). A client's Close frame ends the stream the same way: the server holds
+//!   its reply back until the segments of the audio already sent are delivered.
+//!   Anything else gets `{"error": ...}` and the session goes on.
 //! - `POST /v1/predict` — an audio file (any format `decode` reads) in the body;
-//!   the predictions as a JSON array. A file that does not decode gets 422 with
-//!   the reason; a body over `--max-upload-mb` gets 413.
+//!   the predictions as a JSON array. Errors are JSON `{"error": ...}` (with the
+//!   decoder's quarantine `reason` when the file is not usable audio): 400 empty
+//!   body, 413 over `--max-upload-mb`, 422 not usable audio, 503 busy.
+//! - `GET /v1/model` — the classes and the limits below, as JSON.
+//!
+//! Limits (a hostile client costs bounded memory and never stops the others):
+//! [`MAX_MESSAGE_BYTES`] per WebSocket message or frame (larger: an error, the
+//! segments so far, Close 1009); [`PCM_QUEUE`] messages queued per session
+//! between the socket and its pipeline (then the session stops reading the socket:
+//! TCP backpressure); `--max-sessions` live sessions (more: 503); `--idle-timeout-s`
+//! for a session without a message, a connection without a request, an upload
+//! without data, and a client that does not read what it is sent; `--max-jobs`
+//! uploads decoded at once (more wait up to [`JOB_WAIT`], then 503; their bodies
+//! are not read while they wait); `--max-upload-mb` per upload; uploads declaring
+//! more than [`MAX_UPLOAD_RATE`] Hz or [`MAX_UPLOAD_CHANNELS`] channels are
+//! refused (422 `invalid_format`) before anything is sized by them.
 //!
 //! Each WebSocket session and each upload runs the same pipeline as `sermo infer`
 //! (`infer_cli::pipeline`): a session feeds its PCM to a `stdin` source through a
 //! pipe and reads the `timeline` sink's JSON lines back through another, so the
-//! page gets exactly what `sermo infer` prints for the same audio.
+//! page gets exactly what `sermo infer` prints for the same audio. The async side
+//! never blocks: PCM goes to the pipeline's writer thread through a bounded tokio
+//! channel, and the session forwards result lines while it waits for room there.
+//! An upload is written to a fresh folder under the system temp dir, removed when
+//! the request ends (also on error); nothing else is written but `--record`.
 
 use std::io::{BufRead, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::StatusCode;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use crate::audio::Reason;
 use crate::audio::pcm::PcmFormat;
 use crate::config::PipelineFile;
 use crate::engine::{Cancel, Metrics, RunOptions};
 use crate::infer_cli::{InferArgs, pipeline};
 use crate::registry::Registry;
+
+/// Largest WebSocket message (and frame) a session accepts: 1 MiB, 262144 samples
+/// (the page sends 16 KiB messages).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// PCM messages queued per session between the socket and its pipeline.
+pub const PCM_QUEUE: usize = 8;
+/// How long an upload waits for a free job before it gets 503.
+pub const JOB_WAIT: Duration = Duration::from_secs(30);
+/// Highest sample rate an upload may declare (the decoder's own bound).
+pub const MAX_UPLOAD_RATE: u32 = 768_000;
+/// Most channels an upload may declare (the decoder's own bound).
+pub const MAX_UPLOAD_CHANNELS: usize = 64;
+/// How long a closing session waits for the client's Close reply.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+const MIB: usize = 1024 * 1024;
 
 /// Arguments of `sermo serve`.
 #[derive(clap::Args, Debug, Clone)]
@@ -44,9 +93,19 @@ pub struct ServeArgs {
     pub port: u16,
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: String,
-    /// Largest accepted upload for `POST /v1/predict`, in MB.
+    /// Largest accepted upload for `POST /v1/predict`, in MiB (larger: 413).
     #[arg(long, default_value_t = 100)]
     pub max_upload_mb: usize,
+    /// Uploads decoded at once (0: the number of CPUs); more wait, then get 503.
+    #[arg(long, default_value_t = 0)]
+    pub max_jobs: usize,
+    /// Live WebSocket sessions at once; more get 503.
+    #[arg(long, default_value_t = 64)]
+    pub max_sessions: usize,
+    /// Seconds without a message (session), a request (connection), upload data,
+    /// or progress sending to a client that does not read, before it is dropped.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_s: u64,
     /// Where the model runs: `cpu`, `cuda` or `auto`.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: crate::train::device::DeviceChoice,
@@ -59,9 +118,22 @@ pub struct ServeArgs {
     pub record: Option<PathBuf>,
 }
 
+impl ServeArgs {
+    fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_s.max(1))
+    }
+
+    fn upload_limit(&self) -> usize {
+        self.max_upload_mb.saturating_mul(MIB)
+    }
+}
+
 struct AppState {
     args: ServeArgs,
     classes: Vec<String>,
+    jobs: Arc<Semaphore>,
+    max_jobs: usize,
+    sessions: Arc<Semaphore>,
 }
 
 const PAGE: &str = include_str!("serve/page.html");
@@ -112,15 +184,25 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     let artifact = crate::train::inference::read_artifact(&args.model)?;
     // Fail now, not at the first connection, if the pipeline would not compile.
     pipeline(&infer_args(args, vec!["-".into()], None))?;
+    let max_jobs = if args.max_jobs == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.max_jobs.min(Semaphore::MAX_PERMITS)
+    };
     let state = Arc::new(AppState {
         args: args.clone(),
         classes: artifact.labels.clone(),
+        jobs: Arc::new(Semaphore::new(max_jobs)),
+        max_jobs,
+        sessions: Arc::new(Semaphore::new(
+            args.max_sessions.min(Semaphore::MAX_PERMITS),
+        )),
     });
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/ws", get(ws_handler))
         .route("/v1/predict", post(predict))
-        .layer(DefaultBodyLimit::max(args.max_upload_mb * 1024 * 1024))
+        .route("/v1/model", get(model_info))
         .with_state(state);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -138,8 +220,55 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
             args.model.display()
         );
         let _ = std::io::stdout().flush();
-        axum::serve(listener, app).await.map_err(|e| e.to_string())
+        accept_loop(listener, app, args.idle()).await;
+        Ok(())
     })
+}
+
+/// Every connection on its own task, HTTP/1.1 with upgrades. A connection that
+/// sends no (complete) request head for `idle` is closed, between keep-alive
+/// requests too; a failed `accept` (out of descriptors) is retried, never fatal.
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router, idle: Duration) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                eprintln!("sermo serve: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(idle);
+            let _ = http
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+/// `GET /v1/model`: the classes and the server's limits.
+async fn model_info(State(state): State<Arc<AppState>>) -> Response {
+    let a = &state.args;
+    axum::Json(serde_json::json!({
+        "classes": state.classes,
+        "segment_s": a.segment,
+        "limits": {
+            "max_upload_bytes": a.upload_limit(),
+            "max_jobs": state.max_jobs,
+            "max_sessions": a.max_sessions,
+            "idle_timeout_s": a.idle().as_secs(),
+            "max_message_bytes": MAX_MESSAGE_BYTES,
+            "max_upload_rate": MAX_UPLOAD_RATE,
+            "max_upload_channels": MAX_UPLOAD_CHANNELS,
+        },
+    }))
+    .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -147,135 +276,604 @@ struct WsQuery {
     rate: u32,
 }
 
-async fn ws_handler(
-    ws: WebSocketUpgrade,
-    Query(q): Query<WsQuery>,
-    State(state): State<Arc<AppState>>,
-) -> Response {
-    if !(8000..=192_000).contains(&q.rate) {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("rate {} out of range", q.rate),
-        )
-            .into_response();
-    }
-    ws.max_message_size(4 * 1024 * 1024)
-        .on_upgrade(move |socket| session(socket, q.rate, state))
+fn header_has(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    h.get_all(name).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
 }
 
-/// One live session: PCM in through one pipe, JSON lines out through another.
-async fn session(mut socket: WebSocket, rate: u32, state: Arc<AppState>) {
-    let hello = serde_json::json!({ "classes": state.classes }).to_string();
-    if socket.send(Message::Text(hello.into())).await.is_err() {
-        return;
+/// `GET /ws`: the WebSocket handshake done here (not by axum's extractor) so the
+/// session reads the socket through [`Withhold`].
+async fn ws_handler(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<WsQuery>,
+    mut req: Request,
+) -> Response {
+    if !(8000..=192_000).contains(&q.rate) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("rate {} out of range (8000..=192000)", q.rate),
+        );
     }
-    let (Ok((audio_r, audio_w)), Ok((pred_r, pred_w))) = (std::io::pipe(), std::io::pipe()) else {
-        let _ = socket
-            .send(Message::Text(r#"{"error": "cannot create pipes"}"#.into()))
-            .await;
-        return;
+    let h = req.headers();
+    let key = h
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|k| k.as_bytes().to_vec());
+    let (Some(key), true, true, true) = (
+        key,
+        header_has(h, header::UPGRADE, "websocket"),
+        header_has(h, header::CONNECTION, "upgrade"),
+        h.get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v.as_bytes() == b"13"),
+    ) else {
+        return error(
+            StatusCode::UPGRADE_REQUIRED,
+            "/ws is a WebSocket (version 13) endpoint",
+        );
     };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return error(
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded",
+        );
+    };
+    let Ok(permit) = state.sessions.clone().try_acquire_owned() else {
+        return busy(format!(
+            "too many live sessions (limit {}); try again later",
+            state.args.max_sessions
+        ));
+    };
+    let Ok(accept) =
+        HeaderValue::from_str(&tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key))
+    else {
+        return error(StatusCode::BAD_REQUEST, "bad Sec-WebSocket-Key");
+    };
+    let rate = q.rate;
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let gate = Arc::new(Gate::default());
+        let io = Withhold {
+            inner: hyper_util::rt::TokioIo::new(upgraded),
+            scan: Scan::Head0,
+            held: None,
+            signalled: false,
+            passthrough: false,
+            gate: gate.clone(),
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE_BYTES))
+            .max_frame_size(Some(MAX_MESSAGE_BYTES))
+            .max_write_buffer_size(4 * MAX_MESSAGE_BYTES);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        session(ws, gate, rate, state, permit).await;
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    resp
+}
+
+/// Where a client's Close frame waits while its session sends its last segments.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    /// Signalled once a Close frame is held and every frame before it has been
+    /// read (the WebSocket asked for more bytes).
+    held: Notify,
+}
+
+#[derive(Default)]
+struct GateState {
+    released: bool,
+    waker: Option<Waker>,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Let the held Close (and everything after it) through.
+    fn release(&self) {
+        let waker = {
+            let mut s = self.lock();
+            s.released = true;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn poll_released(&self, cx: &Context<'_>) -> bool {
+        let mut s = self.lock();
+        if !s.released {
+            s.waker = Some(cx.waker().clone());
+        }
+        s.released
+    }
+}
+
+/// Where the byte stream from the client is in its WebSocket framing (RFC 6455
+/// §5.2): only enough to find where each frame starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scan {
+    /// At the first byte of a frame (FIN, opcode).
+    Head0,
+    /// At the mask bit and 7-bit length.
+    Head1,
+    /// Reading an extended length: bytes left, length so far, masked.
+    ExtLen(u8, u64, bool),
+    /// Skipping the masking key: bytes left, payload length.
+    Mask(u8, u64),
+    /// Skipping payload: bytes left.
+    Payload(u64),
+}
+
+impl Scan {
+    fn after_len(len: u64, masked: bool) -> Scan {
+        if masked {
+            Scan::Mask(4, len)
+        } else {
+            Scan::payload(len)
+        }
+    }
+
+    fn payload(len: u64) -> Scan {
+        if len == 0 {
+            Scan::Head0
+        } else {
+            Scan::Payload(len)
+        }
+    }
+
+    /// Advance over `bytes`; the offset of the first byte of a Close frame
+    /// (opcode 8), where scanning stops.
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            *self = match *self {
+                Scan::Head0 => {
+                    if b & 0x0F == 0x8 {
+                        return Some(i);
+                    }
+                    Scan::Head1
+                }
+                Scan::Head1 => match b & 0x7F {
+                    126 => Scan::ExtLen(2, 0, b & 0x80 != 0),
+                    127 => Scan::ExtLen(8, 0, b & 0x80 != 0),
+                    n => Scan::after_len(n as u64, b & 0x80 != 0),
+                },
+                Scan::ExtLen(left, len, masked) => {
+                    let len = (len << 8) | b as u64;
+                    if left == 1 {
+                        Scan::after_len(len, masked)
+                    } else {
+                        Scan::ExtLen(left - 1, len, masked)
+                    }
+                }
+                Scan::Mask(left, len) => {
+                    if left == 1 {
+                        Scan::payload(len)
+                    } else {
+                        Scan::Mask(left - 1, len)
+                    }
+                }
+                Scan::Payload(left) => {
+                    let take = left.min((bytes.len() - i) as u64);
+                    i += take as usize;
+                    *self = Scan::payload(left - take);
+                    continue;
+                }
+            };
+            i += 1;
+        }
+        None
+    }
+}
+
+/// The upgraded connection as the session's WebSocket reads it: bytes pass
+/// through until a frame from the client is a Close; that frame (and whatever
+/// follows) is held back until [`Gate::release`]. [`Gate::held`] is signalled when
+/// the WebSocket asks for bytes past it: it has read every message before the
+/// Close, so the session has all the audio.
+/// tungstenite answers a Close at once and sends nothing after it, so without
+/// this a client's Close would cut off the segments of the audio it had sent.
+struct Withhold<S> {
+    inner: S,
+    scan: Scan,
+    /// The held bytes and how many of them were handed on after the release.
+    held: Option<(Vec<u8>, usize)>,
+    signalled: bool,
+    passthrough: bool,
+    gate: Arc<Gate>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Withhold<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if let Some((bytes, at)) = this.held.as_mut() {
+                if !this.gate.poll_released(cx) {
+                    if !this.signalled {
+                        this.signalled = true;
+                        this.gate.held.notify_one();
+                    }
+                    return Poll::Pending;
+                }
+                if *at < bytes.len() {
+                    let n = (bytes.len() - *at).min(buf.remaining());
+                    buf.put_slice(&bytes[*at..*at + n]);
+                    *at += n;
+                    return Poll::Ready(Ok(()));
+                }
+                this.held = None;
+                this.passthrough = true;
+            }
+            if this.passthrough {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let before = buf.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            let Some(at) = this.scan.feed(&buf.filled()[before..]) else {
+                return Poll::Ready(Ok(()));
+            };
+            this.held = Some((buf.filled()[before + at..].to_vec(), 0));
+            buf.set_filled(before + at);
+            if at > 0 {
+                return Poll::Ready(Ok(()));
+            }
+            // Nothing to hand on (an empty read would mean end of stream): wait
+            // for the release.
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Withhold<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+type Socket = WebSocketStream<Withhold<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
+
+/// Send one message, giving up after `limit` (a client that does not read).
+async fn send(ws: &mut Socket, msg: Message, limit: Duration) -> bool {
+    matches!(tokio::time::timeout(limit, ws.send(msg)).await, Ok(Ok(())))
+}
+
+fn error_json(msg: impl std::fmt::Display) -> Message {
+    Message::text(serde_json::json!({ "error": msg.to_string() }).to_string())
+}
+
+/// Room for one more PCM message towards the pipeline (`None`: it is gone).
+async fn reserve(tx: &Option<mpsc::Sender<Bytes>>) -> Option<mpsc::Permit<'_, Bytes>> {
+    match tx {
+        Some(tx) => tx.reserve().await.ok(),
+        None => None,
+    }
+}
+
+/// The pieces of a session's pipeline: PCM in, result lines out, its result.
+struct Pipes {
+    pcm: mpsc::Sender<Bytes>,
+    lines: mpsc::Receiver<String>,
+    result: tokio::sync::oneshot::Receiver<Result<Metrics, String>>,
+}
+
+/// Start a session's pipeline on plain threads: a writer (PCM → pipe, and the
+/// recording), the pipeline, a reader (pipe → result lines). The session's slot
+/// (`permit`) is freed when its pipeline has finished.
+fn start_pipeline(
+    rate: u32,
+    state: &AppState,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Pipes, String> {
+    let (audio_r, audio_w) = std::io::pipe().map_err(|e| format!("cannot create pipes: {e}"))?;
+    let (pred_r, pred_w) = std::io::pipe().map_err(|e| format!("cannot create pipes: {e}"))?;
     let mut a = infer_args(&state.args, vec!["-".into()], None);
     a.format = PcmFormat::F32le;
     a.rate = Some(rate);
-    let text = pipeline(&a).map(|t| {
-        t.replace(
-            "kind = \"stdin\"\n",
-            &format!(
-                "kind = \"stdin\"\npath = \"/dev/fd/{}\"\nclip_id = \"live\"\n",
-                audio_r.as_raw_fd()
-            ),
-        ) + &format!(
-            "out = \"/dev/fd/{}\"\nformat = \"jsonl\"\nprint = false\n",
-            pred_w.as_raw_fd()
-        )
-    });
-    let text = match text {
-        Ok(t) => t,
+    let text = pipeline(&a)?.replace(
+        "kind = \"stdin\"\n",
+        &format!(
+            "kind = \"stdin\"\npath = \"/dev/fd/{}\"\nclip_id = \"live\"\n",
+            audio_r.as_raw_fd()
+        ),
+    ) + &format!(
+        "out = \"/dev/fd/{}\"\nformat = \"jsonl\"\nprint = false\n",
+        pred_w.as_raw_fd()
+    );
+    let (result_tx, result) = tokio::sync::oneshot::channel();
+    // The pipeline holds its pipe ends until it is done, so the reader sees EOF
+    // exactly when the pipeline has finished.
+    std::thread::Builder::new()
+        .name("sermo-session".into())
+        .spawn(move || {
+            let r = run_text(&text);
+            drop(audio_r);
+            drop(pred_w);
+            drop(permit);
+            let _ = result_tx.send(r);
+        })
+        .map_err(|e| format!("cannot start the session: {e}"))?;
+    let (line_tx, lines) = mpsc::channel::<String>(64);
+    std::thread::Builder::new()
+        .name("sermo-session-out".into())
+        .spawn(move || {
+            for line in std::io::BufReader::new(pred_r).lines() {
+                let Ok(line) = line else { break };
+                if line_tx.blocking_send(line).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the session: {e}"))?;
+    let (pcm, mut pcm_rx) = mpsc::channel::<Bytes>(PCM_QUEUE);
+    let record = state.args.record.clone();
+    std::thread::Builder::new()
+        .name("sermo-session-in".into())
+        .spawn(move || {
+            let mut w = audio_w;
+            let mut rec = record.and_then(|d| Recording::create(&d, rate).ok());
+            let mut open = true;
+            while let Some(b) = pcm_rx.blocking_recv() {
+                if let Some(r) = rec.as_mut() {
+                    r.write(&b);
+                }
+                // A pipeline that stopped reading (it failed) still leaves the
+                // recording complete.
+                open = open && w.write_all(&b).is_ok();
+            }
+            if let Some(r) = rec {
+                r.finish();
+            }
+            // Dropping the write end ends the stream: the pipeline flushes its
+            // last segment and finishes.
+        })
+        .map_err(|e| format!("cannot start the session: {e}"))?;
+    Ok(Pipes { pcm, lines, result })
+}
+
+/// How a session's input ended, and the Close frame it ends with.
+struct Ending {
+    code: CloseCode,
+    reason: String,
+}
+
+/// One live session: PCM in through one pipe, JSON lines out through another.
+///
+/// One task, never blocking: it reads a message only when the pipeline's queue
+/// has room for it (otherwise the socket is left unread: TCP backpressure), and
+/// forwards result lines the whole time. When the input ends (`{"end": true}`,
+/// a Close, an idle timeout, an oversized or malformed message) the audio already
+/// received is run to the end and its segments sent, then the Close. When the
+/// connection breaks, or the client does not read for the idle timeout, the
+/// session returns at once: its channels close, and the pipeline and its threads
+/// stop.
+async fn session(
+    mut ws: Socket,
+    gate: Arc<Gate>,
+    rate: u32,
+    state: Arc<AppState>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let idle = state.args.idle();
+    let hello = serde_json::json!({ "classes": state.classes }).to_string();
+    if !send(&mut ws, Message::text(hello), idle).await {
+        return;
+    }
+    let Pipes {
+        pcm,
+        mut lines,
+        result,
+    } = match start_pipeline(rate, &state, permit) {
+        Ok(p) => p,
         Err(e) => {
-            let msg = serde_json::json!({ "error": e }).to_string();
-            let _ = socket.send(Message::Text(msg.into())).await;
+            let _ = send(&mut ws, error_json(e), idle).await;
+            let _ = send(&mut ws, close_msg(CloseCode::Error, "no pipeline"), idle).await;
             return;
         }
     };
-    // The pipeline on a plain thread; it holds its pipe ends until it is done, so
-    // the prediction reader sees EOF exactly when the pipeline has finished.
-    let runner = std::thread::spawn(move || {
-        let r = run_text(&text);
-        drop(audio_r);
-        drop(pred_w);
-        r
-    });
-    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(64);
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(pred_r).lines() {
-            let Ok(line) = line else { break };
-            if line_tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (pcm_tx, pcm_rx) = std::sync::mpsc::sync_channel::<Bytes>(64);
-    let record = state.args.record.clone();
-    let writer = std::thread::spawn(move || {
-        let mut w = audio_w;
-        let mut rec = record.and_then(|d| Recording::create(&d, rate).ok());
-        for b in pcm_rx {
-            if let Some(r) = rec.as_mut() {
-                r.write(&b);
-            }
-            if w.write_all(&b).is_err() {
-                break;
-            }
-        }
-        if let Some(r) = rec {
-            r.finish();
-        }
-        // Dropping the write end ends the stream: the pipeline flushes its last
-        // segment and finishes.
-    });
-    let mut pcm_tx = Some(pcm_tx);
-    loop {
+    let mut pcm = Some(pcm);
+    // A message read but not yet queued for the pipeline.
+    let mut pending: Option<Bytes> = None;
+    // Set once the input has ended; the Close to send at the end.
+    let mut ending: Option<Ending> = None;
+    let mut reading = true;
+    let mut close_held = false;
+    let mut deadline = tokio::time::Instant::now() + idle;
+    let mut lines_open = true;
+    while lines_open {
         tokio::select! {
-            msg = socket.recv(), if pcm_tx.is_some() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    let Some(tx) = pcm_tx.as_ref() else { continue };
-                    if b.len() % 4 != 0 || tx.send(b).is_err() {
-                        pcm_tx = None;
-                    }
-                }
-                Some(Ok(Message::Text(t))) => {
-                    // The page acknowledges what it drew; logged for tests and ops.
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str())
-                        && let Some(k) = v.get("ack")
-                    {
-                        println!("sermo serve: page drew segment {k} {}", v.get("label").cloned().unwrap_or_default());
-                        let _ = std::io::stdout().flush();
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => pcm_tx = None,
-                Some(Ok(_)) => {}
-            },
-            line = line_rx.recv() => match line {
+            biased;
+            line = lines.recv() => match line {
                 Some(line) => {
                     println!("sermo serve: sent {line}");
                     let _ = std::io::stdout().flush();
-                    if socket.send(Message::Text(line.into())).await.is_err() {
-                        pcm_tx = None;
+                    if !send(&mut ws, Message::text(line), idle).await {
+                        // The client does not read (or is gone): dropping the
+                        // channels ends the pipeline and its threads.
+                        return;
                     }
                 }
-                None => break,
+                None => lines_open = false,
+            },
+            room = reserve(&pcm), if pending.is_some() => match (room, pending.take()) {
+                (Some(p), Some(b)) => {
+                    p.send(b);
+                    // The idle clock runs only while the session waits for the client.
+                    deadline = tokio::time::Instant::now() + idle;
+                }
+                // The pipeline stopped reading (it failed): its result says why.
+                _ => reading = false,
+            },
+            _ = gate.held.notified(), if !close_held => {
+                close_held = true;
+                reading = false;
+                ending.get_or_insert(Ending { code: CloseCode::Normal, reason: "end of stream".into() });
+            },
+            msg = ws.next(), if reading && pending.is_none() => {
+                deadline = tokio::time::Instant::now() + idle;
+                let reply = match msg {
+                    Some(Ok(Message::Binary(b))) => {
+                        if ending.is_some() {
+                            Some("audio after {\"end\": true} is ignored".to_string())
+                        } else if b.len() % 4 != 0 {
+                            Some(format!("a binary message is f32le samples, a multiple of 4 bytes; got {} bytes (dropped)", b.len()))
+                        } else {
+                            pending = (!b.is_empty()).then_some(b);
+                            None
+                        }
+                    }
+                    Some(Ok(Message::Text(t))) => control(t.as_str(), &mut ending),
+                    // Not held back (cannot happen with `Withhold`): tungstenite has
+                    // answered it, nothing can be sent any more.
+                    Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => None,
+                    Some(Err(e)) => {
+                        use tokio_tungstenite::tungstenite::Error as E;
+                        reading = false;
+                        let (code, reply) = match &e {
+                            E::Capacity(_) => (CloseCode::Size, Some(format!("message over the {MAX_MESSAGE_BYTES}-byte limit ({e}); the session ends"))),
+                            E::Protocol(_) => (CloseCode::Protocol, Some(format!("WebSocket protocol error: {e}"))),
+                            E::Utf8(_) => (CloseCode::Invalid, Some(format!("text message is not UTF-8: {e}"))),
+                            // The connection is gone.
+                            _ => return,
+                        };
+                        ending.get_or_insert(Ending { code, reason: e.to_string().chars().take(100).collect() });
+                        reply
+                    }
+                    None => return,
+                };
+                if let Some(r) = reply
+                    && !send(&mut ws, error_json(r), idle).await
+                {
+                    return;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline), if ending.is_none() && reading && pending.is_none() => {
+                ending = Some(Ending {
+                    code: CloseCode::Normal,
+                    reason: format!("idle: no message for {} s", idle.as_secs()),
+                });
             },
         }
+        // Once the input has ended and the last message is queued, close the
+        // pipeline's input: it runs what it has to the end.
+        if ending.is_some() && pending.is_none() {
+            pcm = None;
+        }
+        if !reading && pending.is_none() {
+            pcm = None;
+        }
     }
-    drop(pcm_tx);
-    let _ = writer.join();
-    let _ = reader.join();
-    if let Ok(Err(e)) = runner.join() {
-        let msg = serde_json::json!({ "error": e }).to_string();
-        let _ = socket.send(Message::Text(msg.into())).await;
+    drop(pcm);
+    let failed = match result.await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some("the session's pipeline stopped unexpectedly".to_string()),
+    };
+    if let Some(e) = failed
+        && !send(&mut ws, error_json(e), idle).await
+    {
+        return;
     }
-    let _ = socket.send(Message::Close(None)).await;
+    let end = ending.unwrap_or(Ending {
+        code: CloseCode::Normal,
+        reason: "end of stream".into(),
+    });
+    if !send(&mut ws, close_msg(end.code, &end.reason), idle).await {
+        return;
+    }
+    // Let the client's Close through (the answer to ours), then stop.
+    gate.release();
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+fn close_msg(code: CloseCode, reason: &str) -> Message {
+    // A close reason is at most 123 bytes.
+    let mut r = String::new();
+    for c in reason.chars() {
+        if r.len() + c.len_utf8() > 123 {
+            break;
+        }
+        r.push(c);
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: r.into(),
+    }))
+}
+
+/// A text message from the client: `{"ack": k, ...}` is logged, `{"end": true}`
+/// ends the input; anything else is answered with an error.
+fn control(text: &str, ending: &mut Option<Ending>) -> Option<String> {
+    let v = serde_json::from_str::<serde_json::Value>(text).ok();
+    if let Some(k) = v.as_ref().and_then(|v| v.get("ack")) {
+        // The page acknowledges what it drew; logged for tests and ops.
+        let label = v
+            .as_ref()
+            .and_then(|v| v.get("label"))
+            .cloned()
+            .unwrap_or_default();
+        println!("sermo serve: page drew segment {k} {label}");
+        let _ = std::io::stdout().flush();
+        return None;
+    }
+    if v.as_ref().and_then(|v| v.get("end")) == Some(&serde_json::Value::Bool(true)) {
+        ending.get_or_insert(Ending {
+            code: CloseCode::Normal,
+            reason: "end of stream".into(),
+        });
+        return None;
+    }
+    let shown: String = text.chars().take(60).collect();
+    Some(format!(
+        "unexpected text message {shown:?}: send audio as binary f32le messages, \
+         {{\"ack\": k}} or {{\"end\": true}}"
+    ))
 }
 
 /// A session's audio as a float WAV, written as it arrives (the sizes in the
@@ -322,6 +920,8 @@ impl Recording {
     }
 }
 
+/// A JSON error `{"error": msg}`, with the decoder's quarantine `reason` when
+/// there is one.
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (
         status,
@@ -330,19 +930,116 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// `POST /v1/predict`: an uploaded file's predictions.
-async fn predict(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    if body.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "empty body: send the audio file's bytes",
-        );
+/// 503 with `Retry-After`.
+fn busy(msg: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        axum::Json(serde_json::json!({ "error": msg })),
+    )
+        .into_response()
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the upload is over the {} MiB limit (--max-upload-mb)",
+            limit / MIB
+        ),
+    )
+}
+
+/// A failed upload: status, message, quarantine reason.
+struct Refusal(StatusCode, String, Option<&'static str>);
+
+impl Refusal {
+    fn internal(e: impl std::fmt::Display) -> Refusal {
+        Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
     }
-    let job = tokio::task::spawn_blocking(move || predict_file(&state.args, &body)).await;
+
+    fn response(self) -> Response {
+        let mut v = serde_json::json!({ "error": self.1 });
+        if let Some(r) = self.2 {
+            v["reason"] = r.into();
+        }
+        (self.0, axum::Json(v)).into_response()
+    }
+}
+
+/// `POST /v1/predict`: an uploaded file's predictions. The body is read only once
+/// a job is free, so waiting uploads hold no memory.
+async fn predict(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let limit = state.args.upload_limit();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
+    if declared == Some(0) {
+        return empty_body();
+    }
+    let Ok(Ok(permit)) = tokio::time::timeout(JOB_WAIT, state.jobs.clone().acquire_owned()).await
+    else {
+        return busy(format!(
+            "busy: {} uploads are being processed (--max-jobs); try again later",
+            state.max_jobs
+        ));
+    };
+    let body = match read_body(body, limit, state.args.idle()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if body.is_empty() {
+        return empty_body();
+    }
+    let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        predict_file(&state.args, &body)
+    })
+    .await;
     match job {
         Ok(Ok(rows)) => (StatusCode::OK, axum::Json(rows)).into_response(),
-        Ok(Err((status, msg))) => error(status, msg),
+        Ok(Err(r)) => r.response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn empty_body() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "empty body: send the audio file's bytes",
+    )
+}
+
+/// The whole body, at most `limit` bytes, each piece within `idle`.
+async fn read_body(body: Body, limit: usize, idle: Duration) -> Result<Vec<u8>, Response> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the upload stalled: no data for {} s", idle.as_secs()),
+            ));
+        };
+        match next {
+            None => return Ok(buf),
+            Some(Ok(piece)) => {
+                if buf.len() + piece.len() > limit {
+                    return Err(too_large(limit));
+                }
+                buf.extend_from_slice(&piece);
+            }
+            Some(Err(e)) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the upload: {e}"),
+                ));
+            }
+        }
     }
 }
 
@@ -366,44 +1063,75 @@ fn temp_dir() -> std::io::Result<TempDir> {
     Ok(TempDir(d))
 }
 
-fn predict_file(
-    args: &ServeArgs,
-    body: &[u8],
-) -> Result<Vec<serde_json::Value>, (StatusCode, String)> {
-    let internal = |e: String| (StatusCode::INTERNAL_SERVER_ERROR, e);
-    let dir = temp_dir().map_err(|e| internal(e.to_string()))?;
-    let audio = dir.0.join("upload");
-    std::fs::write(&audio, body).map_err(|e| internal(e.to_string()))?;
-    // Decode problems are the client's: say which.
-    if let Err(f) = crate::audio::decoder::ClipReader::open(&audio) {
-        return Err((
+/// Refuse an upload the decoder cannot open, or one whose header would size the
+/// work by absurd values (a WAV declaring 4294967295 Hz made the resampler plan
+/// a ~1.7-billion-point FFT).
+fn check_upload(audio: &Path) -> Result<(), Refusal> {
+    let unusable = |reason: Reason, msg: &str| {
+        Refusal(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!(
-                "the upload is not usable audio ({}): {}",
-                f.reason.as_str(),
-                f.message
+                "the upload is not usable audio ({}): {msg}",
+                reason.as_str()
+            ),
+            Some(reason.as_str()),
+        )
+    };
+    let opened = std::panic::catch_unwind(|| crate::audio::decoder::ClipReader::open(audio));
+    let reader = match opened {
+        Ok(Ok(r)) => r,
+        Ok(Err(f)) => return Err(unusable(f.reason, &f.message)),
+        Err(_) => return Err(unusable(Reason::DecoderPanic, "the decoder panicked")),
+    };
+    let info = reader.info();
+    if info.sample_rate > MAX_UPLOAD_RATE || info.channels > MAX_UPLOAD_CHANNELS {
+        return Err(unusable(
+            Reason::InvalidFormat,
+            &format!(
+                "the header declares {} Hz and {} channels (at most {MAX_UPLOAD_RATE} Hz and \
+                 {MAX_UPLOAD_CHANNELS} channels)",
+                info.sample_rate, info.channels
             ),
         ));
     }
+    Ok(())
+}
+
+fn predict_file(args: &ServeArgs, body: &[u8]) -> Result<Vec<serde_json::Value>, Refusal> {
+    let dir = temp_dir().map_err(Refusal::internal)?;
+    let audio = dir.0.join("upload");
+    std::fs::write(&audio, body).map_err(Refusal::internal)?;
+    // Decode problems are the client's: say which.
+    check_upload(&audio)?;
     let out = dir.0.join("predictions.jsonl");
     let text = pipeline(&infer_args(
         args,
         vec![audio.display().to_string()],
         Some(out.display().to_string()),
     ))
-    .map_err(internal)?
+    .map_err(Refusal::internal)?
     .replace(
         "[sinks.timeline]\nkind = \"timeline\"\n",
         "[sinks.timeline]\nkind = \"timeline\"\nprint = false\n",
     );
-    let metrics = run_text(&text).map_err(internal)?;
-    if metrics.sum_matching("quarantine.", "") > 0 {
-        return Err((
+    let metrics = run_text(&text).map_err(Refusal::internal)?;
+    let quarantined = metrics
+        .snapshot()
+        .into_iter()
+        .find(|(k, n)| *n > 0 && k.starts_with("quarantine."));
+    if let Some((k, _)) = quarantined {
+        let reason = k.trim_start_matches("quarantine.");
+        let known = Reason::ALL.iter().find(|r| r.as_str() == reason);
+        return Err(Refusal(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "the upload could not be decoded to the end or was too short for one segment".into(),
+            format!(
+                "the upload could not be decoded to the end or was too short for one segment \
+                 ({reason})"
+            ),
+            known.map(|r| r.as_str()),
         ));
     }
-    read_jsonl(&out).map_err(internal)
+    read_jsonl(&out).map_err(Refusal::internal)
 }
 
 fn read_jsonl(p: &Path) -> Result<Vec<serde_json::Value>, String> {
@@ -411,4 +1139,56 @@ fn read_jsonl(p: &Path) -> Result<Vec<serde_json::Value>, String> {
     text.lines()
         .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scan;
+
+    /// A client frame header: FIN + opcode, masked, with its length.
+    fn frame(opcode: u8, len: usize) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        if len < 126 {
+            f.push(0x80 | len as u8);
+        } else if len < 65536 {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        f.extend_from_slice(&[1, 2, 3, 4]);
+        f.extend(std::iter::repeat_n(0x88u8, len)); // payload bytes that look like Close
+        f
+    }
+
+    #[test]
+    fn the_scanner_finds_the_close_frame_after_any_frames_in_any_pieces() {
+        let mut bytes = frame(0x2, 5);
+        bytes.extend(frame(0x1, 300));
+        bytes.extend(frame(0x2, 70_000));
+        bytes.extend(frame(0x9, 0));
+        bytes.extend(frame(0x0, 126));
+        let at = bytes.len();
+        bytes.extend(frame(0x8, 2));
+        for piece in [1, 2, 3, 7, 125, 4096, bytes.len()] {
+            let mut s = Scan::Head0;
+            let mut found = None;
+            for (k, c) in bytes.chunks(piece).enumerate() {
+                if let Some(i) = s.feed(c) {
+                    found = Some(k * piece + i);
+                    break;
+                }
+            }
+            assert_eq!(found, Some(at), "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn the_scanner_passes_unmasked_frames_and_stops_at_nothing_else() {
+        let mut s = Scan::Head0;
+        // Unmasked binary frame of 3 bytes, then half a header.
+        assert_eq!(s.feed(&[0x82, 0x03, 8, 8, 8, 0x82]), None);
+        assert_eq!(s, Scan::Head1);
+    }
 }
