@@ -75,9 +75,9 @@ pub const PCM_QUEUE: usize = 8;
 /// How long an upload waits for a free job before it gets 503.
 pub const JOB_WAIT: Duration = Duration::from_secs(30);
 /// Highest sample rate an upload may declare (the decoder's own bound).
-pub const MAX_UPLOAD_RATE: u32 = 768_000;
+pub const MAX_UPLOAD_RATE: u32 = crate::limits::MAX_SAMPLE_RATE;
 /// Most channels an upload may declare (the decoder's own bound).
-pub const MAX_UPLOAD_CHANNELS: usize = 64;
+pub const MAX_UPLOAD_CHANNELS: usize = crate::limits::MAX_CHANNELS;
 const MIB: usize = 1024 * 1024;
 
 /// Arguments of `sermo serve`.
