@@ -242,3 +242,113 @@ fn the_live_page_gets_the_predictions_sermo_infer_makes_for_the_same_audio() {
         "the fake microphone delivered silence (rms {rms})"
     );
 }
+
+/// A 16-bit mono WAV of `n` frames at `rate`: tones with a slow envelope and a
+/// little noise (deterministic), something for the model to score.
+fn tone_wav(path: &Path, rate: u32, n: usize) {
+    let mut x: u32 = 0x9e37_79b9;
+    let data: Vec<u8> = (0..n)
+        .flat_map(|i| {
+            let t = i as f64 / rate as f64;
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let env = 0.5 + 0.5 * (t * 0.7).sin();
+            let v = env
+                * (0.3 * (t * 2.0 * std::f64::consts::PI * (180.0 + 40.0 * (t * 0.3).sin())).sin())
+                + 0.02 * (x as f64 / u32::MAX as f64 - 0.5);
+            ((v * 32767.0) as i16).to_le_bytes()
+        })
+        .collect();
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * 2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(&data);
+    std::fs::write(path, b).unwrap();
+}
+
+/// `sermo infer -` with the file on stdin.
+fn infer_stdin(model: &Path, file: &Path, dir: &Path) -> Vec<serde_json::Value> {
+    let out = dir.join(format!(
+        "{}.stdin.jsonl",
+        file.file_name().unwrap().to_string_lossy()
+    ));
+    let o = Command::new(sermo_bin())
+        .args(["infer", "--model", model.to_str().unwrap(), "-", "--out"])
+        .arg(&out)
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn same_segments(what: &str, got: &[serde_json::Value], want: &[serde_json::Value]) {
+    assert_eq!(got.len(), want.len(), "{what}: segment count");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g["start_s"], w["start_s"], "{what}");
+        assert_eq!(g["end_s"], w["end_s"], "{what}");
+        assert_eq!(g["label"], w["label"], "{what}: {g} vs {w}");
+        let (gp, wp) = (
+            g["probs"].as_array().unwrap(),
+            w["probs"].as_array().unwrap(),
+        );
+        for (a, b) in gp.iter().zip(wp) {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!((a - b).abs() < 1e-4, "{what}: {g} vs {w}");
+        }
+    }
+}
+
+/// Issue 26 item 1: a recording whose length is a multiple of the decode chunk
+/// (30 s by default) and resampled on the way (22.05 → 16 kHz) keeps its last
+/// segment in `sermo infer FILE`, `sermo infer -` (stdin) and `POST
+/// /v1/predict`, and the three agree segment for segment; lengths ±1 sample.
+#[test]
+fn recordings_on_chunk_boundaries_keep_their_last_segment_on_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let (_server, port, _rx) = serve(&m, &[]);
+    let rate = 22_050usize;
+    for n in [30 * rate, 60 * rate - 1, 60 * rate, 60 * rate + 1] {
+        let f = dir.path().join(format!("rec_{n}.wav"));
+        tone_wav(&f, rate as u32, n);
+        let file = infer(&m, &f, dir.path());
+        // 3-s segments; a final shorter one is kept when it is long enough.
+        let secs = n as f64 / rate as f64;
+        assert!(
+            file.len() >= (secs / 3.0).floor() as usize,
+            "{n} frames: {} segments",
+            file.len()
+        );
+        let last_end = file.last().unwrap()["end_s"].as_f64().unwrap();
+        eprintln!(
+            "{n} frames ({secs} s): {} segments, the last ends at {last_end} s",
+            file.len()
+        );
+        assert!(
+            last_end >= (secs / 3.0).floor() * 3.0 - 1e-6,
+            "{n} frames: the segments end at {last_end} s of {secs} s"
+        );
+        let stdin = infer_stdin(&m, &f, dir.path());
+        same_segments(&format!("{n} frames, stdin"), &stdin, &file);
+        let (status, body) = http(port, "POST", "/v1/predict", &std::fs::read(&f).unwrap());
+        assert_eq!(status, 200, "{body}");
+        let upload: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        same_segments(&format!("{n} frames, upload"), &upload, &file);
+    }
+}
