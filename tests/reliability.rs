@@ -776,3 +776,51 @@ fn a_decode_shorter_than_its_header_is_flagged() {
         .to_string();
     assert!(msg.contains("short_by_s = 0.512"), "{msg}");
 }
+
+/// Inputs the fuzzer found that make a dependency panic (symphonia's Ogg Vorbis
+/// setup asserts on a mutated codebook, `fuzz/regressions/decode/`): the decode
+/// stage contains the panic, quarantines the file as `decoder_panic` naming the
+/// assertion, and the good file beside it is decoded; the run exits 0.
+#[test]
+fn fuzz_findings_that_panic_the_decoder_are_quarantined_and_the_run_goes_on() {
+    let reg = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/decode");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&reg)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ogg"))
+        .collect();
+    found.sort();
+    assert!(
+        !found.is_empty(),
+        "no .ogg regressions in {}",
+        reg.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("in");
+    std::fs::create_dir_all(&d).unwrap();
+    common::write_wav_i16(&d.join("good.wav"), 16000, &common::tone(16000, 1.0, 1));
+    for f in &found {
+        std::fs::copy(f, d.join(f.file_name().unwrap())).unwrap();
+    }
+    let text = "[pipeline]\nname = \"found\"\n[sources.clips]\nkind = \"files\"\npaths = [\"in/*\"]\n\
+                [stages.audio]\nkind = \"decode\"\ninput = \"clips\"\n\
+                [sinks.out]\nkind = \"parquet\"\ninput = \"audio\"\npath = \"out\"\n";
+    let p = tmp.path().join("p.toml");
+    std::fs::write(&p, text).unwrap();
+    let r = run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let out = tmp.path().join("out");
+    assert_eq!(
+        clip_rows(&out).keys().collect::<Vec<_>>(),
+        vec!["good.wav"],
+        "{}",
+        r.stderr
+    );
+    let q = quarantined(&out);
+    assert_eq!(q.len(), found.len(), "{q:?}");
+    assert!(
+        q.iter().all(|(_, reason)| reason == "decoder_panic"),
+        "{q:?}"
+    );
+}

@@ -13,14 +13,18 @@ pub struct LabelFilter {
 }
 
 impl LabelFilter {
-    /// Builds the filter. Errors when a label appears in two merge groups (a
-    /// group's own name counts as part of it), when `keep` is empty, or when
-    /// `keep` names a label that `merge` renames away.
+    /// Builds the filter. Errors when a group's name is empty, when a label
+    /// appears in two merge groups (a group's own name counts as part of it),
+    /// when `keep` is empty, or when `keep` names a label that `merge` renames
+    /// away.
     pub fn new(
         merge: &BTreeMap<String, Vec<String>>,
         keep: Option<&[String]>,
     ) -> Result<LabelFilter, String> {
         let mut owner: HashMap<&str, &str> = HashMap::new();
+        if merge.keys().any(|k| k.trim().is_empty()) {
+            return Err("a merge group has an empty name (it would be the label)".to_string());
+        }
         for (target, sources) in merge {
             let members = std::iter::once(target).chain(sources.iter());
             for label in members {
@@ -109,6 +113,12 @@ mod tests {
         bad.insert("positive".to_string(), vec!["excited".to_string()]);
         let e = LabelFilter::new(&bad, None).expect_err("two groups");
         assert!(e.contains("excited"), "{e}");
+
+        // A group without a name would be the label "".
+        let mut bad = merge.clone();
+        bad.insert(String::new(), vec!["sad".to_string()]);
+        let e = LabelFilter::new(&bad, None).expect_err("empty group name");
+        assert!(e.contains("empty name"), "{e}");
 
         // keep names a merged-away label; empty keep.
         let keep = vec!["excited".to_string()];

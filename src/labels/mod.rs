@@ -162,8 +162,14 @@ impl Labeler {
                 BuiltinScheme::Savee => Scheme::Savee,
                 BuiltinScheme::Iemocap => Scheme::Iemocap(IemocapCache::default()),
             },
-            LabelSpec::Regex(r) => Scheme::Regex(RegexScheme::new(r)?),
-            LabelSpec::Csv(c) => Scheme::Csv(CsvTable::load(c, base_dir)?),
+            LabelSpec::Regex(r) => {
+                check_map(r.map.as_ref())?;
+                Scheme::Regex(RegexScheme::new(r)?)
+            }
+            LabelSpec::Csv(c) => {
+                check_map(c.map.as_ref())?;
+                Scheme::Csv(CsvTable::load(c, base_dir)?)
+            }
         };
         Ok(Labeler { scheme })
     }
@@ -197,6 +203,17 @@ fn file_name<'a>(rel: &'a str, path: &'a Path) -> &'a str {
     }
 }
 
+/// Every value of a `map` is a label: an empty one would label files with the
+/// class `""` (a `label` group or a CSV cell that is empty is refused too).
+fn check_map(map: Option<&BTreeMap<String, String>>) -> Result<(), String> {
+    match map.and_then(|m| m.iter().find(|(_, v)| v.trim().is_empty())) {
+        Some((code, _)) => Err(format!(
+            "labels map: code `{code}` maps to an empty label (give it a name)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Maps `code` through `map` when there is one.
 fn apply_map(code: &str, map: Option<&BTreeMap<String, String>>) -> Result<String, String> {
     match map {
@@ -214,6 +231,35 @@ fn apply_map(code: &str, map: Option<&BTreeMap<String, String>>) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_to_an_empty_label_is_refused() {
+        // Found by the fuzzer (fuzz/regressions/labels/map_to_empty_label.lbl):
+        // `A = ""` labelled files with the class "".
+        let map: BTreeMap<String, String> = [
+            ("A".to_string(), "angry".to_string()),
+            ("N".to_string(), " ".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let spec = LabelSpec::Regex(RegexSpec {
+            regex: r"(?P<label>[A-Z])\.wav".to_string(),
+            map: Some(map.clone()),
+            corpus: None,
+        });
+        let e = Labeler::new(&spec, Path::new(".")).expect_err("empty label");
+        assert!(e.contains("code `N` maps to an empty label"), "{e}");
+        let spec = LabelSpec::Csv(CsvSpec {
+            csv: "labels.csv".to_string(),
+            path_column: "file".to_string(),
+            label_column: "emotion".to_string(),
+            speaker_column: None,
+            corpus: None,
+            map: Some(map),
+        });
+        let e = Labeler::new(&spec, Path::new(".")).expect_err("empty label");
+        assert!(e.contains("maps to an empty label"), "{e}");
+    }
 
     #[test]
     fn labeler_is_send_sync() {

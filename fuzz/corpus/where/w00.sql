@@ -1,0 +1,1 @@
+label IN ('angry', 'sad') AND corpus = 'ravdess'

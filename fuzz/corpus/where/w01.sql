@@ -1,0 +1,1 @@
+label NOT IN ('angry') OR speaker IS NULL

@@ -1,0 +1,1 @@
+NOT (label = 'angry') AND segment >= 1

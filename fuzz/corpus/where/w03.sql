@@ -1,0 +1,1 @@
+duration_s BETWEEN 2 AND 3.5 OR start_s NOT BETWEEN -1 AND 1e3

@@ -1,0 +1,1 @@
+label LIKE 'ha%' OR label ILIKE 'SAD' OR clip_id NOT LIKE '_.wav'

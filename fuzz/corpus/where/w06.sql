@@ -1,0 +1,1 @@
+source_channels = 65535 AND last_chunk = true

@@ -1,0 +1,1 @@
+fold = '1' AND label IS NOT NULL

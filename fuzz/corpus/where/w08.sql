@@ -1,0 +1,1 @@
+speaker = corpus OR start_s = duration_s

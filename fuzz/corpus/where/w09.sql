@@ -1,0 +1,1 @@
+samples IS NULL OR mfcc IS NOT NULL

@@ -1,0 +1,1 @@
+n > 1.5 AND duration_s < 1
