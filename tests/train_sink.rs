@@ -672,3 +672,131 @@ fn training_does_not_depend_on_the_tables_row_order() {
     );
     assert_eq!(json(&a.join("metrics.json")), json(&b.join("metrics.json")));
 }
+
+/// Issue 28 item 4: `cv = { ..., final = true }` trains one more model on every
+/// speaker after the folds, with the CV recipe, at the run's top level: the run
+/// folder is then a model (`sermo infer` / `sermo eval` take it), the folds and
+/// the joined CV metrics stay. In a sharded run the final model is job K (shard K
+/// mod N) and `sermo commit` / `sermo status` account for it.
+#[test]
+fn cv_final_trains_one_model_on_every_speaker_at_the_top_level() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path());
+    let cv = r#"cv = { by = "speaker", folds = 2, valid = 0, final = true }"#;
+    let p = train_pipeline(dir.path(), "fin", "mlp", cv);
+    let (ok, text) = run(&["run", p.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("final model: every speaker trained"),
+        "{text}"
+    );
+    let out = dir.path().join("fin");
+    for k in 0..2 {
+        assert!(out.join(format!("fold-{k}/metrics.json")).is_file());
+    }
+    let m = json(&out.join("metrics.json"));
+    assert_eq!(m["folds"].as_array().unwrap().len(), 2, "{m}");
+    let fin = json(&out.join("final.json"));
+    assert_eq!(fin["epochs"], 6, "{fin}");
+    assert_eq!(fin["groups"], serde_json::json!(["03", "08"]), "{fin}");
+    assert_eq!(fin["rows"], 12, "{fin}");
+    let cfg = json(&out.join("config.json"));
+    assert!(
+        cfg["split"].as_str().unwrap().contains("final model"),
+        "{cfg}"
+    );
+    assert_eq!(cfg["training"]["epochs"], 6, "{cfg}");
+    assert!(out.join("model.mpk").is_file());
+    assert_png(&out.join("curves.png"));
+    // The run folder is the model.
+    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audio/emodb/03a01Wa.wav");
+    let (ok, text) = run(&[
+        "infer",
+        "--model",
+        out.to_str().unwrap(),
+        wav.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--table",
+        dir.path().join("feats").to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    // It knows its training clips: every row of this table is one.
+    assert!(
+        text.contains("12 of 12 rows are clips this model was trained"),
+        "{text}"
+    );
+    // A fold's model warns about its training speaker's rows, and leaves them
+    // out when asked: what is left is its test speaker, as in its metrics.json.
+    let fold0 = out.join("fold-0");
+    let (ok, text) = run(&[
+        "eval",
+        "--model",
+        fold0.to_str().unwrap(),
+        "--table",
+        dir.path().join("feats").to_str().unwrap(),
+        "--exclude-trained",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("(clips the model was trained on)"), "{text}");
+    assert!(!text.contains("warning: "), "{text}");
+    let fm = json(&fold0.join("metrics.json"));
+    let test_rows: u64 = fm["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|n| n.as_u64().unwrap()))
+        .sum();
+    assert!(
+        text.contains(&format!("{test_rows} of 12 rows scored")),
+        "{text}"
+    );
+    // The same as two shards: the final model is job 2, trained by shard 0, and
+    // it equals the single-machine one (CPU training is deterministic).
+    let sharded = |k: u32| {
+        run(&[
+            "run",
+            p.to_str().unwrap(),
+            "--shard",
+            &format!("{k}/2"),
+            "--set",
+            "sinks.model.out=\"fin2\"",
+        ])
+    };
+    let (ok, text) = sharded(1);
+    assert!(ok, "{text}");
+    let out2 = dir.path().join("fin2");
+    assert!(
+        !out2.join("final.json").exists(),
+        "shard 1 trains fold 1 only"
+    );
+    let (ok, text) = run(&["commit", out2.to_str().unwrap(), "--shards", "2"]);
+    assert!(!ok);
+    assert!(text.contains("missing CV folds 0"), "{text}");
+    let (ok, text) = sharded(0);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["status", out2.to_str().unwrap(), "--shards", "2"]);
+    assert!(ok && text.contains("final model: done"), "{text}");
+    let (ok, text) = run(&["commit", out2.to_str().unwrap(), "--shards", "2"]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        weights(&out.join("model.mpk")),
+        weights(&out2.join("model.mpk")),
+        "the sharded final model differs"
+    );
+    // An epoch chosen on validation speakers is known only after every fold:
+    // refused under --shard, with the way out.
+    let v = train_pipeline(
+        dir.path(),
+        "finv",
+        "mlp",
+        r#"cv = { by = "speaker", folds = 2, valid = 1, final = true }"#,
+    );
+    let (ok, text) = run(&["run", v.to_str().unwrap(), "--shard", "0/2"]);
+    assert!(!ok);
+    assert!(text.contains("run without --shard"), "{text}");
+}

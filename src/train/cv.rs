@@ -23,14 +23,14 @@ use super::data::{Example, Normalize, Standardizer, examples, normalize_groups};
 use super::device::Device;
 use super::finetune::EncoderSpec;
 use super::history::{self, HISTORY_FILE};
-use super::inference::{CONFIG_FILE, ModelArtifact, ReusedFrom, member_file};
+use super::inference::{CONFIG_FILE, ModelArtifact, ReusedFrom, member_file, write_train_clips};
 use super::metrics::{Confusion, Report};
 use super::model::{ModelConfig, SerModel};
 use super::plots;
 use super::recipe::TrainConfig;
 use super::reuse;
 use super::split::{Assignment, Part};
-use super::training::{Epoch, TrainSettings, argmax, predict, train};
+use super::training::{Checkpoint, Epoch, TrainSettings, argmax, predict, train};
 use super::{Cpu, CpuAutodiff};
 use crate::engine::{Cancel, Shard, hash};
 use crate::schema::col;
@@ -364,6 +364,7 @@ fn fold_parts<'a>(
     ex: &'a [Example],
     assignment: &Assignment,
     train_variants: Option<&[String]>,
+    needs_test: bool,
 ) -> std::result::Result<FoldParts<'a>, String> {
     let pick = |p: Part, keep: &dyn Fn(&Example) -> bool| -> Vec<&'a Example> {
         assignment
@@ -382,7 +383,7 @@ fn fold_parts<'a>(
         valid: pick(Part::Valid, &|e| e.is_clean()),
         test: pick(Part::Test, &|e| e.is_clean()),
     };
-    if parts.train.is_empty() || parts.test.is_empty() {
+    if parts.train.is_empty() || (needs_test && parts.test.is_empty()) {
         let variants: BTreeSet<&str> = ex.iter().filter_map(|e| e.variant.as_deref()).collect();
         let why = if variants.is_empty() {
             String::new()
@@ -404,8 +405,60 @@ fn fold_parts<'a>(
     Ok(parts)
 }
 
+/// What one call of [`TrainRun::run_fold`] trains.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FoldMode {
+    /// A fold or the split: train, then score the test part (`metrics.json`).
+    Evaluate,
+    /// The final model after cross-validation (`cv.final`): every group trains
+    /// for `epochs`, the last epoch is kept, nothing is scored.
+    Final { epochs: usize },
+}
+
+/// What a fold leaves: its test report (none for the final model) and the
+/// kept epoch of each ensemble member.
+struct FoldResult {
+    report: Option<Report>,
+    kept_epochs: Vec<usize>,
+}
+
+/// The final model's epochs: a recipe whose epoch is chosen on validation
+/// groups (`checkpoint = "best"` or early stopping, with `valid` > 0) trains the
+/// median of the folds' kept epochs (no group is left to choose on); a fixed
+/// schedule trains its `epochs`.
+pub fn final_epochs(settings: &TrainSettings, valid: usize, kept: &[usize]) -> usize {
+    if !chosen_on_validation(settings, valid) {
+        return settings.epochs;
+    }
+    let mut k: Vec<usize> = kept.iter().copied().filter(|&e| e > 0).collect();
+    if k.is_empty() {
+        return settings.epochs;
+    }
+    k.sort_unstable();
+    let n = k.len();
+    // The lower median of an even count: an epoch some fold actually kept.
+    k[(n - 1) / 2].max(1)
+}
+
+/// Whether the kept epoch is chosen on validation groups.
+fn chosen_on_validation(settings: &TrainSettings, valid: usize) -> bool {
+    valid > 0 && (settings.checkpoint == Checkpoint::Best || settings.patience.is_some())
+}
+
+/// `final.json`: how the final model of a CV run was trained.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FinalInfo {
+    pub epochs: usize,
+    /// `fixed` (the recipe's `epochs`) or `median of the folds' kept epochs`.
+    pub epochs_from: String,
+    pub by: String,
+    pub groups: Vec<String>,
+    pub rows: usize,
+}
+
 impl TrainRun<'_> {
     /// Train and evaluate one assignment; write its artifacts into `dir`.
+    #[allow(clippy::too_many_arguments)]
     fn run_fold(
         &self,
         ex: &[Example],
@@ -414,7 +467,8 @@ impl TrainRun<'_> {
         reuse_dirs: &[PathBuf],
         name: &str,
         device: Device,
-    ) -> std::result::Result<Report, String> {
+        mode: FoldMode,
+    ) -> std::result::Result<FoldResult, String> {
         let TrainRun {
             cfg,
             labels,
@@ -433,8 +487,13 @@ impl TrainRun<'_> {
             train: tr,
             valid: va,
             test: te,
-        } = fold_parts(ex, assignment, cfg.variants.train.as_deref())
-            .map_err(|e| format!("{name}: {e}"))?;
+        } = fold_parts(
+            ex,
+            assignment,
+            cfg.variants.train.as_deref(),
+            mode == FoldMode::Evaluate,
+        )
+        .map_err(|e| format!("{name}: {e}"))?;
         let clean_train: Vec<&Example> = tr.iter().copied().filter(|e| e.is_clean()).collect();
         let finetune = cfg.model == crate::train::model::ModelKind::SslFinetune;
         let norm = if finetune {
@@ -472,6 +531,12 @@ impl TrainRun<'_> {
         if let (crate::train::model::ModelSpec::SslFinetune(p), Some(e)) = (&spec, encoder) {
             // Frames are samples: clips are cut to their first `max_s` seconds.
             settings.max_frames = e.max_samples(p.max_s);
+        }
+        if let FoldMode::Final { epochs } = mode {
+            // No group is held out: the schedule decides, the last epoch is kept.
+            settings.epochs = epochs;
+            settings.checkpoint = Checkpoint::Last;
+            settings.patience = None;
         }
         let model_cfg = ModelConfig {
             spec,
@@ -531,7 +596,14 @@ impl TrainRun<'_> {
             standardizer: norm.clone(),
             max_frames: settings.max_frames,
             training: settings.clone(),
-            split: assignment.describe(),
+            split: match mode {
+                FoldMode::Evaluate => assignment.describe(),
+                FoldMode::Final { epochs } => format!(
+                    "final model after cross-validation: every {} trains ({} groups), {epochs} epochs, no test",
+                    assignment.by(),
+                    assignment.groups(Part::Train).len()
+                ),
+            },
             leakage: assignment.leakage(),
             best_epoch: 0,
             member_best_epochs: Vec::new(),
@@ -610,6 +682,30 @@ impl TrainRun<'_> {
                 r.member, r.seed, r.from
             );
         }
+        if mode != FoldMode::Evaluate {
+            artifact.best_epoch = best_epochs.first().copied().unwrap_or(0);
+            if members > 1 {
+                artifact.member_best_epochs = best_epochs.clone();
+            }
+            write_json(&dir.join(CONFIG_FILE), &artifact)?;
+            write_train_clips(dir, tr.iter().chain(&va).map(|e| e.clip_id.as_str()))?;
+            history::write(&dir.join(HISTORY_FILE), &history)?;
+            let first: Vec<Epoch> = history
+                .iter()
+                .filter(|(k, _)| *k == 0)
+                .map(|(_, e)| e.clone())
+                .collect();
+            plots::curves(
+                &first,
+                best_epochs.first().copied().unwrap_or(0),
+                &format!("{} {}", cfg.model.name(), name),
+                &dir.join(plots::CURVES_PNG),
+            )?;
+            return Ok(FoldResult {
+                report: None,
+                kept_epochs: best_epochs,
+            });
+        }
         let mut conf = Confusion::new(labels.to_vec());
         for (p, e) in probs.iter().zip(&te) {
             if let Some(t) = e.label {
@@ -622,6 +718,7 @@ impl TrainRun<'_> {
             artifact.member_best_epochs = best_epochs.clone();
         }
         write_json(&dir.join(CONFIG_FILE), &artifact)?;
+        write_train_clips(dir, tr.iter().chain(&va).map(|e| e.clip_id.as_str()))?;
         history::write(&dir.join(HISTORY_FILE), &history)?;
         let title = format!("{} {}", cfg.model.name(), name);
         plots::confusion(&report, &title, &dir.join(plots::CONFUSION_PNG))?;
@@ -650,7 +747,10 @@ impl TrainRun<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        Ok(report)
+        Ok(FoldResult {
+            report: Some(report),
+            kept_epochs: best_epochs,
+        })
     }
 
     /// Everything after the input: the split or the folds (under `--shard`, this
@@ -682,10 +782,19 @@ impl TrainRun<'_> {
                 let a = split
                     .assign_seeded(&groups, cfg.seed)
                     .map_err(|e| e.to_string())?;
-                let r = self.run_fold(&ex, &a, out, reuse, "split", device)?;
-                println!("{}", r.render());
+                let r = self.run_fold(&ex, &a, out, reuse, "split", device, FoldMode::Evaluate)?;
+                if let Some(r) = r.report {
+                    println!("{}", r.render());
+                }
             }
             (None, Some(cv)) => {
+                let settings = cfg.settings();
+                let by_validation = chosen_on_validation(&settings, cv.valid_groups());
+                if cv.final_model && shard.is_some() && by_validation {
+                    return Err(
+                        "cv.final with the epoch chosen on validation groups (valid > 0 with checkpoint = \"best\" or early_stopping) trains the folds' median kept epoch, known only when every fold is done: run without --shard, or give the recipe a fixed schedule (checkpoint = \"last\", no early_stopping)".into(),
+                    );
+                }
                 let folds = cv.folds(&groups, cfg.seed).map_err(|e| e.to_string())?;
                 let plan = CvPlan {
                     model: cfg.model.name().to_string(),
@@ -693,9 +802,11 @@ impl TrainRun<'_> {
                     tests: folds.iter().map(|a| a.groups(Part::Test)).collect(),
                     labels: labels.clone(),
                     config_hash: config_hash.to_string(),
+                    final_model: cv.final_model,
                 };
                 cv_shards::start(out, &plan, shard.is_some())?;
                 let mut reports = Vec::new();
+                let mut kept = Vec::new();
                 for (k, a) in folds.iter().enumerate() {
                     if !cv_shards::owns_fold(shard, k) {
                         continue;
@@ -703,14 +814,60 @@ impl TrainRun<'_> {
                     let dir = cv_shards::fold_dir(out, k);
                     let reuse_dirs: Vec<PathBuf> =
                         reuse.iter().map(|r| cv_shards::fold_dir(r, k)).collect();
-                    reports.push(self.run_fold(
+                    let r = self.run_fold(
                         &ex,
                         a,
                         &dir,
                         &reuse_dirs,
                         &format!("fold {k}"),
                         device,
-                    )?);
+                        FoldMode::Evaluate,
+                    )?;
+                    kept.extend(r.kept_epochs);
+                    reports.extend(r.report);
+                }
+                // The final model: job K, after the folds (in a sharded run, shard
+                // K mod N trains it; its schedule is then fixed, checked above).
+                if cv.final_model && cv_shards::owns_fold(shard, folds.len()) {
+                    let epochs = final_epochs(&settings, cv.valid_groups(), &kept);
+                    let everything = Assignment::everything_trains(&cv.by, &groups);
+                    let _ = std::fs::remove_file(out.join(cv_shards::FINAL_FILE));
+                    self.run_fold(
+                        &ex,
+                        &everything,
+                        out,
+                        &[],
+                        "final model",
+                        device,
+                        FoldMode::Final { epochs },
+                    )?;
+                    let info = FinalInfo {
+                        epochs,
+                        epochs_from: if by_validation {
+                            format!(
+                                "median of the folds' kept epochs ({})",
+                                kept.iter()
+                                    .map(|e| e.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        } else {
+                            "fixed: the recipe's epochs".to_string()
+                        },
+                        by: cv.by.clone(),
+                        groups: everything.groups(Part::Train),
+                        rows: ex.len(),
+                    };
+                    // Last: the final model is complete once this exists.
+                    write_json(&out.join(cv_shards::FINAL_FILE), &info)?;
+                    eprintln!(
+                        "sermo: final model: every {} trained ({} groups, {epochs} epochs, {}); {} is the model to use (`sermo infer --model {}`); the CV figures estimate its quality",
+                        cv.by,
+                        info.groups.len(),
+                        info.epochs_from,
+                        out.display(),
+                        out.display()
+                    );
                 }
                 match shard {
                     None => println!("{}", cv_shards::finish(out, &plan, reports)?.render()),
@@ -844,7 +1001,7 @@ mod tests {
         let a = Split::by_groups("speaker", &["b"], &["c"])
             .assign(&groups)
             .unwrap();
-        let parts = fold_parts(&ex, &a, None).unwrap();
+        let parts = fold_parts(&ex, &a, None, true).unwrap();
         // Every variant of speaker a trains; speakers b and c are tested and
         // validated once per clip, on clean rows.
         assert_eq!(parts.train.len(), 6);
@@ -859,7 +1016,7 @@ mod tests {
         }
         // A selection of training variants.
         let sel = ["clean".to_string(), "pitch".to_string()];
-        let parts = fold_parts(&ex, &a, Some(&sel)).unwrap();
+        let parts = fold_parts(&ex, &a, Some(&sel), true).unwrap();
         assert_eq!(parts.train.len(), 4);
         assert!(
             parts
@@ -873,8 +1030,28 @@ mod tests {
         let a = Split::by_groups("speaker", &["b"], &[])
             .assign(&groups)
             .unwrap();
-        let err = fold_parts(&noisy, &a, None).err().unwrap();
+        let err = fold_parts(&noisy, &a, None, true).err().unwrap();
         assert!(err.contains("test rows must be `clean`"), "{err}");
+    }
+
+    #[test]
+    fn the_final_model_trains_the_median_kept_epoch_only_when_validation_chose_it() {
+        let cfg: TrainConfig = toml::from_str(
+            "model = \"mlp\"\nfeatures = [\"feat\"]\nout = \"x\"\nepochs = 30\ncheckpoint = \"best\"\ncv = { by = \"speaker\", folds = 2 }\n",
+        )
+        .unwrap();
+        let mut st = cfg.settings();
+        assert_eq!(st.patience, None);
+        // Chosen on one validation group per fold: the lower median of the folds'.
+        assert_eq!(final_epochs(&st, 1, &[12, 30, 7, 20]), 12);
+        assert_eq!(final_epochs(&st, 1, &[12, 30, 7]), 12);
+        // No validation group: the schedule decides (the last epoch is kept).
+        assert_eq!(final_epochs(&st, 0, &[12, 30, 7]), 30);
+        st.checkpoint = Checkpoint::Last;
+        assert_eq!(final_epochs(&st, 1, &[12, 30, 7]), 30);
+        // Early stopping chooses on validation too.
+        st.patience = Some(5);
+        assert_eq!(final_epochs(&st, 2, &[9, 11]), 9);
     }
 
     #[test]

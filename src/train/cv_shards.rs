@@ -30,6 +30,9 @@ use crate::train::plots;
 pub const CV_FILE: &str = "cv.json";
 /// File name of a fold's (and the joined run's) metrics.
 pub const METRICS_FILE: &str = "metrics.json";
+/// Written last by the final model of a CV run (`cv.final`): its epochs and
+/// groups; the model itself is `OUT/config.json` + `OUT/model.mpk`.
+pub const FINAL_FILE: &str = "final.json";
 
 /// `cv.json`: what every fold of one CV run shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +47,10 @@ pub struct CvPlan {
     pub labels: Vec<String>,
     /// Hash of the train sink's settings, seed and inputs (the pipeline lineage).
     pub config_hash: String,
+    /// `cv.final`: one more model on every group, at the run's top level, as
+    /// job K (trained by shard K mod N); complete when `OUT/final.json` exists.
+    #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
+    pub final_model: bool,
 }
 
 impl CvPlan {
@@ -140,6 +147,9 @@ pub struct CvStatus {
     pub missing: Vec<usize>,
     /// Whether the joined `metrics.json` is there.
     pub committed: bool,
+    /// `cv.final`: whether the final model is still to train (`None`: the run
+    /// has none).
+    pub final_missing: Option<bool>,
 }
 
 impl CvStatus {
@@ -150,6 +160,9 @@ impl CvStatus {
             .iter()
             .map(|&k| shard_of_fold(k, self.shards))
             .collect();
+        if self.final_missing == Some(true) {
+            v.push(shard_of_fold(self.folds, self.shards));
+        }
         v.sort_unstable();
         v.dedup();
         v
@@ -168,7 +181,21 @@ impl CvStatus {
         if !self.complete.is_empty() {
             let _ = writeln!(s, "complete folds: {}", list(&self.complete));
         }
-        if self.missing.is_empty() {
+        match self.final_missing {
+            Some(true) => {
+                let _ = writeln!(
+                    s,
+                    "final model: missing (job {}, shard {})",
+                    self.folds,
+                    shard_of_fold(self.folds, self.shards)
+                );
+            }
+            Some(false) => {
+                let _ = writeln!(s, "final model: done");
+            }
+            None => {}
+        }
+        if self.missing.is_empty() && self.final_missing != Some(true) {
             if !self.committed {
                 let _ = writeln!(
                     s,
@@ -177,7 +204,9 @@ impl CvStatus {
                 );
             }
         } else {
-            let _ = writeln!(s, "missing folds: {}", list(&self.missing));
+            if !self.missing.is_empty() {
+                let _ = writeln!(s, "missing folds: {}", list(&self.missing));
+            }
             let _ = writeln!(s, "resubmit: --array={}", ranges(&self.resubmit()));
         }
         s
@@ -205,6 +234,7 @@ pub fn status(out: &Path, shards: u32) -> Result<CvStatus, String> {
         complete,
         missing,
         committed: out.join(METRICS_FILE).is_file(),
+        final_missing: plan.final_model.then(|| !out.join(FINAL_FILE).is_file()),
     })
 }
 
@@ -220,6 +250,13 @@ pub fn commit(out: &Path, shards: u32) -> Result<CvReport, String> {
             ranges(&list),
             plan.folds(),
             ranges(&st.resubmit())
+        ));
+    }
+    if st.final_missing == Some(true) {
+        return Err(format!(
+            "the final model (cv.final, job {}) is missing (no {FINAL_FILE}); resubmit it with --array={}",
+            plan.folds(),
+            shard_of_fold(plan.folds(), shards)
         ));
     }
     let mut folds = Vec::with_capacity(plan.folds());
@@ -253,6 +290,7 @@ mod tests {
             tests: vec![vec!["a".into()], vec!["b".into()], vec!["c".into()]],
             labels: vec!["x".into(), "y".into()],
             config_hash: hash.into(),
+            final_model: false,
         }
     }
 

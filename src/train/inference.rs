@@ -285,8 +285,44 @@ pub struct EvalReport {
     pub left_out: BTreeMap<String, usize>,
     /// Differences between the table's feature settings and the model's.
     pub feature_settings_match: Option<bool>,
+    /// Rows of clips the model saw in training or validation
+    /// ([`TRAIN_CLIPS_FILE`]); `None` when the model folder does not say.
+    pub trained_rows: Option<usize>,
+    /// Whether those rows were left out (`--exclude-trained`).
+    pub excluded_trained: bool,
     #[serde(flatten)]
     pub report: Report,
+}
+
+/// The clip ids a model saw in training or validation, one per line, sorted:
+/// `sermo eval` warns when a table holds them (and can leave them out).
+pub const TRAIN_CLIPS_FILE: &str = "train_clips.txt";
+
+/// Write [`TRAIN_CLIPS_FILE`] into `dir`.
+pub fn write_train_clips<'a>(
+    dir: &Path,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<(), String> {
+    let set: std::collections::BTreeSet<&str> = ids.into_iter().collect();
+    let mut text = String::with_capacity(set.len() * 16);
+    for id in set {
+        text.push_str(id);
+        text.push('\n');
+    }
+    let path = dir.join(TRAIN_CLIPS_FILE);
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The ids of [`TRAIN_CLIPS_FILE`] in `dir` (`None` when the model has none:
+/// trained by an older sermo).
+pub fn read_train_clips(dir: &Path) -> Option<std::collections::HashSet<String>> {
+    let text = std::fs::read_to_string(dir.join(TRAIN_CLIPS_FILE)).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// Read the rows of a feature table (a sermo table directory, a Parquet file or
@@ -361,6 +397,7 @@ pub fn evaluate(
     table: &Path,
     mode: EvalLabels,
     device: DeviceChoice,
+    exclude_trained: bool,
 ) -> Result<EvalReport, String> {
     let m = LoadedModel::load_on(model_dir, device)?;
     let a = &m.artifact;
@@ -420,9 +457,28 @@ pub fn evaluate(
             a.labels, present
         ));
     }
+    let trained = read_train_clips(model_dir);
+    let was_trained = |e: &Example| {
+        trained
+            .as_ref()
+            .is_some_and(|t| t.contains(e.clip_id.as_str()))
+    };
+    let trained_rows = trained
+        .as_ref()
+        .map(|_| ex.iter().filter(|e| was_trained(e)).count());
+    if exclude_trained && trained.is_none() {
+        return Err(format!(
+            "--exclude-trained: {} has no {TRAIN_CLIPS_FILE} (a model trained by an older sermo): it cannot tell which clips it was trained on",
+            model_dir.display()
+        ));
+    }
     let mut left_out: BTreeMap<String, usize> = BTreeMap::new();
+    if exclude_trained && let Some(n) = trained_rows.filter(|&n| n > 0) {
+        left_out.insert("(clips the model was trained on)".into(), n);
+    }
     let keep: Vec<&Example> = ex
         .iter()
+        .filter(|e| !(exclude_trained && was_trained(e)))
         .filter(|e| {
             let ok = e.frames > 0 && e.label.is_some_and(|l| scored_labels.contains(&l));
             if !ok {
@@ -465,6 +521,8 @@ pub fn evaluate(
         scored: keep.len(),
         left_out,
         feature_settings_match,
+        trained_rows,
+        excluded_trained: exclude_trained,
         report: conf.report(),
     })
 }

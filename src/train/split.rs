@@ -308,6 +308,7 @@ impl Split {
 /// folds = 10      # = number of speakers: leave-one-speaker-out
 /// valid = 1       # speakers held out of each fold's train set (default 1)
 /// seed = 7        # deals the speakers into folds (default: the sink's `seed`)
+/// final = true    # then one model on every speaker, at the run's top level
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -324,6 +325,11 @@ pub struct Cv {
     /// share one partition (and `reuse` each other's members).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// `final = true`: after the folds, one more model with the same recipe on
+    /// every group, saved at the run's top level (the folds estimate its
+    /// quality; it is the model to use).
+    #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
+    pub final_model: bool,
 }
 
 impl Cv {
@@ -548,6 +554,19 @@ impl Assignment {
         Ok(a)
     }
 
+    /// Every row trains, none validates or tests: the final model trained
+    /// after cross-validation (`cv = { ..., final = true }`).
+    pub fn everything_trains(by: &str, groups: &[String]) -> Assignment {
+        let index = GroupIndex::new(groups);
+        Assignment {
+            by: by.to_string(),
+            names: index.names,
+            row_group: index.row_group,
+            parts: vec![Part::Train; groups.len()],
+            random: false,
+        }
+    }
+
     /// The group column (`"random"` for a random split).
     pub fn by(&self) -> &str {
         &self.by
@@ -724,6 +743,7 @@ mod tests {
             folds: 10,
             valid: None,
             seed: None,
+            final_model: false,
         };
         let folds = cv.folds(&rows, 42).unwrap();
         assert_eq!(folds.len(), 10);
@@ -757,6 +777,7 @@ mod tests {
             folds: 4,
             valid: Some(2),
             seed: None,
+            final_model: false,
         };
         let folds = cv.folds(&rows, 1).unwrap();
         assert_eq!(folds.len(), 4);
@@ -783,6 +804,7 @@ mod tests {
             folds: 3,
             valid: Some(0),
             seed: None,
+            final_model: false,
         };
         let folds = cv.folds(&rows, 5).unwrap();
         let mut sizes: Vec<usize> = folds.iter().map(|a| a.groups(Part::Test).len()).collect();
@@ -803,6 +825,7 @@ mod tests {
             folds: 4,
             valid: None,
             seed: None,
+            final_model: false,
         };
         let a = cv.folds(&rows, 123).unwrap();
         let b = cv.folds(&rows, 123).unwrap();
@@ -930,6 +953,7 @@ mod tests {
             folds,
             valid,
             seed: None,
+            final_model: false,
         };
         let err = |c: Cv| c.folds(&rows, 0).unwrap_err().to_string();
         assert_eq!(err(cv(1, None)), "cv needs at least 2 folds (got 1)");
@@ -952,6 +976,7 @@ mod tests {
             folds: 5,
             valid: None,
             seed: None,
+            final_model: false,
         };
         assert_eq!(random.folds(&rows, 0).unwrap_err(), SplitError::CvRandom);
     }
