@@ -93,8 +93,14 @@ pub enum Command {
     },
     /// List the component kinds.
     Kinds,
-    /// Print the Arrow schema (JSON) of a table kind; without NAME, list them.
-    Schema { name: Option<String> },
+    /// Print the columns of a table kind (`--json`: the Arrow schema as in
+    /// schemas/); without NAME, list the kinds.
+    Schema {
+        name: Option<String>,
+        /// The Arrow schema as JSON (what schemas/*.json hold).
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a polars SQL query over sermo tables (--table NAME=PATH); print or --out the result.
     Query(crate::analysis::QueryArgs),
     /// Rows, class balance, durations, feature mean/std and quarantine counts of a table.
@@ -125,6 +131,10 @@ pub enum Command {
         /// Where the model runs: `cpu`, `cuda` or `auto`.
         #[arg(long, value_enum, default_value = "cpu")]
         device: crate::train::device::DeviceChoice,
+        /// Leave out the rows of clips the model saw in training or validation
+        /// (listed in its `train_clips.txt`).
+        #[arg(long)]
+        exclude_trained: bool,
     },
 }
 
@@ -248,7 +258,7 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Schema { name } => {
+        Command::Schema { name, json } => {
             let all = crate::schema::documented();
             match name {
                 None => {
@@ -259,7 +269,11 @@ pub fn main() -> ExitCode {
                 }
                 Some(n) => match all.into_iter().find(|(k, _)| *k == n) {
                     Some((_, s)) => {
-                        print!("{}", crate::schema::to_json(&s));
+                        if json {
+                            print!("{}", crate::schema::to_json(&s));
+                        } else {
+                            print!("{}", crate::schema::to_text(n.as_str(), &s));
+                        }
                         ExitCode::SUCCESS
                     }
                     None => {
@@ -300,7 +314,15 @@ pub fn main() -> ExitCode {
             labels,
             out,
             device,
-        } => eval(&model, &table, labels, out.as_deref(), device),
+            exclude_trained,
+        } => eval(
+            &model,
+            &table,
+            labels,
+            out.as_deref(),
+            device,
+            exclude_trained,
+        ),
     }
 }
 
@@ -310,8 +332,9 @@ fn eval(
     labels: crate::train::inference::EvalLabels,
     out: Option<&Path>,
     device: crate::train::device::DeviceChoice,
+    exclude_trained: bool,
 ) -> ExitCode {
-    let r = match crate::train::inference::evaluate(model, table, labels, device) {
+    let r = match crate::train::inference::evaluate(model, table, labels, device, exclude_trained) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sermo: eval: {e}");
@@ -324,6 +347,12 @@ fn eval(
     );
     for (l, n) in &r.left_out {
         println!("  left out: {n} rows labelled {l}");
+    }
+    if let Some(n) = r.trained_rows.filter(|&n| n > 0 && !r.excluded_trained) {
+        eprintln!(
+            "sermo: eval: warning: {n} of {} rows are clips this model was trained (or validated) on, so its scores on them are optimistic; --exclude-trained leaves them out",
+            r.rows
+        );
     }
     if r.feature_settings_match == Some(false) {
         eprintln!(
@@ -455,6 +484,12 @@ pub fn summary(metrics: &Metrics, wall: Duration) -> String {
     } else {
         sinks.join(", ")
     };
+    if total > 0 && resumed >= total && quarantined == 0 {
+        return format!(
+            "sermo: {total} files, every one already in the output (an earlier run committed them): the tables were already complete; done in {}",
+            human_duration(wall_s)
+        );
+    }
     if total == 0 && quarantined == 0 && audio == 0.0 {
         // A pipeline over tables (features → train, parquet → parquet): no audio.
         return format!("sermo: rows: {rows}; done in {}", human_duration(wall_s));
@@ -540,13 +575,29 @@ fn run_plan(
             }
             let total = metrics.get("files.total");
             let quarantined = metrics.sum_matching("quarantine.", "");
+            // A table sink writes the quarantine table; without one (`sermo
+            // infer`, a timeline) stderr is the only place a failure is told.
+            let table = metrics
+                .snapshot()
+                .keys()
+                .any(|k| k.starts_with("sink.") && k.ends_with(".quarantined"));
+            if quarantined > 0 && (!quiet || !table) {
+                print_failures(&metrics, quarantined, table);
+            }
             // Files whose every row a later stage refused count as failed too.
             let refused = metrics.sum_matching("refused_rows.", "");
             let rows_out = metrics.sum_matching("sink.", ".rows");
             if total > 0
                 && (quarantined >= total || (rows_out == 0 && quarantined + refused >= total))
             {
-                eprintln!("sermo: every file failed (see _quarantine.parquet in the output)");
+                eprintln!(
+                    "sermo: every file failed{}",
+                    if table {
+                        " (each one is in _quarantine.parquet beside the output table)"
+                    } else {
+                        ""
+                    }
+                );
                 return ExitCode::FAILURE;
             }
             // Quarantine rows in the outputs, committed by this run or an earlier one
@@ -573,6 +624,26 @@ fn run_plan(
             }
             report(&e)
         }
+    }
+}
+
+/// The failed files by name (the first few in path order), then how many more
+/// and where they all are.
+fn print_failures(metrics: &Metrics, quarantined: u64, table: bool) {
+    let named = metrics.failures();
+    for (path, stage, reason, message) in &named {
+        eprintln!("sermo: {path}: {reason} (stage `{stage}`): {message}");
+    }
+    let more = quarantined.saturating_sub(named.len() as u64);
+    if more > 0 {
+        eprintln!(
+            "sermo: ... and {more} more{}",
+            if table {
+                " (every one is in _quarantine.parquet beside the output table)"
+            } else {
+                ""
+            }
+        );
     }
 }
 

@@ -61,6 +61,74 @@ fn absolute(p: &str) -> String {
         .unwrap_or_else(|_| p.to_string())
 }
 
+/// The flags checked as flags, so that a mistake is told in the words the user
+/// typed (`--smooth must be odd`), not as a key of the generated pipeline.
+fn check_flags(args: &InferArgs, stdin: bool) -> Result<(), String> {
+    use crate::audio::pcm::PcmFormat;
+    use crate::limits::{MAX_BATCH, MAX_CHANNELS, MAX_SAMPLE_RATE, MAX_WINDOW_S};
+    let secs = |name: &str, v: f64| {
+        if v.is_finite() && v > 0.0 && v <= MAX_WINDOW_S {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} must be a positive number of seconds, at most {MAX_WINDOW_S}, got {v}"
+            ))
+        }
+    };
+    secs("--segment", args.segment)?;
+    if let Some(h) = args.hop {
+        secs("--hop", h)?;
+    }
+    if let Some(k) = args.smooth
+        && (k == 0 || k % 2 == 0)
+    {
+        return Err(format!(
+            "--smooth must be odd (a median over K segments centred on each one), got {k}"
+        ));
+    }
+    if args.batch_size == 0 || args.batch_size > MAX_BATCH {
+        return Err(format!(
+            "--batch-size must be between 1 and {MAX_BATCH}, got {}",
+            args.batch_size
+        ));
+    }
+    let raw = args.format != PcmFormat::Wav;
+    if !stdin && (raw || args.rate.is_some() || args.channels != 1) {
+        return Err(
+            "--format, --rate and --channels describe a stream on stdin (give `-` as the file); files carry their own"
+                .into(),
+        );
+    }
+    if stdin && raw {
+        match args.rate {
+            None | Some(0) => {
+                return Err(
+                    "--rate is needed for raw PCM (--format s16le | f32le), e.g. --rate 16000"
+                        .into(),
+                );
+            }
+            Some(r) if r > MAX_SAMPLE_RATE => {
+                return Err(format!(
+                    "--rate must be at most {MAX_SAMPLE_RATE} Hz, got {r}"
+                ));
+            }
+            _ => {}
+        }
+        if args.channels == 0 || args.channels as usize > MAX_CHANNELS {
+            return Err(format!(
+                "--channels must be between 1 and {MAX_CHANNELS}, got {}",
+                args.channels
+            ));
+        }
+    } else if stdin && (args.rate.is_some() || args.channels != 1) {
+        return Err(
+            "--rate and --channels are for raw PCM (--format s16le | f32le); a WAV stream carries its own"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// The pipeline text for `args`.
 pub fn pipeline(args: &InferArgs) -> Result<String, String> {
     let a = read_artifact(&args.model)?;
@@ -68,9 +136,7 @@ pub fn pipeline(args: &InferArgs) -> Result<String, String> {
     if stdin && args.files.len() > 1 {
         return Err("`-` (stdin) cannot be mixed with files".into());
     }
-    if !(args.segment.is_finite() && args.segment > 0.0) {
-        return Err(format!("--segment must be positive, got {}", args.segment));
-    }
+    check_flags(args, stdin)?;
     let model = absolute(&args.model.display().to_string());
     let paths: Vec<String> = args.files.iter().map(|f| quote(&absolute(f))).collect();
     let mut t = String::new();

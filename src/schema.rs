@@ -322,6 +322,68 @@ pub fn documented() -> Vec<(&'static str, SchemaRef)> {
     ]
 }
 
+/// A column type in a few words: `string`, `float32`, `list<fixed_size_list<float32, 42>>`.
+pub fn type_name(dt: &DataType) -> String {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) => {
+            format!("list<{}>", type_name(f.data_type()))
+        }
+        DataType::FixedSizeList(f, n) => {
+            format!("fixed_size_list<{}, {n}>", type_name(f.data_type()))
+        }
+        DataType::Struct(fs) => format!(
+            "struct<{}>",
+            fs.iter()
+                .map(|f| format!("{}: {}", f.name(), type_name(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => format!("{other}").to_lowercase(),
+    }
+}
+
+/// A schema as a table for people: one line per column (name, type, whether it
+/// may be null), then the schema metadata.
+pub fn to_text(name: &str, schema: &Schema) -> String {
+    let w = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().len())
+        .max()
+        .unwrap_or(0)
+        .max("column".len());
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| type_name(f.data_type()))
+        .collect();
+    let tw = types.iter().map(|t| t.len()).max().unwrap_or(0).max(4);
+    let mut out = format!(
+        "{name}: {} columns\n  {:w$}  {:tw$}  null\n",
+        schema.fields().len(),
+        "column",
+        "type"
+    );
+    for (f, t) in schema.fields().iter().zip(&types) {
+        out.push_str(&format!(
+            "  {:w$}  {:tw$}  {}\n",
+            f.name(),
+            t,
+            if f.is_nullable() { "yes" } else { "no" }
+        ));
+    }
+    if !schema.metadata().is_empty() {
+        out.push_str("metadata:\n");
+        let mut keys: Vec<_> = schema.metadata().iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            out.push_str(&format!("  {k} = {v}\n"));
+        }
+    }
+    out
+}
+
 /// Pretty JSON of a schema, as stored in `schemas/`.
 pub fn to_json(schema: &Schema) -> String {
     // Sort metadata for stable output.
@@ -373,5 +435,32 @@ fn article(word: &str) -> &'static str {
         "an"
     } else {
         "a"
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_reads_as_a_table() {
+        let t = to_text("audio", &audio_schema(false));
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("audio: "), "{t}");
+        assert!(
+            lines[1].contains("column") && lines[1].contains("type"),
+            "{t}"
+        );
+        assert!(
+            lines.iter().any(|l| l.trim_start().starts_with("clip_id")
+                && l.contains("string")
+                && l.trim_end().ends_with("no")),
+            "{t}"
+        );
+        assert!(t.contains("list<float32>") || t.contains("float32"), "{t}");
+        assert!(
+            t.contains("metadata:") && t.contains("sermo.table = audio"),
+            "{t}"
+        );
     }
 }

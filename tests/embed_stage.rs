@@ -183,7 +183,11 @@ async fn per_frame_states_and_clips_out_of_bounds_are_quarantined() {
         long > 0 && long < clips.len(),
         "the demo clips straddle 3 s"
     );
-    assert_eq!(m.sum_matching("quarantine.", ""), long as u64);
+    // Whole clips refused by a per-row stage: counted as refused rows.
+    assert_eq!(
+        m.sum_matching("quarantine.", "") + m.sum_matching("refused_rows.", ""),
+        long as u64
+    );
     let got = by_clip(&batches, "layer_2");
     assert_eq!(
         got.len() + long,

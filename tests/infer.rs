@@ -186,6 +186,26 @@ fn mismatched_features_are_refused_and_wrong_rates_quarantined() {
     .unwrap();
     let (_, _, err) = run(&["run", q.to_str().unwrap()]);
     assert!(err.contains("12 quarantined"), "{err}");
+    // A fixed rate that is not the model's (resampled to 22.05 kHz) is known at
+    // validation: refused there with the fix (issue 28 item 2).
+    let r = dir.path().join("fixed_rate.toml");
+    std::fs::write(
+        &r,
+        format!(
+            "{}[stages.emotion]\nkind = \"infer\"\ninput = \"a16\"\nmodel = \"model\"\n[sinks.t]\nkind = \"discard\"\ninput = \"emotion\"\n",
+            audio_head(&glob).replace("rate = 16000", "rate = 22050")
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["validate", r.to_str().unwrap()]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("stages.emotion")
+            && err.contains("its input is at 22050 Hz")
+            && err.contains("trained on 16000 Hz")
+            && err.contains("rate = 16000"),
+        "{err}"
+    );
     let qt = read_quarantine(&dir.path().join("pred/_quarantine.parquet"));
     assert_eq!(qt.len(), 12);
     assert!(qt.iter().all(|(stage, reason, msg)| stage == "emotion"
@@ -388,4 +408,60 @@ fn a_stream_segment_with_nan_is_not_scored() {
         .collect();
     assert_eq!(segs, vec![0, 2, 3], "{err}");
     assert!(err.contains("non_finite"), "{err}");
+}
+
+/// Issue 28 item 1: `sermo infer` tells what happened to each file in the user's
+/// words — a missing file and a corrupt one next to a good one are named on
+/// stderr, with no pointer to a quarantine table it does not write — and its
+/// flags are reported as flags, not as keys of the pipeline it generates.
+#[test]
+fn sermo_infer_names_failed_files_and_reports_flags_as_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let m = m.to_str().unwrap();
+    let missing = dir.path().join("missing.wav");
+    let (ok, _, err) = run(&["infer", "--model", m, missing.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("missing.wav") && err.contains("every file failed"),
+        "{err}"
+    );
+    assert!(!err.contains("_quarantine.parquet"), "{err}");
+    // A corrupt file beside a good one: the run goes on, the bad one is named.
+    let corrupt = dir.path().join("corrupt.wav");
+    std::fs::write(&corrupt, b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk").unwrap();
+    let good = root().join("examples/audio/emodb/03a01Wa.wav");
+    let (ok, out, err) = run(&[
+        "infer",
+        "--model",
+        m,
+        good.to_str().unwrap(),
+        corrupt.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(!out.is_empty(), "the good file's timeline");
+    assert!(
+        err.contains("corrupt.wav") && err.contains("stage `audio`"),
+        "{err}"
+    );
+    // Flags as flags.
+    let g = good.to_str().unwrap();
+    for (args, want) in [
+        (vec!["--smooth", "2", g], "--smooth must be odd"),
+        (vec!["--segment", "0", g], "--segment must be"),
+        (vec!["--batch-size", "0", g], "--batch-size must be"),
+        (vec!["--rate", "16000", g], "describe a stream on stdin"),
+        (
+            vec!["--format", "s16le", "-"],
+            "--rate is needed for raw PCM",
+        ),
+        (vec!["--rate", "16000", "-"], "a WAV stream carries its own"),
+    ] {
+        let mut a = vec!["infer", "--model", m];
+        a.extend(args.iter().copied());
+        let (ok, _, err) = run(&a);
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("stages."), "{args:?}: {err}");
+    }
 }

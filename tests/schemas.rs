@@ -9,7 +9,7 @@ fn documented_schemas_match_the_code() {
         let path = dir.join(format!("{name}.json"));
         let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
-                "{}: {e}; write it with `sermo schema {name} > {}`",
+                "{}: {e}; write it with `sermo schema {name} --json > {}`",
                 path.display(),
                 path.display()
             )
@@ -17,7 +17,7 @@ fn documented_schemas_match_the_code() {
         let file: arrow::datatypes::Schema = serde_json::from_str(&on_disk).expect("schema JSON");
         assert_eq!(
             file, *schema,
-            "schemas/{name}.json differs from the code; regenerate with `sermo schema {name} > schemas/{name}.json`"
+            "schemas/{name}.json differs from the code; regenerate with `sermo schema {name} --json > schemas/{name}.json`"
         );
     }
 }

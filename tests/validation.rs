@@ -24,9 +24,18 @@ input = "audio"
 path = "out/a"
 "#;
 
+/// The folder the test pipelines resolve against: `wav/a.wav` exists (a glob
+/// that matches nothing is itself an error at validation).
+fn base() -> std::path::PathBuf {
+    let b = std::env::temp_dir().join(format!("sermo-validation-base-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(b.join("wav"));
+    let _ = std::fs::write(b.join("wav/a.wav"), b"");
+    b
+}
+
 fn errors(text: &str) -> Vec<ConfigError> {
-    let base = Path::new("/nonexistent-base");
-    match PipelineFile::parse(text, base, &[]).and_then(|f| f.compile(&Registry::builtin())) {
+    let base = base();
+    match PipelineFile::parse(text, &base, &[]).and_then(|f| f.compile(&Registry::builtin())) {
         Ok(_) => Vec::new(),
         Err(SermoError::Config(e)) => e,
         Err(other) => panic!("unexpected error {other}"),
@@ -204,7 +213,10 @@ fn sinks_writing_to_the_same_path() {
     assert_eq!(path, "sinks.table");
     assert_eq!(
         msg,
-        "sink `table` and sink `copy` both write to `/nonexistent-base/out/a`"
+        format!(
+            "sink `table` and sink `copy` both write to `{}`",
+            base().join("out/a").display()
+        )
     );
 }
 
@@ -259,7 +271,7 @@ path = "out"
 
 #[test]
 fn overrides_are_validated_too() {
-    let f = PipelineFile::parse(GOOD, Path::new("/b"), &["stages.audio.chunk_s=0".into()]).unwrap();
+    let f = PipelineFile::parse(GOOD, &base(), &["stages.audio.chunk_s=0".into()]).unwrap();
     match f.compile(&Registry::builtin()) {
         Err(SermoError::Config(e)) => assert_eq!(e[0].path, "stages.audio.chunk_s"),
         other => panic!("{:?}", other.err()),
@@ -296,6 +308,8 @@ fn cli_validate_exits_2_and_run_runs_nothing() {
 
     let good = dir.path().join("good.toml");
     std::fs::write(&good, GOOD).unwrap();
+    std::fs::create_dir_all(dir.path().join("wav")).unwrap();
+    std::fs::write(dir.path().join("wav/a.wav"), b"").unwrap();
     let out = Command::new(common::sermo_bin())
         .arg("validate")
         .arg(&good)
@@ -321,6 +335,8 @@ fn graph_prints_mermaid_with_every_id_and_kind() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(&good, GOOD).unwrap();
+    std::fs::create_dir_all(dir.path().join("wav")).unwrap();
+    std::fs::write(dir.path().join("wav/a.wav"), b"").unwrap();
     let out = Command::new(common::sermo_bin())
         .arg("graph")
         .arg(&good)
@@ -355,7 +371,9 @@ fn every_committed_pipeline_is_valid_apart_from_absent_inputs() {
     // Inputs resolve against a folder that does not exist, so every run is alike.
     let base = Path::new("/nonexistent-base/pipelines");
     let environment = |e: &ConfigError| {
-        e.message.contains("does not exist") || e.message.contains("cannot read model directory")
+        e.message.contains("does not exist")
+            || e.message.contains("cannot read model directory")
+            || e.message.contains("matched no files")
     };
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
@@ -405,12 +423,8 @@ fn a_type_error_names_the_key_in_the_users_words() {
     assert_eq!(path, "stages.audio.chunk_s");
     assert_eq!(msg, "expected a number, got a string \"long\"");
     // The same for a value given with --set.
-    let e = match PipelineFile::parse(
-        GOOD,
-        Path::new("/nonexistent-base"),
-        &["stages.audio.chunk_s=\"x\"".to_string()],
-    )
-    .and_then(|f| f.compile(&Registry::builtin()))
+    let e = match PipelineFile::parse(GOOD, &base(), &["stages.audio.chunk_s=\"x\"".to_string()])
+        .and_then(|f| f.compile(&Registry::builtin()))
     {
         Err(SermoError::Config(e)) => e,
         other => panic!("expected a config error, got {:?}", other.err()),
@@ -541,4 +555,36 @@ fn absurd_shard_counts_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
         assert!(err.contains("--shards"), "{err}");
     }
+}
+
+/// Issue 28 item 2: a glob that matches no file is an error of `sermo validate`
+/// (exit 2), naming the pattern and the folder it looked in; a plain path that
+/// does not exist is left to the run (quarantined as missing, like a file that
+/// disappears).
+#[test]
+fn a_glob_matching_no_file_is_a_validation_error_naming_the_folder() {
+    let (path, msg, hint) = one(&GOOD.replace("wav/*.wav", "wave/*.wav"));
+    assert_eq!(path, "sources.clips.paths");
+    assert!(msg.contains("`wave/*.wav` matched no files"), "{msg}");
+    let hint = hint.expect("a hint");
+    assert!(
+        hint.contains(&format!("looked in {}", base().join("wave").display())),
+        "{hint}"
+    );
+    // Through the CLI: exit 2, the message on stderr.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(&p, GOOD.replace("wav/*.wav", "nowhere/**/*.flac")).unwrap();
+    let o = Command::new(common::sermo_bin())
+        .args(["validate", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("matched no files") && err.contains("nowhere"),
+        "{err}"
+    );
+    // A plain file name is not a glob: valid now, quarantined if still missing.
+    assert!(errors(&GOOD.replace("wav/*.wav", "missing.wav")).is_empty());
 }

@@ -480,12 +480,15 @@ impl TaskContext {
         message: impl Into<String>,
     ) -> Frame {
         self.metrics.counter(&format!("quarantine.{reason}")).add(1);
+        let message = message.into();
+        self.metrics
+            .note_failure(path, &self.node_id, reason, &message);
         Frame::Quarantine(Quarantined {
             path: path.to_string(),
             clip_id: clip_id.to_string(),
             stage: self.node_id.to_string(),
             reason: reason.to_string(),
-            message: message.into(),
+            message,
             whole_clip: true,
         })
     }

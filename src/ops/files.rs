@@ -91,6 +91,24 @@ impl OperatorConfig for FilesConfig {
                 ));
             }
         }
+        // A glob that matches nothing is known before anything runs: say where
+        // it looked (the listing is the run's own, bounded and link-loop safe).
+        if p.is_empty()
+            && let Err(e) = expand(&self.paths, ctx.base_dir)
+        {
+            let looked = self
+                .paths
+                .iter()
+                .map(|pat| {
+                    let full = crate::engine::operator::resolve_path(ctx.base_dir, pat);
+                    path_text(&glob_base(&full))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            p.push(Problem::new("paths", e).with_hint(format!(
+                "looked in {looked}; relative paths start at the pipeline file's folder"
+            )));
+        }
         if let Err(e) = Labeler::new(&self.labels, ctx.base_dir) {
             p.push(Problem::new("labels", e));
         }

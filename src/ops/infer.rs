@@ -217,6 +217,16 @@ impl OperatorConfig for InferConfig {
                         self.model
                     )
                 })?;
+                // A fixed input rate that is not the model's is known now; decoded
+                // files of their own rates are checked per row at run time.
+                if let Some(want) = a.sample_rate {
+                    schema::require_sample_rate(
+                        &s,
+                        want,
+                        &format!("model {} (trained on {want} Hz audio)", self.model),
+                        false,
+                    )?;
+                }
             }
             _ => {
                 for f in &a.features {

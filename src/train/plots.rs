@@ -122,7 +122,13 @@ pub fn curves(
         .titled(title, (FAMILY, 24))
         .map_err(|e| e.to_string())?;
     let (left, right) = root.split_horizontally(700);
-    let n = history.len().max(2) as f64;
+    // Epochs are whole numbers: an integer axis gives integer ticks.
+    let last = history
+        .iter()
+        .map(|e| e.epoch as i32)
+        .max()
+        .unwrap_or(1)
+        .max(2);
     type Pick = fn(&Epoch) -> Option<f64>;
     let panels: [(&DrawingArea<_, _>, &str, Pick, Pick); 2] = [
         (&left, "loss", |e| Some(e.train_loss), |e| e.val_loss),
@@ -145,10 +151,12 @@ pub fn curves(
             .margin(20)
             .x_label_area_size(50)
             .y_label_area_size(60)
-            .build_cartesian_2d(1f64..n, lo..hi)
+            .build_cartesian_2d(1i32..last, lo..hi)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .x_labels((last as usize).min(12))
+            .x_label_formatter(&|x| format!("{x}"))
             .x_desc("epoch")
             .y_desc(name)
             .x_label_style((FAMILY, 14))
@@ -156,13 +164,13 @@ pub fn curves(
             .axis_desc_style((FAMILY, 18))
             .draw()
             .map_err(|e| e.to_string())?;
-        let series = |pick: Pick| -> Vec<(f64, f64)> {
+        let series = |pick: Pick| -> Vec<(i32, f64)> {
             history
                 .iter()
                 .filter_map(|e| {
                     pick(e)
                         .filter(|v| v.is_finite())
-                        .map(|v| (e.epoch as f64, v))
+                        .map(|v| (e.epoch as i32, v))
                 })
                 .collect()
         };
@@ -182,14 +190,36 @@ pub fn curves(
                 });
         }
         if best_epoch > 0 {
+            let b = best_epoch as i32;
+            let marker = RED.mix(0.8);
             chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(best_epoch as f64, lo), (best_epoch as f64, hi)],
-                    BLACK.mix(0.4).stroke_width(1),
-                )))
+                .draw_series(DashedLineSeries::new(
+                    vec![(b, lo), (b, hi)],
+                    6,
+                    4,
+                    marker.stroke_width(2),
+                ))
                 .map_err(|e| e.to_string())?
-                .label(format!("best epoch {best_epoch}"))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+                .label(format!("kept epoch {best_epoch}"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], marker.stroke_width(2))
+                });
+            // The kept epoch's values, ringed on each curve.
+            let at_best: Vec<(i32, f64)> = history
+                .iter()
+                .filter(|e| e.epoch == best_epoch)
+                .flat_map(|e| [train(e), valid(e)])
+                .flatten()
+                .filter(|v| v.is_finite())
+                .map(|v| (b, v))
+                .collect();
+            chart
+                .draw_series(
+                    at_best
+                        .into_iter()
+                        .map(|p| Circle::new(p, 6, marker.stroke_width(2))),
+                )
+                .map_err(|e| e.to_string())?;
         }
         chart
             .configure_series_labels()
