@@ -8,26 +8,9 @@
 #[path = "../examples/fuzz/targets.rs"]
 mod targets;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use targets::{Scratch, Target};
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .filter(|p| {
-                    let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    !n.starts_with('.') && !n.ends_with(".txt") && !n.ends_with(".md")
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
 
 #[test]
 fn fuzz_corpora_and_regressions_replay_without_panics() {
@@ -40,7 +23,7 @@ fn fuzz_corpora_and_regressions_replay_without_panics() {
     for t in Target::ALL {
         let mut n = 0;
         for sub in ["corpus", "regressions"] {
-            for f in files(&root.join(sub).join(t.name())) {
+            for f in targets::corpus_files(&root.join(sub).join(t.name())) {
                 let input = std::fs::read(&f).expect("read a corpus file");
                 n += 1;
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

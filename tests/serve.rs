@@ -247,34 +247,20 @@ fn the_live_page_gets_the_predictions_sermo_infer_makes_for_the_same_audio() {
 /// little noise (deterministic), something for the model to score.
 fn tone_wav(path: &Path, rate: u32, n: usize) {
     let mut x: u32 = 0x9e37_79b9;
-    let data: Vec<u8> = (0..n)
-        .flat_map(|i| {
+    let samples: Vec<f32> = (0..n)
+        .map(|i| {
             let t = i as f64 / rate as f64;
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
             let env = 0.5 + 0.5 * (t * 0.7).sin();
-            let v = env
-                * (0.3 * (t * 2.0 * std::f64::consts::PI * (180.0 + 40.0 * (t * 0.3).sin())).sin())
+            let f = 180.0 + 40.0 * (t * 0.3).sin();
+            let v = env * 0.3 * (t * 2.0 * std::f64::consts::PI * f).sin()
                 + 0.02 * (x as f64 / u32::MAX as f64 - 0.5);
-            ((v * 32767.0) as i16).to_le_bytes()
+            v as f32
         })
         .collect();
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 2).to_le_bytes());
-    b.extend_from_slice(&2u16.to_le_bytes());
-    b.extend_from_slice(&16u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    b.extend_from_slice(&data);
-    std::fs::write(path, b).unwrap();
+    common::write_wav_i16(path, rate, &samples);
 }
 
 /// `sermo infer -` with the file on stdin.

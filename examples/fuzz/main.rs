@@ -180,22 +180,9 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------
 // Files
 
-/// Every file of `dir` (not `*.txt`, not hidden), sorted by name.
+/// Every file of `dir` (not `*.txt`, `*.md`, not hidden), sorted by name.
 fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .filter(|p| {
-                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    !name.starts_with('.') && !name.ends_with(".txt") && !name.ends_with(".md")
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
+    targets::corpus_files(dir)
 }
 
 /// The seeds of `t`: its corpus and its regressions (or the files of `corpus`).
@@ -863,6 +850,28 @@ struct Totals {
     generations: u64,
 }
 
+impl Totals {
+    /// The counts after `secs` seconds, as `key=value` words (progress lines
+    /// and the final summary).
+    fn line(&self, secs: f64) -> String {
+        format!(
+            "seconds={secs:.0} execs={} execs_per_s={:.0} corpus={} outcomes={} panics={} findings_saved={} contained_dependency_panics={} aborts={} hangs={} ooms={} peak_rss_mb={} workers={}",
+            self.execs,
+            self.execs as f64 / secs.max(1e-9),
+            self.corpus,
+            self.outcomes,
+            self.panics,
+            self.saved,
+            self.contained,
+            self.aborts,
+            self.hangs,
+            self.ooms,
+            self.peak_kb / 1024,
+            self.generations
+        )
+    }
+}
+
 fn field(line: &str, key: &str) -> u64 {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
@@ -1029,22 +1038,7 @@ fn supervise(t: Target, opts: &Opts) -> i32 {
                     if last_print.elapsed() >= Duration::from_secs(30) {
                         last_print = Instant::now();
                         let s = start.elapsed().as_secs_f64();
-                        eprintln!(
-                            "[{}] {:>5.0} s  execs {}  ({:.0}/s)  corpus {}  outcomes {}  panics {} (saved {})  contained {}  aborts {}  hangs {}  ooms {}  peak rss {} MB",
-                            t.name(),
-                            s,
-                            tot.execs,
-                            tot.execs as f64 / s,
-                            tot.corpus,
-                            tot.outcomes,
-                            tot.panics,
-                            tot.saved,
-                            tot.contained,
-                            tot.aborts,
-                            tot.hangs,
-                            tot.ooms,
-                            tot.peak_kb / 1024
-                        );
+                        eprintln!("[{}] {}", t.name(), tot.line(s));
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -1108,23 +1102,7 @@ fn supervise(t: Target, opts: &Opts) -> i32 {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "summary: target={} seconds={:.0} execs={} execs_per_s={:.0} corpus={} outcomes={} panics={} findings_saved={} contained_dependency_panics={} aborts={} hangs={} ooms={} peak_rss_mb={} workers={}",
-        t.name(),
-        secs,
-        tot.execs,
-        tot.execs as f64 / secs,
-        tot.corpus,
-        tot.outcomes,
-        tot.panics,
-        tot.saved,
-        tot.contained,
-        tot.aborts,
-        tot.hangs,
-        tot.ooms,
-        tot.peak_kb / 1024,
-        tot.generations
-    );
+    eprintln!("summary: target={} {}", t.name(), tot.line(secs));
     let _ = std::fs::remove_dir_all(&work);
     i32::from(tot.panics + tot.aborts + tot.hangs + tot.ooms > 0)
 }

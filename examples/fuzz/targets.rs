@@ -134,6 +134,25 @@ fn write_table(dir: &Path) {
     }
 }
 
+/// The inputs of a corpus folder: every file (not `*.txt` notes, not `*.md`, not
+/// hidden), sorted by name.
+pub fn corpus_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .filter(|p| {
+                    let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    !n.starts_with('.') && !n.ends_with(".txt") && !n.ends_with(".md")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 /// Run `target` on `input`. Panics are findings (the caller catches them).
 pub fn run(target: Target, input: &[u8], s: &Scratch) -> String {
     match target {

@@ -682,25 +682,28 @@ impl TrainRun<'_> {
                 r.member, r.seed, r.from
             );
         }
+        // The model's own files, for a fold and the final model alike.
+        artifact.best_epoch = best_epochs.first().copied().unwrap_or(0);
+        if members > 1 {
+            artifact.member_best_epochs = best_epochs.clone();
+        }
+        write_json(&dir.join(CONFIG_FILE), &artifact)?;
+        write_train_clips(dir, tr.iter().chain(&va).map(|e| e.clip_id.as_str()))?;
+        history::write(&dir.join(HISTORY_FILE), &history)?;
+        let title = format!("{} {}", cfg.model.name(), name);
+        let first: Vec<Epoch> = history
+            .iter()
+            .filter(|(k, _)| *k == 0)
+            .map(|(_, e)| e.clone())
+            .collect();
+        plots::curves(
+            &first,
+            artifact.best_epoch,
+            &title,
+            &dir.join(plots::CURVES_PNG),
+        )?;
         if mode != FoldMode::Evaluate {
-            artifact.best_epoch = best_epochs.first().copied().unwrap_or(0);
-            if members > 1 {
-                artifact.member_best_epochs = best_epochs.clone();
-            }
-            write_json(&dir.join(CONFIG_FILE), &artifact)?;
-            write_train_clips(dir, tr.iter().chain(&va).map(|e| e.clip_id.as_str()))?;
-            history::write(&dir.join(HISTORY_FILE), &history)?;
-            let first: Vec<Epoch> = history
-                .iter()
-                .filter(|(k, _)| *k == 0)
-                .map(|(_, e)| e.clone())
-                .collect();
-            plots::curves(
-                &first,
-                best_epochs.first().copied().unwrap_or(0),
-                &format!("{} {}", cfg.model.name(), name),
-                &dir.join(plots::CURVES_PNG),
-            )?;
+            // The final model is not scored: nothing is held out.
             return Ok(FoldResult {
                 report: None,
                 kept_epochs: best_epochs,
@@ -713,26 +716,7 @@ impl TrainRun<'_> {
             }
         }
         let report = conf.report();
-        artifact.best_epoch = best_epochs.first().copied().unwrap_or(0);
-        if members > 1 {
-            artifact.member_best_epochs = best_epochs.clone();
-        }
-        write_json(&dir.join(CONFIG_FILE), &artifact)?;
-        write_train_clips(dir, tr.iter().chain(&va).map(|e| e.clip_id.as_str()))?;
-        history::write(&dir.join(HISTORY_FILE), &history)?;
-        let title = format!("{} {}", cfg.model.name(), name);
         plots::confusion(&report, &title, &dir.join(plots::CONFUSION_PNG))?;
-        let first: Vec<Epoch> = history
-            .iter()
-            .filter(|(k, _)| *k == 0)
-            .map(|(_, e)| e.clone())
-            .collect();
-        plots::curves(
-            &first,
-            best_epochs.first().copied().unwrap_or(0),
-            &title,
-            &dir.join(plots::CURVES_PNG),
-        )?;
         // Last: a fold is complete once its metrics exist (train/cv_shards.rs).
         write_json(&dir.join(cv_shards::METRICS_FILE), &report)?;
         eprintln!(
