@@ -56,7 +56,7 @@ fn quickstart_output_reads_in_pyarrow_polars_and_pandas() {
     assert_eq!(v["quarantine"], 0);
     assert_eq!(
         v["quarantine_columns"],
-        serde_json::json!(["path", "clip_id", "stage", "reason", "message"])
+        serde_json::json!(["path", "clip_id", "stage", "reason", "message", "partial"])
     );
     assert_eq!(v["ids"], v["pyarrow_ids"]);
     assert!(
