@@ -94,21 +94,25 @@ fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
 
 /// `sermo infer` on `file`: (segment, label, confidence) per line of its jsonl.
 fn infer(model: &Path, file: &Path, dir: &Path) -> Vec<serde_json::Value> {
+    run_infer(model, file, dir, false)
+}
+
+/// `sermo infer` on `file`, given as a path or (`stdin`) streamed on stdin as `-`;
+/// the lines of its jsonl.
+fn run_infer(model: &Path, file: &Path, dir: &Path, stdin: bool) -> Vec<serde_json::Value> {
     let out = dir.join(format!(
-        "{}.jsonl",
-        file.file_name().unwrap().to_string_lossy()
+        "{}{}.jsonl",
+        file.file_name().unwrap().to_string_lossy(),
+        if stdin { ".stdin" } else { "" }
     ));
-    let o = Command::new(sermo_bin())
-        .args([
-            "infer",
-            "--model",
-            model.to_str().unwrap(),
-            file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(sermo_bin());
+    cmd.args(["infer", "--model", model.to_str().unwrap()]);
+    if stdin {
+        cmd.arg("-").stdin(std::fs::File::open(file).unwrap());
+    } else {
+        cmd.arg(file);
+    }
+    let o = cmd.arg("--out").arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::read_to_string(out)
         .unwrap()
@@ -263,26 +267,6 @@ fn tone_wav(path: &Path, rate: u32, n: usize) {
     common::write_wav_i16(path, rate, &samples);
 }
 
-/// `sermo infer -` with the file on stdin.
-fn infer_stdin(model: &Path, file: &Path, dir: &Path) -> Vec<serde_json::Value> {
-    let out = dir.join(format!(
-        "{}.stdin.jsonl",
-        file.file_name().unwrap().to_string_lossy()
-    ));
-    let o = Command::new(sermo_bin())
-        .args(["infer", "--model", model.to_str().unwrap(), "-", "--out"])
-        .arg(&out)
-        .stdin(std::fs::File::open(file).unwrap())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::read_to_string(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn same_segments(what: &str, got: &[serde_json::Value], want: &[serde_json::Value]) {
     assert_eq!(got.len(), want.len(), "{what}: segment count");
     for (g, w) in got.iter().zip(want) {
@@ -330,7 +314,7 @@ fn recordings_on_chunk_boundaries_keep_their_last_segment_on_every_path() {
             last_end >= (secs / 3.0).floor() * 3.0 - 1e-6,
             "{n} frames: the segments end at {last_end} s of {secs} s"
         );
-        let stdin = infer_stdin(&m, &f, dir.path());
+        let stdin = run_infer(&m, &f, dir.path(), true);
         same_segments(&format!("{n} frames, stdin"), &stdin, &file);
         let (status, body) = http(port, "POST", "/v1/predict", &std::fs::read(&f).unwrap());
         assert_eq!(status, 200, "{body}");
