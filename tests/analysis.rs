@@ -929,7 +929,10 @@ fn python_polars_gives_the_same_counts() {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok_py {
-        eprintln!("SKIP python_polars_gives_the_same_counts: python3 with polars is not available");
+        common::skip_unless_ci(
+            "python_polars_gives_the_same_counts",
+            "python3 with polars is not available",
+        );
         return;
     }
     let qs = quickstart();

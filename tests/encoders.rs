@@ -7,6 +7,8 @@
 //! task-model prefix, both weight-norm namings), with every hidden state
 //! transformers computed for a padded batch and for each clip alone.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -410,7 +412,7 @@ fn ssl_head_equals_the_transformers_sequence_classification_head() {
 fn fixtures_on_cuda_equal_transformers_when_a_gpu_is_present() {
     match sermo::train::device::probe_cuda() {
         Err(why) => {
-            eprintln!("SKIP fixtures_on_cuda_equal_transformers_when_a_gpu_is_present: {why}")
+            common::skip("fixtures_on_cuda_equal_transformers_when_a_gpu_is_present", &why)
         }
         Ok(info) => {
             eprintln!("CUDA device 0: {}", info.name);
@@ -761,8 +763,9 @@ fn an_exported_folder_loads_in_transformers_when_torch_is_present() {
         .args(["-c", "import torch, transformers"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "SKIP an_exported_folder_loads_in_transformers_when_torch_is_present: python3 with torch and transformers is not installed"
+        common::skip(
+            "an_exported_folder_loads_in_transformers_when_torch_is_present",
+            "python3 with torch and transformers is not installed (not in CI)",
         );
         return;
     }

@@ -31,16 +31,17 @@ fn quickstart_output_reads_in_pyarrow_polars_and_pandas() {
     let py = match py {
         Ok(o) => o,
         Err(e) => {
-            eprintln!(
-                "SKIP quickstart_output_reads_in_pyarrow_polars_and_pandas: no python3 ({e})"
+            common::skip_unless_ci(
+                "quickstart_output_reads_in_pyarrow_polars_and_pandas",
+                &format!("no python3 ({e})"),
             );
             return;
         }
     };
     if py.status.code() == Some(77) {
-        eprintln!(
-            "SKIP quickstart_output_reads_in_pyarrow_polars_and_pandas: {}",
-            String::from_utf8_lossy(&py.stderr).trim()
+        common::skip_unless_ci(
+            "quickstart_output_reads_in_pyarrow_polars_and_pandas",
+            String::from_utf8_lossy(&py.stderr).trim(),
         );
         return;
     }
@@ -134,14 +135,17 @@ fn partitioned_sharded_table_reads_in_pyarrow_polars_and_pandas() {
     {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("SKIP partitioned_sharded_table_reads: no python3 ({e})");
+            common::skip_unless_ci(
+                "partitioned_sharded_table_reads",
+                &format!("no python3 ({e})"),
+            );
             return;
         }
     };
     if py.status.code() == Some(77) {
-        eprintln!(
-            "SKIP partitioned_sharded_table_reads: {}",
-            String::from_utf8_lossy(&py.stderr).trim()
+        common::skip_unless_ci(
+            "partitioned_sharded_table_reads",
+            String::from_utf8_lossy(&py.stderr).trim(),
         );
         return;
     }

@@ -160,7 +160,10 @@ fn chromium() -> Option<PathBuf> {
 #[test]
 fn the_live_page_gets_the_predictions_sermo_infer_makes_for_the_same_audio() {
     let Some(chrome) = chromium() else {
-        eprintln!("SKIP live page test: Debian's chromium is not installed (.ci/run installs it)");
+        common::skip_unless_ci(
+            "the_live_page_gets_the_predictions_sermo_infer_makes_for_the_same_audio",
+            "Debian's chromium is not installed (.ci/run installs it)",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

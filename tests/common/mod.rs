@@ -9,15 +9,52 @@ pub fn corpora() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
-/// The corpora folder, or `None` after printing why the test is skipped.
+/// The corpora folder, or `None` after recording why the test is skipped.
 pub fn corpora_or_skip(test: &str, sub: &str) -> Option<PathBuf> {
     match corpora() {
         Some(c) if c.join(sub).is_dir() => Some(c),
         _ => {
-            eprintln!("SKIP {test}: ../shared/corpora/{sub} is absent (real-data test not run)");
+            skip(
+                test,
+                &format!("../shared/corpora/{sub} is absent (real-data test not run)"),
+            );
             None
         }
     }
+}
+
+/// Record that `test` did not run, and why: a `SKIP test: why` line on the
+/// terminal (written past libtest's output capture, so `cargo test` shows it)
+/// and, when `SERMO_SKIP_LOG` names a file (`.ci/test` sets it), one line
+/// appended there, from which `.ci/test` prints its closing list of every
+/// skipped test. For what the machine may lack by choice (the corpora, a GPU,
+/// torch); what `.ci/run` installs goes through [`skip_unless_ci`].
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let why = why.replace(['\n', '\t'], " ");
+    let line = format!("SKIP {test}: {why}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("SERMO_SKIP_LOG") {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(format!("{test}\t{why}\n").as_bytes());
+        }
+    }
+}
+
+/// [`skip`] for a dependency that `.ci/run` installs (the Python readers,
+/// Slurm, Chromium): under CI (`CI=true`) its absence means the install step
+/// failed, and the test fails instead of skipping.
+pub fn skip_unless_ci(test: &str, why: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !ci,
+        "{test}: {why}; under CI=true this fails instead of skipping, because .ci/run installs it"
+    );
+    skip(test, why);
 }
 
 /// The built `sermo` binary.
