@@ -411,9 +411,10 @@ fn ssl_head_equals_the_transformers_sequence_classification_head() {
 #[test]
 fn fixtures_on_cuda_equal_transformers_when_a_gpu_is_present() {
     match sermo::train::device::probe_cuda() {
-        Err(why) => {
-            common::skip("fixtures_on_cuda_equal_transformers_when_a_gpu_is_present", &why)
-        }
+        Err(why) => common::skip(
+            "fixtures_on_cuda_equal_transformers_when_a_gpu_is_present",
+            &why,
+        ),
         Ok(info) => {
             eprintln!("CUDA device 0: {}", info.name);
             let device = burn::backend::cuda::CudaDevice::new(0);

@@ -36,7 +36,9 @@ fn measure(test: &str, quality: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn high_quality_matches_soxr_hq() {
-    let Some(v) = measure("high_quality_matches_soxr_hq", "high") else { return };
+    let Some(v) = measure("high_quality_matches_soxr_hq", "high") else {
+        return;
+    };
     eprintln!("{v}");
     assert_eq!(v["lengths_equal"], true);
     assert!(v["sweep_diff_db"].as_f64().unwrap() < -110.0, "{v}");
@@ -53,7 +55,9 @@ fn high_quality_matches_soxr_hq() {
 
 #[test]
 fn fast_quality_is_flat_to_6k_and_alias_free() {
-    let Some(v) = measure("fast_quality_is_flat_to_6k_and_alias_free", "fast") else { return };
+    let Some(v) = measure("fast_quality_is_flat_to_6k_and_alias_free", "fast") else {
+        return;
+    };
     eprintln!("{v}");
     assert_eq!(v["lengths_equal"], true);
     assert!(v["sweep_diff_db"].as_f64().unwrap() < -55.0, "{v}");

@@ -3,8 +3,13 @@
 //! the WebSocket, and they equal `sermo infer` on the same audio (the session's
 //! audio as the server received it, saved with `--record`). Also `POST
 //! /v1/predict`: a good upload gives the same predictions as `sermo infer` on the
-//! file, a bad one a 4xx with a message, an oversized one 413.
-//! Needs Debian's `chromium` (installed by `.ci/run`); skips with a message without.
+//! file (with the class names beside the probabilities), a bad one a 4xx with a
+//! message, an oversized one 413. And the page's header and upload, driven in
+//! headless Chromium through chromedriver: the model's name, classes and rate
+//! shown, a file given to the picker and a file dropped on the drop zone drawn
+//! with `sermo infer`'s predictions, a bad file's error shown.
+//! Needs Debian's `chromium` and `chromium-driver` (installed by `.ci/run`);
+//! skips with a message without (fails under `CI=true`).
 
 mod common;
 
@@ -132,10 +137,25 @@ fn predict_api_matches_sermo_infer_and_rejects_bad_uploads() {
     let got: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     let want = infer(&m, &clip, dir.path());
     assert_eq!(got.len(), want.len());
+    let (status, info) = http(port, "GET", "/v1/model", b"");
+    assert_eq!(status, 200, "{info}");
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let classes: Vec<String> = serde_json::from_value(info["classes"].clone()).unwrap();
+    assert_eq!(info["model"]["name"], "model");
+    assert_eq!(info["model"]["architecture"], "mlp");
+    assert_eq!(info["model"]["features"], serde_json::json!(["stacked"]));
+    assert_eq!(info["sample_rate"], 16000);
+    assert_eq!(info["segment_s"], 3.0);
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g["label"], w["label"]);
         assert_eq!(g["probs"], w["probs"]);
         assert_eq!(g["start_s"], w["start_s"]);
+        // The class names next to the probabilities.
+        let by_class = g["by_class"].as_object().unwrap();
+        assert_eq!(by_class.len(), classes.len(), "{g}");
+        for (c, p) in classes.iter().zip(w["probs"].as_array().unwrap()) {
+            assert_eq!(&by_class[c], p, "{c}: {g}");
+        }
     }
     let (status, body) = http(port, "POST", "/v1/predict", b"definitely not audio");
     assert_eq!(status, 422, "{body}");
@@ -323,5 +343,306 @@ fn recordings_on_chunk_boundaries_keep_their_last_segment_on_every_path() {
         assert_eq!(status, 200, "{body}");
         let upload: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
         same_segments(&format!("{n} frames, upload"), &upload, &file);
+    }
+}
+
+/// A WebDriver command to chromedriver on `port`: the response's `value`.
+fn wd(port: u16, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    // chromedriver keeps the connection open whatever `Connection` says: read
+    // the head, then exactly `Content-Length` bytes.
+    let mut r = std::io::BufReader::new(s);
+    let mut len = 0usize;
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap();
+        }
+        head.push_str(&line);
+    }
+    let mut resp = vec![0u8; len];
+    r.read_exact(&mut resp).unwrap();
+    let json = String::from_utf8_lossy(&resp);
+    let text = format!("{head}\n{json}");
+    let v: serde_json::Value = serde_json::from_str(&json)
+        .unwrap_or_else(|e| panic!("chromedriver {method} {path}: {e}: {text}"));
+    assert!(
+        v["value"].get("error").is_none(),
+        "chromedriver {method} {path}: {v}"
+    );
+    v["value"].clone()
+}
+
+/// Run `script` in the page (WebDriver execute/sync) with `args`.
+fn js(port: u16, session: &str, script: &str, args: serde_json::Value) -> serde_json::Value {
+    wd(
+        port,
+        "POST",
+        &format!("/session/{session}/execute/sync"),
+        Some(serde_json::json!({ "script": script, "args": args })),
+    )
+}
+
+/// Poll `script` until it returns something other than null (or `secs` pass).
+fn wait_for(port: u16, session: &str, script: &str, secs: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = js(port, session, script, serde_json::json!([]));
+        if !v.is_null() || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Issue 28 item 6: the page shows the model's name, classes and sample rate;
+/// a file chosen with the picker and a file dropped on the drop zone are sent to
+/// `POST /v1/predict` and drawn with exactly `sermo infer`'s predictions; a file
+/// that is not audio shows the server's error. Driven through chromedriver
+/// (WebDriver over HTTP), the drop as the browser's own DragEvent with a
+/// DataTransfer holding the file.
+#[test]
+fn the_page_shows_the_model_and_draws_uploaded_and_dropped_files() {
+    const TEST: &str = "the_page_shows_the_model_and_draws_uploaded_and_dropped_files";
+    let (Some(chrome), Some(driver)) = (
+        chromium(),
+        ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
+    ) else {
+        common::skip_unless_ci(
+            TEST,
+            "Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let (_server, port, _rx) = serve(&m, &[]);
+    let wd_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _driver = Killed(
+        Command::new(&driver)
+            .arg(format!("--port={wd_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", wd_port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let profile = dir.path().join("profile");
+    let session = wd(
+        wd_port,
+        "POST",
+        "/session",
+        Some(serde_json::json!({ "capabilities": { "alwaysMatch": {
+            "goog:chromeOptions": {
+                "binary": chrome.display().to_string(),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", format!("--user-data-dir={}", profile.display())],
+            }
+        }}})),
+    );
+    let sid = session["sessionId"].as_str().unwrap().to_string();
+    struct Session(u16, String);
+    impl Drop for Session {
+        fn drop(&mut self) {
+            let _ = std::panic::catch_unwind(|| {
+                wd(self.0, "DELETE", &format!("/session/{}", self.1), None)
+            });
+        }
+    }
+    let _session = Session(wd_port, sid.clone());
+    wd(
+        wd_port,
+        "POST",
+        &format!("/session/{sid}/url"),
+        Some(serde_json::json!({ "url": format!("http://127.0.0.1:{port}/") })),
+    );
+
+    // The header: name, architecture, features, rate, and one chip per class.
+    let model = wait_for(wd_port, &sid, "return window.sermoModel || null", 30);
+    let classes: Vec<String> = serde_json::from_value(model["classes"].clone()).unwrap();
+    let header = js(
+        wd_port,
+        &sid,
+        "return document.getElementById('model').textContent",
+        serde_json::json!([]),
+    );
+    let header = header.as_str().unwrap();
+    for want in [
+        "Model: model (",
+        "mlp",
+        "features stacked",
+        "16000 Hz",
+        "3-s segments",
+    ] {
+        assert!(
+            header.contains(want),
+            "{want:?} not in the header {header:?}"
+        );
+    }
+    let chips = js(
+        wd_port,
+        &sid,
+        "return [...document.querySelectorAll('#legend .chip')].map(c => c.textContent)",
+        serde_json::json!([]),
+    );
+    assert_eq!(chips, serde_json::json!(classes));
+
+    // A file given to the picker (WebDriver sends its path to the <input>).
+    let picked = root().join("examples/audio/ravdess/03-01-05-01-01-01-01.flac");
+    let input = wd(
+        wd_port,
+        "POST",
+        &format!("/session/{sid}/element"),
+        Some(serde_json::json!({ "using": "css selector", "value": "#file" })),
+    );
+    let eid = input
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|v| v.as_str())
+        .unwrap()
+        .to_string();
+    wd(
+        wd_port,
+        "POST",
+        &format!("/session/{sid}/element/{eid}/value"),
+        Some(serde_json::json!({ "text": picked.display().to_string() })),
+    );
+    wait_for(
+        wd_port,
+        &sid,
+        "return window.sermoUploads.length >= 1 ? true : null",
+        60,
+    );
+
+    // A file dropped on the drop zone, then a file that is not audio.
+    let dropped = root().join("examples/audio/emodb/08a01Wa.wav");
+    let drop_script = "const [bytes, name] = arguments;
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(bytes)], name));
+        const zone = document.getElementById('drop');
+        for (const type of ['dragenter', 'dragover', 'drop'])
+          zone.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+        return true;";
+    js(
+        wd_port,
+        &sid,
+        drop_script,
+        serde_json::json!([std::fs::read(&dropped).unwrap(), "08a01Wa.wav"]),
+    );
+    wait_for(
+        wd_port,
+        &sid,
+        "return window.sermoUploads.length >= 2 ? true : null",
+        60,
+    );
+    js(
+        wd_port,
+        &sid,
+        drop_script,
+        serde_json::json!([b"definitely not audio".to_vec(), "notes.txt"]),
+    );
+    let uploads = wait_for(
+        wd_port,
+        &sid,
+        "return window.sermoUploads.length >= 3 ? window.sermoUploads : null",
+        60,
+    );
+    let uploads = uploads.as_array().expect("three uploads in 60 s");
+
+    let mut drawn = 0;
+    for (k, (name, file)) in [
+        ("03-01-05-01-01-01-01.flac", &picked),
+        ("08a01Wa.wav", &dropped),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let u = &uploads[k];
+        assert_eq!(u["name"], name, "{u}");
+        assert_eq!(u["status"], 200, "{u}");
+        let got = u["predictions"].as_array().unwrap();
+        let want = infer(&m, file, dir.path());
+        assert_eq!(got.len(), want.len(), "{name}");
+        // Numbers went through the browser's JSON (0.0 comes back as 0):
+        // compared as f64, exactly.
+        let num = |v: &serde_json::Value| v.as_f64().unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g["label"], w["label"], "{name}");
+            assert_eq!(num(&g["start_s"]), num(&w["start_s"]), "{name}");
+            let (gp, wp) = (
+                g["probs"].as_array().unwrap(),
+                w["probs"].as_array().unwrap(),
+            );
+            assert_eq!(gp.len(), wp.len(), "{name}");
+            for (a, b) in gp.iter().zip(wp) {
+                assert_eq!(num(a), num(b), "{name}: {g} vs {w}");
+            }
+        }
+        drawn += got.len();
+    }
+    assert_eq!(uploads[2]["name"], "notes.txt");
+    assert_eq!(uploads[2]["status"], 422, "{}", uploads[2]);
+    assert!(
+        uploads[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not usable audio"),
+        "{}",
+        uploads[2]
+    );
+    // What the page shows: a box per drawn segment, the error in words.
+    let shown = js(
+        wd_port,
+        &sid,
+        "return { segs: document.querySelectorAll('#uploads .seg').length,
+                  errors: [...document.querySelectorAll('#uploads .error')].map(e => e.textContent),
+                  status: document.getElementById('upload-status').textContent }",
+        serde_json::json!([]),
+    );
+    assert_eq!(shown["segs"], drawn, "{shown}");
+    let errors = shown["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{shown}");
+    assert!(
+        errors[0].as_str().unwrap().starts_with("HTTP 422: "),
+        "{shown}"
+    );
+    assert_eq!(shown["status"], "3 files analysed");
+    if let Ok(dir) = std::env::var("SERMO_SCREENSHOT_DIR") {
+        wd(
+            wd_port,
+            "POST",
+            &format!("/session/{sid}/window/rect"),
+            Some(serde_json::json!({ "width": 1000, "height": 1100 })),
+        );
+        let png = wd(wd_port, "GET", &format!("/session/{sid}/screenshot"), None);
+        let b64 = png.as_str().unwrap_or_default();
+        std::fs::write(Path::new(&dir).join("serve-page.b64"), b64).unwrap();
     }
 }

@@ -12,10 +12,14 @@
 //!   its reply back until the segments of the audio already sent are delivered.
 //!   Anything else gets `{"error": ...}` and the session goes on.
 //! - `POST /v1/predict` — an audio file (any format `decode` reads) in the body;
-//!   the predictions as a JSON array. Errors are JSON `{"error": ...}` (with the
+//!   the predictions as a JSON array: `sermo infer`'s fields plus `by_class`,
+//!   the class names with their probabilities. The page's upload (a file picker
+//!   and a drop zone) uses it. Errors are JSON `{"error": ...}` (with the
 //!   decoder's quarantine `reason` when the file is not usable audio): 400 empty
 //!   body, 413 over `--max-upload-mb`, 422 not usable audio, 503 busy.
-//! - `GET /v1/model` — the classes and the limits below, as JSON.
+//! - `GET /v1/model` — the model (name, architecture, features, sample rate), its
+//!   classes, the segment length and the limits below, as JSON; the page shows
+//!   it in its header.
 //!
 //! Limits (a hostile client costs bounded memory and never stops the others):
 //! [`MAX_MESSAGE_BYTES`] per WebSocket message or frame (larger: an error, the
@@ -128,6 +132,8 @@ impl ServeArgs {
 struct AppState {
     args: ServeArgs,
     classes: Vec<String>,
+    /// What `GET /v1/model` and the page show about the model.
+    model: serde_json::Value,
     jobs: Arc<Semaphore>,
     max_jobs: usize,
     sessions: Arc<Semaphore>,
@@ -189,6 +195,7 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     let state = Arc::new(AppState {
         args: args.clone(),
         classes: artifact.labels.clone(),
+        model: describe(&args.model, &artifact),
         jobs: Arc::new(Semaphore::new(max_jobs)),
         max_jobs,
         sessions: Arc::new(Semaphore::new(
@@ -249,11 +256,38 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, idle: Durat
     }
 }
 
-/// `GET /v1/model`: the classes and the server's limits.
+/// The model as the page and `GET /v1/model` name it: its folder's name and
+/// path, architecture, ensemble size, the features it reads and the sample
+/// rate of the audio they were computed from (uploads at another rate are
+/// resampled to it), and the sermo version that trained it.
+fn describe(
+    dir: &std::path::Path,
+    a: &crate::train::inference::ModelArtifact,
+) -> serde_json::Value {
+    let name = std::path::absolute(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
+    serde_json::json!({
+        "name": name,
+        "path": dir.display().to_string(),
+        "architecture": a.model.kind().name(),
+        "ensemble": a.training.ensemble.max(1),
+        "features": a.features,
+        "sample_rate": a.sample_rate,
+        "sermo_version": a.sermo_version,
+    })
+}
+
+/// `GET /v1/model`: the model (name, architecture, classes, sample rate), the
+/// segment length and the server's limits.
 async fn model_info(State(state): State<Arc<AppState>>) -> Response {
     let a = &state.args;
     axum::Json(serde_json::json!({
+        "model": state.model,
         "classes": state.classes,
+        "sample_rate": state.model["sample_rate"],
         "segment_s": a.segment,
         "limits": {
             "max_upload_bytes": a.upload_limit(),

@@ -78,7 +78,7 @@ pub(super) async fn predict(
     }
     let job = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        predict_file(&state.args, &body)
+        predict_file(&state.args, &body).map(|rows| with_class_names(rows, &state.classes))
     })
     .await;
     match job {
@@ -203,6 +203,28 @@ fn predict_file(args: &ServeArgs, body: &[u8]) -> Result<Vec<serde_json::Value>,
         ));
     }
     read_jsonl(&out).map_err(Refusal::internal)
+}
+
+/// Each prediction with `by_class` beside `probs`: the class names with their
+/// probabilities (`{"angry": 0.12, ...}`), so a client needs no second request
+/// to read them. The other fields are `sermo infer`'s, unchanged.
+fn with_class_names(rows: Vec<serde_json::Value>, classes: &[String]) -> Vec<serde_json::Value> {
+    rows.into_iter()
+        .map(|mut row| {
+            let by_class: Option<serde_json::Map<String, serde_json::Value>> =
+                row.get("probs").and_then(|p| p.as_array()).map(|probs| {
+                    classes
+                        .iter()
+                        .zip(probs)
+                        .map(|(c, p)| (c.clone(), p.clone()))
+                        .collect()
+                });
+            if let (Some(obj), Some(by_class)) = (row.as_object_mut(), by_class) {
+                obj.insert("by_class".into(), by_class.into());
+            }
+            row
+        })
+        .collect()
 }
 
 fn read_jsonl(p: &Path) -> Result<Vec<serde_json::Value>, String> {
