@@ -93,6 +93,14 @@ pub enum Command {
     },
     /// List the component kinds.
     Kinds,
+    /// The keys of a component kind (type, default, meaning), generated from
+    /// the code; without KIND, every kind (what docs/keys.md holds).
+    Keys {
+        kind: Option<String>,
+        /// The kind's JSON Schema instead (for editors and validators).
+        #[arg(long, requires = "kind")]
+        json: bool,
+    },
     /// Print the columns of a table kind (`--json`: the Arrow schema as in
     /// schemas/); without NAME, list the kinds.
     Schema {
@@ -257,6 +265,34 @@ pub fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Command::Keys { kind, json } => {
+            let reg = Registry::builtin();
+            match kind {
+                None => {
+                    print!("{}", crate::config::keys::reference(&reg));
+                    ExitCode::SUCCESS
+                }
+                Some(k) => {
+                    let found: Vec<_> = reg.entries().filter(|e| e.kind == k).collect();
+                    if found.is_empty() {
+                        eprintln!("sermo: no component kind `{k}` (see `sermo kinds`)");
+                        return ExitCode::from(EXIT_INVALID);
+                    }
+                    for e in found {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::to_string_pretty(e.schema().as_value())
+                                    .unwrap_or_default()
+                            );
+                        } else {
+                            print!("{}", crate::config::keys::kind_reference(e));
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+            }
         }
         Command::Schema { name, json } => {
             let all = crate::schema::documented();

@@ -24,12 +24,20 @@ pub struct Entry {
     pub role: Role,
     pub summary: &'static str,
     parse: ParseFn,
+    schema: fn() -> schemars::Schema,
 }
 
 impl Entry {
     /// Parse the component's keys (minus `kind`, `input`, `inputs`).
     pub fn parse(&self, v: toml::Value) -> Result<Box<dyn OperatorConfig>, ParseError> {
         (self.parse)(v)
+    }
+
+    /// The JSON Schema of the component's keys, generated from its config
+    /// struct (types, defaults, doc comments): the source of `sermo keys` and
+    /// docs/keys.md.
+    pub fn schema(&self) -> schemars::Schema {
+        (self.schema)()
     }
 }
 
@@ -127,6 +135,7 @@ impl Registry {
                 role: T::ROLE,
                 summary: T::SUMMARY,
                 parse: parse_as::<T>,
+                schema: || schemars::schema_for!(T),
             },
         );
         self

@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 /// What to do with multichannel audio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelMode {
     /// Mean of all channels (librosa's `mono=True`).

@@ -9,7 +9,18 @@ use std::io::Read;
 use serde::Deserialize;
 
 /// Sample format of the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Deserialize,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PcmFormat {
     /// RIFF/WAVE: the header says the rest.

@@ -3,6 +3,7 @@
 //! The format is documented in `docs/pipelines.md`.
 
 mod compile;
+pub mod keys;
 mod overrides;
 
 use std::path::{Path, PathBuf};

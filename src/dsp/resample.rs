@@ -22,7 +22,9 @@ use serde::Deserialize;
 use super::sinc_fft::{SincDesign, SincFft};
 
 /// Resampling quality.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Quality {
     /// soxr HQ's response: flat to 0.913 of the lower Nyquist frequency, ≈ 119 dB

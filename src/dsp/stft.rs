@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::simd::{madd, madd64, multiversion};
 
 /// How the signal is padded when `center` is true (librosa's `pad_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PadMode {
     #[default]

@@ -29,7 +29,7 @@ use crate::schema::{self, ENCODER_KEY, col};
 use crate::train::device::{Device, DeviceChoice, resolve};
 
 /// `layers = "all" | "last" | [K, ...]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Layers {
     Named(String),
@@ -72,7 +72,9 @@ impl Layers {
 }
 
 /// Pooling over a clip's valid frames.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
     #[default]
@@ -92,7 +94,7 @@ impl Pooling {
 }
 
 /// Config of the `embed` stage.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedConfig {
     /// The checkpoint folder (`config.json`, `preprocessor_config.json`,

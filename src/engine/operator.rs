@@ -141,7 +141,7 @@ pub trait OperatorConfig: Debug + Send + Sync {
 }
 
 /// A registrable component: its config plus the `kind` name and role.
-pub trait Component: OperatorConfig + DeserializeOwned + 'static {
+pub trait Component: OperatorConfig + DeserializeOwned + schemars::JsonSchema + 'static {
     const KIND: &'static str;
     const ROLE: Role;
     /// One line for `--help` and error hints.

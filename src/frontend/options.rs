@@ -16,7 +16,9 @@ use crate::schema::{self, FEATURES_KEY};
 
 /// Mel filter normalization (librosa's `norm`): `"slaney"` (area-normalized
 /// triangles, the default) or `"none"`.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MelNorm {
     #[default]
@@ -25,7 +27,9 @@ pub enum MelNorm {
 }
 
 /// The STFT analysis window (`window`): only `"hann"` (librosa's default) today.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowKind {
     #[default]
@@ -33,44 +37,56 @@ pub enum WindowKind {
 }
 
 /// Mel filter settings (librosa.filters.mel).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MelOpts {
+    /// Number of mel bands.
     #[serde(default = "d_n_mels")]
     pub n_mels: usize,
+    /// Lowest frequency of the filter bank in Hz.
     #[serde(default)]
     pub fmin: f64,
+    /// Highest frequency in Hz (default: half the sample rate).
     pub fmax: Option<f64>,
+    /// HTK mel scale instead of Slaney's.
     #[serde(default)]
     pub htk: bool,
     /// `"slaney"` (default) or `"none"`.
     #[serde(default)]
     pub norm: MelNorm,
+    /// Append this many orders of deltas (1: Δ, 2: Δ and ΔΔ).
     #[serde(default)]
     pub deltas: usize,
 }
 
 /// `log_mel`: mel + power_to_db.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogMelOpts {
+    /// Number of mel bands.
     #[serde(default = "d_n_mels")]
     pub n_mels: usize,
+    /// Lowest frequency of the filter bank in Hz.
     #[serde(default)]
     pub fmin: f64,
+    /// Highest frequency in Hz (default: half the sample rate).
     pub fmax: Option<f64>,
+    /// HTK mel scale instead of Slaney's.
     #[serde(default)]
     pub htk: bool,
     /// `"slaney"` (default) or `"none"`.
     #[serde(default)]
     pub norm: MelNorm,
+    /// `ref` of power_to_db: the power that maps to 0 dB.
     #[serde(default = "d_ref", rename = "ref")]
     pub reference: f32,
+    /// Floor of the power before the logarithm (power_to_db's `amin`).
     #[serde(default = "d_amin")]
     pub amin: f32,
     /// `top_db = 80` (default); a negative value disables the floor.
     #[serde(default = "d_top_db")]
     pub top_db: f32,
+    /// Append this many orders of deltas (1: Δ, 2: Δ and ΔΔ).
     #[serde(default)]
     pub deltas: usize,
 }
@@ -106,63 +122,81 @@ mel_inner!(LogMelOpts);
 mel_inner!(MfccOpts);
 
 /// `mfcc` (librosa.feature.mfcc: DCT type 2, ortho, on log-mel with top_db 80).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MfccOpts {
+    /// Number of coefficients.
     #[serde(default = "d_n_mfcc")]
     pub n_mfcc: usize,
+    /// Cepstral liftering coefficient (0: none).
     #[serde(default)]
     pub lifter: f32,
+    /// DCT type (2, as librosa's default).
     #[serde(default = "d_dct")]
     pub dct_type: u32,
+    /// Mel bands the coefficients are computed from.
     #[serde(default = "d_n_mels")]
     pub n_mels: usize,
+    /// Lowest frequency of the filter bank in Hz.
     #[serde(default)]
     pub fmin: f64,
+    /// Highest frequency in Hz (default: half the sample rate).
     pub fmax: Option<f64>,
+    /// HTK mel scale instead of Slaney's.
     #[serde(default)]
     pub htk: bool,
     /// `"slaney"` (default) or `"none"`.
     #[serde(default)]
     pub norm: MelNorm,
+    /// Append this many orders of deltas (1: Δ, 2: Δ and ΔΔ).
     #[serde(default)]
     pub deltas: usize,
 }
 
 /// `spectrogram`: |STFT|^power.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecOpts {
+    /// Exponent of the magnitude (1 = magnitude, 2 = power).
     #[serde(default = "d_power")]
     pub power: f32,
+    /// Append this many orders of deltas (librosa.feature.delta, width 9): 1 adds Δ, 2
+    /// adds Δ and ΔΔ.
     #[serde(default)]
     pub deltas: usize,
 }
 
 /// `chroma` (librosa.feature.chroma_stft on the power spectrogram, norm = inf).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChromaOpts {
+    /// Chroma bins per octave.
     #[serde(default = "d_n_chroma")]
     pub n_chroma: usize,
     /// Tuning in fractions of a bin; omitted = estimated per clip (librosa's default).
     pub tuning: Option<f64>,
+    /// Append this many orders of deltas (1: Δ, 2: Δ and ΔΔ).
     #[serde(default)]
     pub deltas: usize,
 }
 
 /// `contrast` (librosa.feature.spectral_contrast on the magnitude spectrogram).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContrastOpts {
+    /// Upper edge of the lowest band in Hz (each further band is an octave).
     #[serde(default = "d_fmin_contrast")]
     pub fmin: f64,
+    /// Number of octave bands (the output has n_bands + 1 values per frame).
     #[serde(default = "d_n_bands")]
     pub n_bands: usize,
+    /// Share of a band's bins that make its peak and its valley.
     #[serde(default = "d_quantile")]
     pub quantile: f64,
+    /// Linear difference of peak and valley instead of the difference in dB.
     #[serde(default)]
     pub linear: bool,
+    /// Append this many orders of deltas (1: Δ, 2: Δ and ΔΔ).
     #[serde(default)]
     pub deltas: usize,
 }
@@ -181,7 +215,7 @@ fn d_quantile() -> f64 {
 }
 
 /// `zcr` and `rms`: framed on the waveform.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FrameOpts {
     /// Default: the stage's `n_fft`.
@@ -190,6 +224,7 @@ pub struct FrameOpts {
     pub hop_length: Option<usize>,
     /// Default: the stage's `center`.
     pub center: Option<bool>,
+    /// Append this many orders of deltas (1: Δ, 2: Δ and ΔΔ).
     #[serde(default)]
     pub deltas: usize,
 }
@@ -226,7 +261,7 @@ fn d_true() -> bool {
 }
 
 /// Pooling over time.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Summary {
     Mean,
@@ -234,21 +269,28 @@ pub enum Summary {
 }
 
 /// Config of the `features` stage.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeaturesConfig {
+    /// FFT size in samples (librosa's `n_fft`).
     #[serde(default = "d_n_fft")]
     pub n_fft: usize,
+    /// Samples between frames.
     #[serde(default = "d_hop")]
     pub hop_length: usize,
+    /// Window length in samples (default: `n_fft`).
     pub win_length: Option<usize>,
     #[serde(default)]
     pub window: WindowKind,
+    /// Pad the signal so frame t is centred on sample t · hop_length (librosa's
+    /// `center`).
     #[serde(default = "d_true")]
     pub center: bool,
     #[serde(default)]
     pub pad_mode: PadMode,
     pub summary: Option<Summary>,
+    /// Concatenate these features per frame into one `stacked` column (e.g. `["zcr",
+    /// "rms", "mfcc"]`).
     pub stack: Option<Vec<String>>,
     pub spectrogram: Option<SpecOpts>,
     pub mel: Option<MelOpts>,

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use super::{Labels, file_name};
 
 /// Built-in corpus naming schemes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BuiltinScheme {
     /// No labels: every field is `None`.

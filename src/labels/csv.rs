@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{Labels, apply_map};
 
 /// A CSV (or TSV) table listing files and their labels.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsvSpec {
     /// Path of the table, relative to the pipeline's base folder.

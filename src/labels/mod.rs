@@ -68,7 +68,9 @@ pub const CANONICAL: &[&str] = &[
 ];
 
 /// The value of `labels = ...` in a pipeline file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[schemars(untagged)]
+#[serde(untagged)] // serialization only (Deserialize is below): as written in a pipeline
 pub enum LabelSpec {
     /// `labels = "ravdess"`: a built-in scheme.
     Builtin(BuiltinScheme),

@@ -11,7 +11,7 @@ use super::{Labels, apply_map};
 
 /// A regular expression over the relative path, with named groups `label`
 /// (required), `speaker` and `corpus` (optional).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegexSpec {
     /// The pattern, matched (unanchored) against the relative path.

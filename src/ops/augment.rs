@@ -53,7 +53,9 @@ use crate::schema::{TableKind, col};
 const EFFECTS: [&str; 5] = ["stretch", "pitch", "shift", "gain", "noise"];
 
 /// Noise colour in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Noise {
     #[default]
@@ -62,7 +64,9 @@ pub enum Noise {
 }
 
 /// Shift mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ShiftMode {
     #[default]
@@ -71,24 +75,37 @@ pub enum ShiftMode {
 }
 
 /// Config of the `augment` stage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AugmentConfig {
+    /// Each clip is emitted once per variant, with a `variant` column: `"clean"` or
+    /// effects joined with `+` (`"noise"`, `"pitch"`, `"stretch"`, `"shift"`, `"gain"`,
+    /// e.g. `"noise+pitch"`).
     pub variants: Vec<String>,
     #[serde(default)]
     pub noise: Noise,
+    /// Range [low, high] the noise SNR in dB is drawn from (uniformly); the achieved
+    /// SNR is exact.
     #[serde(default = "d_snr")]
     pub noise_snr_db: [f32; 2],
+    /// Globs of noise recordings mixed in instead of generated noise (decoded,
+    /// resampled to the clip's rate, looped, random offset).
     #[serde(default)]
     pub noise_paths: Vec<String>,
+    /// Range of the length-preserving pitch shift in semitones (as
+    /// `librosa.effects.pitch_shift`).
     #[serde(default = "d_pitch")]
     pub pitch_semitones: [f32; 2],
+    /// Range of the time-stretch rate (`librosa.effects.time_stretch`: length `round(n
+    /// / rate)`).
     #[serde(default = "d_stretch")]
     pub stretch_rate: [f32; 2],
+    /// Range of the time shift in seconds (see `shift_mode`).
     #[serde(default = "d_shift")]
     pub shift_s: [f32; 2],
     #[serde(default)]
     pub shift_mode: ShiftMode,
+    /// Range of the gain in dB.
     #[serde(default = "d_gain")]
     pub gain_db: [f32; 2],
 }

@@ -43,7 +43,7 @@ use crate::schema::require_inputs;
 use crate::schema::{self, TableKind};
 
 /// Config of the `decode` stage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecodeConfig {
     #[serde(default)]

@@ -42,7 +42,7 @@ use crate::rows::{ClipRow, clip_columns};
 use crate::schema;
 
 /// Config of the `files` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
     /// Files or glob patterns (`*`, `?`, `[..]`, `**`).

@@ -47,7 +47,7 @@ use crate::train::inference::{LoadedModel, ModelArtifact};
 use crate::train::training::argmax;
 
 /// `smooth = { median = K }`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Smooth {
     /// Odd window length in segments (centered; shorter at a clip's ends).
@@ -55,11 +55,12 @@ pub struct Smooth {
 }
 
 /// Config of the `infer` stage.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InferConfig {
     /// The model folder (`config.json` + `model.mpk`).
     pub model: String,
+    /// Rows per forward pass.
     #[serde(default = "d_batch")]
     pub batch_size: usize,
     #[serde(default)]

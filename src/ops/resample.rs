@@ -34,7 +34,7 @@ use crate::schema::require_inputs;
 use crate::schema::{TableKind, col};
 
 /// Config of the `resample` stage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResampleConfig {
     /// Target sample rate in Hz.

@@ -37,18 +37,25 @@ use crate::limits::{MAX_CHANNELS, MAX_SAMPLE_RATE};
 use crate::schema;
 
 /// Config of the `stdin` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdinConfig {
     #[serde(default)]
     pub format: PcmFormat,
+    /// Sample rate of raw PCM (`s16le`, `f32le`): required for those; a WAV stream
+    /// states its own.
     pub rate: Option<u32>,
+    /// Interleaved channels of raw PCM, mixed to mono.
     #[serde(default = "d_channels")]
     pub channels: u16,
+    /// Seconds of audio per emitted `audio` row.
     #[serde(default = "d_chunk")]
     pub chunk_s: f64,
+    /// `"-"` is standard input; a file or FIFO path is read the same way, as the bytes
+    /// arrive.
     #[serde(default = "d_path")]
     pub path: String,
+    /// The `clip_id` of every row.
     #[serde(default = "d_clip")]
     pub clip_id: String,
 }

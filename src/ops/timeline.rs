@@ -33,13 +33,14 @@ use crate::schema::require_inputs;
 use crate::schema::{self, CLASSES_KEY, TableKind, col};
 
 /// Config of the `timeline` sink.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimelineConfig {
     /// Also write the rows here: `.parquet` (one file), `.jsonl` or `.csv`.
     pub out: Option<String>,
     /// The format of `out` when its name does not say (`parquet`, `jsonl`, `csv`).
     pub format: Option<Format>,
+    /// Print the timeline and the per-clip summary of runs on standard output.
     #[serde(default = "d_true")]
     pub print: bool,
 }
@@ -56,7 +57,7 @@ impl Component for TimelineConfig {
 }
 
 /// The file format of a timeline's `out`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// One JSON object per line (`ndjson` is accepted as a synonym).

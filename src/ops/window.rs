@@ -44,7 +44,9 @@ use crate::schema::require_inputs;
 use crate::schema::{TableKind, col};
 
 /// Windowing mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Fixed,
@@ -53,7 +55,9 @@ pub enum Mode {
 }
 
 /// What to do with the last partial segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Last {
     #[default]
@@ -63,7 +67,9 @@ pub enum Last {
 }
 
 /// Where a fixed window sits in a longer clip (and a shorter one in the window).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Align {
     #[default]
@@ -72,16 +78,20 @@ pub enum Align {
 }
 
 /// Config of the `window` stage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
     pub mode: Mode,
+    /// Window length in seconds.
     pub length_s: f64,
+    /// `segments`: step between segment starts in seconds (default: `length_s`, no
+    /// overlap).
     pub hop_s: Option<f64>,
     #[serde(default)]
     pub last: Last,
     #[serde(default)]
     pub align: Align,
+    /// `random_crop`: the crop offset depends only on (`seed`, `clip_id`).
     #[serde(default)]
     pub seed: u64,
 }

@@ -168,7 +168,9 @@ pub fn examples(
 }
 
 /// How examples are normalized before the (training-set) standardizer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalize {
     /// Only the global standardizer fitted on the training part.
@@ -344,15 +346,19 @@ impl HostBatch {
 /// bands of 0..=`feature_width` consecutive dimensions are set to 0 — the training
 /// mean after standardization. Only training batches are masked, only within an
 /// example's real frames; validation, test and inference see whole inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Masking {
+    /// Time masks per training example.
     #[serde(default = "d_bands")]
     pub time: usize,
+    /// Widest time mask in frames (each drawn uniformly up to it).
     #[serde(default = "d_time_width")]
     pub time_width: usize,
+    /// Feature (frequency) masks per training example.
     #[serde(default = "d_bands")]
     pub feature: usize,
+    /// Widest feature mask in dimensions.
     #[serde(default = "d_feature_width")]
     pub feature_width: usize,
 }

@@ -26,7 +26,7 @@ use super::conv::{GemmConv1d, GemmConv2d, GemmConv2dConfig};
 pub use super::finetune::{EncoderSpec, SslFinetune, SslFinetuneParams};
 
 /// Which model (`model = "..."` in a `train` sink).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
     Mlp,

@@ -13,14 +13,34 @@ use super::split::{Cv, Split};
 use super::training::{Checkpoint, ClassWeights, Schedule, TrainSettings};
 
 /// `early_stopping = { patience = N }`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStopping {
+    /// Stop after this many epochs without a lower validation loss.
     pub patience: usize,
 }
 
 /// Config of the `train` sink.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+///
+/// ```toml
+/// [sinks.model]
+/// kind = "train"
+/// input = "feats"                 # a features table: a parquet source or a features stage
+/// model = "attention_fcn"
+/// features = ["log_mel"]
+/// normalize = "speaker"
+/// epochs = 30
+/// batch_size = 32
+/// learning_rate = 1e-3
+/// schedule = "cosine"
+/// class_weights = "balanced"
+/// cv = { by = "speaker", folds = 10, valid = 0, final = true }
+/// seed = 7
+/// out = "../runs/emodb-attention_fcn"
+/// [sinks.model.params]
+/// dropout = 0.3
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub model: ModelKind,
@@ -33,38 +53,52 @@ pub struct TrainConfig {
     /// Batches whose gradients are summed before one optimizer step.
     #[serde(default = "d_ensemble")]
     pub grad_accumulation: usize,
+    /// Training epochs (the most; with `early_stopping`, fewer).
     #[serde(default = "d_epochs")]
     pub epochs: usize,
+    /// Clips per training batch.
     #[serde(default = "d_batch")]
     pub batch_size: usize,
+    /// Peak learning rate of AdamW.
     #[serde(default = "d_lr")]
     pub learning_rate: f64,
+    /// AdamW weight decay.
     #[serde(default = "d_wd")]
     pub weight_decay: f64,
     #[serde(default)]
     pub schedule: Schedule,
+    /// Epochs of linear learning-rate warmup before the `schedule`.
     #[serde(default)]
     pub warmup_epochs: usize,
+    /// `schedule = "step"`: epochs between halvings.
     #[serde(default = "d_step")]
     pub step_epochs: usize,
     #[serde(default)]
     pub class_weights: ClassWeights,
     pub early_stopping: Option<EarlyStopping>,
+    /// Clip the gradient norm to this value (default: no clipping).
     pub grad_clip: Option<f32>,
+    /// Frames per clip at most: longer clips are cut to their first frames.
     #[serde(default = "d_max_frames")]
     pub max_frames: usize,
     pub split: Option<Split>,
     pub cv: Option<Cv>,
     /// Class order (default: the sorted labels of the table).
     pub labels: Option<Vec<String>>,
+    /// Seed of initialization, batch order and augmentation draws; CPU training is
+    /// deterministic given the table's content and the settings.
     #[serde(default)]
     pub seed: u64,
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Output folder of the model (or of the CV run: `fold-K/` per fold, `cv.json`,
+    /// `metrics.json`), relative to the pipeline file.
     pub out: String,
-    /// The model's hyper-parameters (`[sinks.x.params]`), checked against the
-    /// model's own config type by [`TrainConfig::model_spec`].
+    /// The model's hyper-parameters (`[sinks.x.params]`; each model's keys and
+    /// defaults are in docs/models.md), checked against the model's own config
+    /// type at validation.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     pub params: toml::Table,
     /// `"global"` (default) or `"speaker"`: z-normalize each group (speaker)
     /// with its own statistics first (docs/models.md).
@@ -103,21 +137,23 @@ pub struct TrainConfig {
 }
 
 /// `mixup = { alpha = 0.2 }`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mixup {
+    /// α of the Beta(α, α) distribution λ is drawn from.
     pub alpha: f64,
 }
 
 /// `crop = { frames = 150 }`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Crop {
+    /// Frames of the random training window.
     pub frames: usize,
 }
 
 /// How a table with a `variant` column (the `augment` stage) trains.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Variants {
     /// Variants whose rows train (default: every variant in the table).
@@ -130,7 +166,9 @@ pub struct Variants {
 }
 
 /// See [`Variants::mode`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum VariantMode {
     #[default]

@@ -189,7 +189,7 @@ fn short_list<S: AsRef<str>>(values: &[S]) -> String {
 }
 
 /// Test and valid fractions of a random split.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fraction {
     /// Share of rows in test, in (0, 1).
@@ -202,12 +202,12 @@ pub struct Fraction {
 /// A fixed split: named groups go to test and valid, the rest to train.
 ///
 /// ```toml
-/// [split]
+/// [sinks.model.split]
 /// by = "speaker"
 /// test = ["03", "08"]
 /// valid = ["09"]
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Split {
     /// Group column (`"speaker"`, `"session"`, any column), or `"random"`.
@@ -303,14 +303,14 @@ impl Split {
 /// Group-wise cross-validation.
 ///
 /// ```toml
-/// [cv]
+/// [sinks.model.cv]
 /// by = "speaker"
 /// folds = 10      # = number of speakers: leave-one-speaker-out
 /// valid = 1       # speakers held out of each fold's train set (default 1)
 /// seed = 7        # deals the speakers into folds (default: the sink's `seed`)
 /// final = true    # then one model on every speaker, at the run's top level
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cv {
     /// Group column (`"speaker"`, `"session"`, any column).

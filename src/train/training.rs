@@ -21,7 +21,7 @@ use super::data::{
 use super::model::{ModelConfig, SerModel};
 
 /// Learning-rate schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
     /// Cosine decay to 0 over the epochs after warmup.
@@ -33,7 +33,7 @@ pub enum Schedule {
 }
 
 /// How classes are weighted in the loss.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClassWeights {
     /// n / (classes · count(class)), as sklearn's "balanced".
@@ -98,7 +98,9 @@ fn one() -> usize {
 }
 
 /// Which epoch's weights training keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Checkpoint {
     /// The epoch with the lowest validation loss (the last one without a

@@ -18,7 +18,9 @@ use crate::store::hive::partitionable;
 pub use crate::store::{HEADER_FILE, Header, QUARANTINE_FILE, SUCCESS_FILE, Success, schema_hash};
 
 /// How a sink treats output already in its directory.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Keep committed clips, process the rest.
@@ -38,7 +40,7 @@ impl Mode {
 }
 
 /// Config of the `parquet` sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSinkConfig {
     /// Output directory.

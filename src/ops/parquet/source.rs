@@ -40,7 +40,7 @@ use crate::schema::col;
 use crate::store::dataset::{DataFile, list_dataset};
 
 /// Config of the `parquet` source.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSourceConfig {
     /// A directory or a file.
