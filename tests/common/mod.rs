@@ -34,14 +34,13 @@ pub fn skip(test: &str, why: &str) {
     let why = why.replace(['\n', '\t'], " ");
     let line = format!("SKIP {test}: {why}\n");
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    if let Some(log) = std::env::var_os("SERMO_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
+    if let Some(log) = std::env::var_os("SERMO_SKIP_LOG")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
-        {
-            let _ = f.write_all(format!("{test}\t{why}\n").as_bytes());
-        }
+    {
+        let _ = f.write_all(format!("{test}\t{why}\n").as_bytes());
     }
 }
 
