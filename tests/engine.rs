@@ -218,7 +218,7 @@ rows_per_file = 7
 
 /// A deliberately slow sink, registered from outside the crate: one module-worth of
 /// code plus one `register` line.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SlowSinkConfig {
     delay_ms: u64,
