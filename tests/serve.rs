@@ -77,24 +77,51 @@ fn serve(model: &Path, extra: &[&str]) -> (Killed, u16, std::sync::mpsc::Receive
 }
 
 fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    request(port, method, path, "application/octet-stream", body)
+}
+
+/// One HTTP/1.1 request on a fresh connection: the status and the body. The
+/// body is read to its `Content-Length` (chromedriver keeps the connection open
+/// whatever `Connection: close` says), else to the end of the stream.
+fn request(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
+    let _ = s.write_all(body); // a refusal may close before reading it all
+    let mut r = std::io::BufReader::new(s);
+    let (mut status, mut len) = (0, None);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if status == 0 {
+            status = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+        } else if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse::<usize>().ok();
+        }
+    }
     let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    match len {
+        Some(n) => {
+            resp.resize(n, 0);
+            let _ = r.read_exact(&mut resp);
+        }
+        None => {
+            let _ = r.read_to_end(&mut resp);
+        }
+    }
+    (status, String::from_utf8_lossy(&resp).to_string())
 }
 
 /// `sermo infer` on `file`: (segment, label, confidence) per line of its jsonl.
@@ -349,38 +376,15 @@ fn recordings_on_chunk_boundaries_keep_their_last_segment_on_every_path() {
 /// A WebDriver command to chromedriver on `port`: the response's `value`.
 fn wd(port: u16, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    let (status, json) = request(
+        port,
+        method,
+        path,
+        "application/json; charset=utf-8",
+        body.as_bytes(),
     );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    // chromedriver keeps the connection open whatever `Connection` says: read
-    // the head, then exactly `Content-Length` bytes.
-    let mut r = std::io::BufReader::new(s);
-    let mut len = 0usize;
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.trim().eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap();
-        }
-        head.push_str(&line);
-    }
-    let mut resp = vec![0u8; len];
-    r.read_exact(&mut resp).unwrap();
-    let json = String::from_utf8_lossy(&resp);
-    let text = format!("{head}\n{json}");
     let v: serde_json::Value = serde_json::from_str(&json)
-        .unwrap_or_else(|e| panic!("chromedriver {method} {path}: {e}: {text}"));
+        .unwrap_or_else(|e| panic!("chromedriver {method} {path}: HTTP {status}: {e}: {json}"));
     assert!(
         v["value"].get("error").is_none(),
         "chromedriver {method} {path}: {v}"
