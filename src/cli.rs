@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::PipelineFile;
 use crate::engine::{Cancel, Metrics, Plan, Role, RunOptions};
-use crate::error::SermoError;
+use crate::error::{SermoError, count};
 use crate::registry::Registry;
 
 /// Exit code when the pipeline file is invalid.
@@ -197,11 +197,11 @@ pub fn main() -> ExitCode {
         Command::Commit { out, shards } => match crate::shards::commit(&out, shards) {
             Ok(m) => {
                 println!(
-                    "{}: committed {} shards, {} rows in {} files ({} quarantined)",
+                    "{}: committed {}, {} in {} ({} quarantined)",
                     out.display(),
-                    m.shards,
-                    m.rows,
-                    m.files,
+                    count(m.shards, "shard"),
+                    count(m.rows, "row"),
+                    count(m.files, "file"),
                     m.quarantined
                 );
                 ExitCode::SUCCESS
@@ -241,9 +241,9 @@ pub fn main() -> ExitCode {
                 println!(
                     "{}: valid ({} sources, {} stages, {} sinks)",
                     file.display(),
-                    count(&plan, Role::Source),
-                    count(&plan, Role::Stage),
-                    count(&plan, Role::Sink)
+                    nodes_of(&plan, Role::Source),
+                    nodes_of(&plan, Role::Stage),
+                    nodes_of(&plan, Role::Sink)
                 );
                 ExitCode::SUCCESS
             }
@@ -378,16 +378,21 @@ fn eval(
         }
     };
     println!(
-        "model {} on {}: {} of {} rows scored (labels: {})",
-        r.model, r.table, r.scored, r.rows, r.labels_mode
+        "model {} on {}: {} of {} scored (labels: {})",
+        r.model,
+        r.table,
+        r.scored,
+        count(r.rows, "row"),
+        r.labels_mode
     );
     for (l, n) in &r.left_out {
-        println!("  left out: {n} rows labelled {l}");
+        println!("  left out: {} labelled {l}", count(*n, "row"));
     }
     if let Some(n) = r.trained_rows.filter(|&n| n > 0 && !r.excluded_trained) {
         eprintln!(
-            "sermo: eval: warning: {n} of {} rows are clips this model was trained (or validated) on, so its scores on them are optimistic; --exclude-trained leaves them out",
-            r.rows
+            "sermo: eval: warning: {n} of {} {} clips this model was trained (or validated) on, so its scores on them are optimistic; --exclude-trained leaves them out",
+            count(r.rows, "row"),
+            if n == 1 { "is a row of" } else { "are rows of" }
         );
     }
     if r.feature_settings_match == Some(false) {
@@ -412,7 +417,7 @@ fn eval(
     ExitCode::SUCCESS
 }
 
-fn count(plan: &Plan, role: Role) -> usize {
+fn nodes_of(plan: &Plan, role: Role) -> usize {
     plan.nodes.iter().filter(|n| n.role == role).count()
 }
 
@@ -499,7 +504,8 @@ pub fn summary(metrics: &Metrics, wall: Duration) -> String {
     if !refused.is_empty() {
         let n = metrics.sum_matching("refused_rows.", "");
         q.push_str(&format!(
-            ", {n} rows (segments) refused ({})",
+            ", {} refused ({})",
+            count(n, "segment"),
             refused.join(", ")
         ));
     }
@@ -522,7 +528,9 @@ pub fn summary(metrics: &Metrics, wall: Duration) -> String {
     };
     if total > 0 && resumed >= total && quarantined == 0 {
         return format!(
-            "sermo: {total} files, every one already in the output (an earlier run committed them): the tables were already complete; done in {}",
+            "sermo: {}, {} already in the output (an earlier run committed them): the tables were already complete; done in {}",
+            count(total, "file"),
+            if total == 1 { "it was" } else { "every one" },
             human_duration(wall_s)
         );
     }
@@ -531,7 +539,8 @@ pub fn summary(metrics: &Metrics, wall: Duration) -> String {
         return format!("sermo: rows: {rows}; done in {}", human_duration(wall_s));
     }
     format!(
-        "sermo: {total} files, {q}; rows: {rows}; {} of audio in {} ({:.0}x real time)",
+        "sermo: {}, {q}; rows: {rows}; {} of audio in {} ({:.0}x real time)",
+        count(total, "file"),
         human_duration(audio),
         human_duration(wall_s),
         audio / wall_s
@@ -648,7 +657,8 @@ fn run_plan(
             let quarantined = quarantined.max(in_tables);
             if plan.fail_on_quarantine && quarantined > 0 {
                 eprintln!(
-                    "sermo: {quarantined} files quarantined and [pipeline] fail_on_quarantine = true"
+                    "sermo: {} quarantined and [pipeline] fail_on_quarantine = true",
+                    count(quarantined, "file")
                 );
                 return ExitCode::FAILURE;
             }
@@ -743,4 +753,28 @@ fn spawn_signal_handler(cancel: Cancel) {
             cancel.cancel();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_one_file_as_a_file() {
+        let m = Metrics::default();
+        m.counter("files.total").add(1);
+        m.counter("audio.micros").add(2_000_000);
+        m.counter("sink.table.rows").add(1);
+        let s = summary(&m, Duration::from_secs(1));
+        assert!(s.starts_with("sermo: 1 file, 0 quarantined; rows: 1 to table;"), "{s}");
+        m.counter("files.total").add(2);
+        m.counter("files.resumed").add(3);
+        let s = summary(&m, Duration::from_secs(1));
+        assert!(s.starts_with("sermo: 3 files, every one already in the output"), "{s}");
+        let one = Metrics::default();
+        one.counter("files.total").add(1);
+        one.counter("files.resumed").add(1);
+        let s = summary(&one, Duration::from_secs(1));
+        assert!(s.starts_with("sermo: 1 file, it was already in the output"), "{s}");
+    }
 }

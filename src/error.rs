@@ -140,3 +140,63 @@ impl ConfigErrors {
         s
     }
 }
+
+/// `n` and the noun in the number it takes: `count(1, "file")` is "1 file",
+/// `count(2, "file")` "2 files". For nouns whose plural is not noun + "s",
+/// use [`count_as`].
+pub fn count(n: impl Counted, noun: &str) -> String {
+    let n = n.into_u64();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// [`count`] with the plural spelled out: `count_as(2, "class", "classes")`.
+pub fn count_as(n: impl Counted, one: &str, many: &str) -> String {
+    let n = n.into_u64();
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// A number of things, for [`count`].
+pub trait Counted {
+    /// The number as a `u64`.
+    fn into_u64(self) -> u64;
+}
+
+impl Counted for u64 {
+    fn into_u64(self) -> u64 {
+        self
+    }
+}
+
+impl Counted for u32 {
+    fn into_u64(self) -> u64 {
+        u64::from(self)
+    }
+}
+
+impl Counted for usize {
+    fn into_u64(self) -> u64 {
+        self as u64
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::{count, count_as};
+
+    #[test]
+    fn counts_take_the_number_of_their_noun() {
+        assert_eq!(count(0usize, "file"), "0 files");
+        assert_eq!(count(1u64, "file"), "1 file");
+        assert_eq!(count(2u32, "row"), "2 rows");
+        assert_eq!(count_as(1u64, "class", "classes"), "1 class");
+        assert_eq!(count_as(3u64, "class", "classes"), "3 classes");
+    }
+}

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::engine::Shard;
+use crate::error::count;
 use crate::store::lock::DirLock;
 pub use crate::store::{MANIFEST_FILE, Manifest, ShardEntry};
 use crate::store::{SUCCESS_FILE, Success};
@@ -272,9 +273,9 @@ impl Status {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} of {} shards complete{}",
+            "{} of {} complete{}",
             self.complete.len(),
-            self.count,
+            count(self.count, "shard"),
             if self.committed { " (committed)" } else { "" }
         );
         if !self.complete.is_empty() {

@@ -538,7 +538,7 @@ fn stats_match_an_independent_computation() {
     assert!(text.contains("16 rows, 16 clips"), "{text}");
     assert!(text.contains("rows by label"), "{text}");
     assert!(text.contains("feature stacked: 42 dims over"), "{text}");
-    assert!(text.contains("quarantine: 0 rows in 1 files"), "{text}");
+    assert!(text.contains("quarantine: 0 rows in 1 file"), "{text}");
 }
 
 /// Width and height from a PNG's IHDR, after checking the signature.

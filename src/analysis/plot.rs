@@ -8,6 +8,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::charts::{FAMILY, fonts};
+use crate::error::count;
 
 use super::stats::{Balance, Stats};
 use super::{AnalysisError, Result};
@@ -74,9 +75,9 @@ fn class_balance(
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
-                "Class balance by {column}: {} ({} rows)",
+                "Class balance by {column}: {} ({})",
                 short_name(stats),
-                stats.rows
+                count(stats.rows, "row")
             ),
             (FAMILY, 26),
         )

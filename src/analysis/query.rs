@@ -16,6 +16,8 @@ use polars::sql::SQLContext;
 use super::table::Table;
 use super::{AnalysisError, QueryArgs, Result};
 
+use crate::error::count;
+
 /// Output format of `--out`, from the file's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutFormat {
@@ -125,9 +127,9 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         (Some(path), Some(format)) => {
             write(&mut df, path, format)?;
             eprintln!(
-                "sermo: wrote {} rows x {} columns to {}",
-                df.height(),
-                df.width(),
+                "sermo: wrote {} x {} to {}",
+                count(df.height(), "row"),
+                count(df.width(), "column"),
                 path.display()
             );
             Ok(())
@@ -263,9 +265,9 @@ pub fn render(df: &DataFrame, limit: usize) -> String {
         ));
     }
     out.push_str(&format!(
-        "({} rows x {} columns)\n",
-        df.height(),
-        df.width()
+        "({} x {})\n",
+        count(df.height(), "row"),
+        count(df.width(), "column")
     ));
     out
 }

@@ -31,6 +31,8 @@ use serde::Serialize;
 use super::table::Table;
 use super::{AnalysisError, Result, StatsArgs};
 
+use crate::error::count;
+
 /// Columns whose class balance is reported, when present.
 pub const BALANCE_COLUMNS: [&str; 3] = ["corpus", "label", "speaker"];
 
@@ -574,8 +576,12 @@ pub fn render(s: &Stats) -> String {
         }
     ));
     match s.clips {
-        Some(c) => o.push_str(&format!("  {} rows, {} clips\n", s.rows, c)),
-        None => o.push_str(&format!("  {} rows\n", s.rows)),
+        Some(c) => o.push_str(&format!(
+            "  {}, {}\n",
+            count(s.rows, "row"),
+            count(c, "clip")
+        )),
+        None => o.push_str(&format!("  {}\n", count(s.rows, "row"))),
     }
     if s.part_files == 0 {
         o.push_str("  (no part files: every input file was quarantined?)\n");
@@ -640,9 +646,9 @@ pub fn render(s: &Stats) -> String {
         }
     }
     o.push_str(&format!(
-        "\nquarantine: {} rows in {} files\n",
-        s.quarantine.rows,
-        s.quarantine.files.len()
+        "\nquarantine: {} in {}\n",
+        count(s.quarantine.rows, "row"),
+        count(s.quarantine.files.len(), "file")
     ));
     for (title, list) in [
         ("by reason", &s.quarantine.by_reason),

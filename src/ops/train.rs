@@ -419,8 +419,8 @@ impl Operator for TrainSink {
                         rows.examples.retain(|e| e.frames >= min);
                         if rows.examples.len() < before {
                             eprintln!(
-                                "sermo: train: {} clips shorter than the encoder's receptive field ({min} samples) left out",
-                                before - rows.examples.len()
+                                "sermo: train: {} shorter than the encoder's receptive field ({min} samples) left out",
+                                crate::error::count(before - rows.examples.len(), "clip")
                             );
                         }
                         Some(spec)

@@ -33,6 +33,7 @@ use super::split::{Assignment, Part};
 use super::training::{Checkpoint, Epoch, TrainSettings, argmax, predict, train};
 use super::{Cpu, CpuAutodiff};
 use crate::engine::{Cancel, Shard, hash};
+use crate::error::count;
 use crate::schema::col;
 
 /// The rows a `train` sink gathered, as examples.
@@ -109,9 +110,9 @@ impl TrainingRows {
         ex.retain(|e| !failed.contains(&e.clip_id));
         if ex.len() < before {
             eprintln!(
-                "sermo: train: {} rows of {} clips quarantined upstream left out (a clip is used whole or not at all)",
-                before - ex.len(),
-                failed.len()
+                "sermo: train: {} of {} quarantined upstream left out (a clip is used whole or not at all)",
+                count(before - ex.len(), "row"),
+                count(failed.len(), "clip")
             );
         }
         let non_finite: BTreeSet<String> = ex
@@ -123,8 +124,8 @@ impl TrainingRows {
             ex.retain(|e| !non_finite.contains(&e.clip_id));
             let shown: Vec<&str> = non_finite.iter().take(10).map(String::as_str).collect();
             eprintln!(
-                "sermo: train: {} clips with NaN or infinite feature values left out (non_finite): {}{}",
-                non_finite.len(),
+                "sermo: train: {} with NaN or infinite feature values left out (non_finite): {}{}",
+                count(non_finite.len(), "clip"),
                 shown.join(", "),
                 if non_finite.len() > shown.len() {
                     ", ..."
@@ -138,8 +139,8 @@ impl TrainingRows {
         ex.retain(|e| e.label.is_some() && e.frames > 0);
         if ex.len() < before {
             eprintln!(
-                "sermo: train: {} rows without a class in {labels:?} left out",
-                before - ex.len()
+                "sermo: train: {} without a class in {labels:?} left out",
+                count(before - ex.len(), "row")
             );
         }
         let dims = ex
