@@ -31,12 +31,23 @@ pub struct InferArgs {
     /// Step between segment starts in seconds (default: the segment length).
     #[arg(long)]
     pub hop: Option<f64>,
+    /// Cut along detected speech: segments of 1 s to `--segment` inside speech,
+    /// the stretches between labelled `silence` (not classified).
+    #[arg(long)]
+    pub vad: bool,
     /// Median smoothing over this many consecutive segments (odd).
     #[arg(long)]
     pub smooth: Option<usize>,
     /// Write the predictions: `.parquet`, `.jsonl` or `.csv`.
     #[arg(long)]
     pub out: Option<String>,
+    /// Draw the timeline into this PNG (class probabilities over time, mm:ss).
+    #[arg(long, value_name = "PNG")]
+    pub plot: Option<String>,
+    /// Label a segment `uncertain` when its top class probability is below this
+    /// (0–1); its probabilities are kept.
+    #[arg(long, value_name = "P")]
+    pub min_confidence: Option<f64>,
     /// Segments per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -78,6 +89,12 @@ fn check_flags(args: &InferArgs, stdin: bool) -> Result<(), String> {
     secs("--segment", args.segment)?;
     if let Some(h) = args.hop {
         secs("--hop", h)?;
+        if args.vad && h > args.segment {
+            return Err(format!(
+                "--hop must not exceed --segment ({}) with --vad, got {h}",
+                args.segment
+            ));
+        }
     }
     if let Some(k) = args.smooth
         && (k == 0 || k % 2 == 0)
@@ -85,6 +102,18 @@ fn check_flags(args: &InferArgs, stdin: bool) -> Result<(), String> {
         return Err(format!(
             "--smooth must be odd (a median over K segments centred on each one), got {k}"
         ));
+    }
+    if let Some(m) = args.min_confidence
+        && !(m.is_finite() && (0.0..=1.0).contains(&m))
+    {
+        return Err(format!(
+            "--min-confidence must be a probability between 0 and 1, got {m}"
+        ));
+    }
+    if let Some(p) = &args.plot
+        && !p.to_ascii_lowercase().ends_with(".png")
+    {
+        return Err(format!("--plot must name a .png file, got `{p}`"));
     }
     if args.batch_size == 0 || args.batch_size > MAX_BATCH {
         return Err(format!(
@@ -169,11 +198,20 @@ pub fn pipeline(args: &InferArgs) -> Result<String, String> {
         ));
         last = "rate";
     }
-    t.push_str(&format!(
-        "[stages.segments]\nkind = \"window\"\ninput = \"{last}\"\nmode = \"segments\"\nlength_s = {}\nhop_s = {}\nlast = \"keep\"\n\n",
-        args.segment,
-        args.hop.unwrap_or(args.segment)
-    ));
+    if args.vad {
+        t.push_str(&format!(
+            "[stages.segments]\nkind = \"window\"\ninput = \"{last}\"\nmode = \"speech\"\nlength_s = {}\nhop_s = {}\nmin_s = {:?}\n\n",
+            args.segment,
+            args.hop.unwrap_or(args.segment),
+            1f64.min(args.segment)
+        ));
+    } else {
+        t.push_str(&format!(
+            "[stages.segments]\nkind = \"window\"\ninput = \"{last}\"\nmode = \"segments\"\nlength_s = {}\nhop_s = {}\nlast = \"keep\"\n\n",
+            args.segment,
+            args.hop.unwrap_or(args.segment)
+        ));
+    }
     t.push_str(&format!(
         "[stages.emotion]\nkind = \"infer\"\ninput = \"segments\"\nmodel = {}\nbatch_size = {}\ndevice = \"{}\"\n",
         quote(&model),
@@ -183,9 +221,15 @@ pub fn pipeline(args: &InferArgs) -> Result<String, String> {
     if let Some(k) = args.smooth {
         t.push_str(&format!("smooth = {{ median = {k} }}\n"));
     }
+    if let Some(m) = args.min_confidence {
+        t.push_str(&format!("min_confidence = {m:?}\n"));
+    }
     t.push_str("\n[sinks.timeline]\nkind = \"timeline\"\ninput = \"emotion\"\n");
     if let Some(o) = &args.out {
         t.push_str(&format!("out = {}\n", quote(&absolute(o))));
+    }
+    if let Some(p) = &args.plot {
+        t.push_str(&format!("plot = {}\n", quote(&absolute(p))));
     }
     Ok(t)
 }

@@ -17,6 +17,8 @@
 //!   markers) shared by the parquet sink/source, analysis, shards and train.
 //! - [`shards`]: `sermo commit` / `sermo status` for sharded (Slurm array) runs.
 //! - [`train`]: burn models, training loop, speaker-independent splits, CV, metrics.
+//! - [`timeline`]: emotion timelines kept bounded: per-clip summary, binned track,
+//!   the PNG picture.
 //! - [`analysis`]: `sermo query` (polars SQL) and `sermo stats` (feature `analysis`).
 //!
 //! ```no_run
@@ -47,6 +49,7 @@ pub mod schema;
 pub mod serve;
 pub mod shards;
 pub mod store;
+pub mod timeline;
 pub mod train;
 
 /// The README's Rust examples compile (`cargo test --doc`).

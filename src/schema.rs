@@ -94,6 +94,19 @@ pub mod col {
     /// Which augmentation variant a row is (`clean`, `noise_10db`, ...), added by the
     /// `augment` stage and kept by `features`.
     pub const VARIANT: &str = "variant";
+    /// Whether an audio row is speech (`window mode = "speech"`): rows without
+    /// speech carry no samples and are labelled `silence` by `infer`.
+    pub const SPEECH: &str = "speech";
+}
+
+/// `schema` with the [`col::SPEECH`] column appended (once).
+pub fn with_speech(schema: &Schema) -> SchemaRef {
+    if schema.field_with_name(col::SPEECH).is_ok() {
+        return Arc::new(schema.clone());
+    }
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(col::SPEECH, DataType::Boolean, false));
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 fn with_kind(fields: Vec<Field>, kind: TableKind, extra: &[(&str, &str)]) -> SchemaRef {

@@ -8,7 +8,7 @@
 //!   no registry, no table kinds, no audio);
 //! - `dsp/` names only `dsp` (pure DSP, no I/O, no engine); `limits.rs` names nothing;
 //! - the library modules beneath the operators (`store`, `frontend`, `train`,
-//!   `audio`, `rows`, `schema`, `labels`, `analysis`) name neither `ops`, `config`,
+//!   `audio`, `rows`, `schema`, `labels`, `analysis`, `timeline`) name neither `ops`, `config`,
 //!   `registry` nor the CLI.
 
 use std::collections::BTreeSet;
@@ -102,7 +102,7 @@ fn module_of(rel: &Path) -> String {
 }
 
 /// Every module of `src/` that a rule can name.
-const MODULES: [&str; 22] = [
+const MODULES: [&str; 23] = [
     "analysis",
     "audio",
     "charts",
@@ -123,6 +123,7 @@ const MODULES: [&str; 22] = [
     "serve",
     "shards",
     "store",
+    "timeline",
     "train",
     "main",
 ];

@@ -43,9 +43,17 @@ fn model(dir: &Path) -> PathBuf {
     )
 }
 
-/// Start `sermo serve` on a free port; returns the process, its port and a
-/// channel of its stdout lines.
+/// Start `sermo serve` with fixed 3-s segments (`--no-vad`: what most tests
+/// here count) on a free port; returns the process, its port and a channel of
+/// its stdout lines.
 fn serve(model: &Path, extra: &[&str]) -> (Killed, u16, std::sync::mpsc::Receiver<String>) {
+    let mut args = vec!["--no-vad"];
+    args.extend_from_slice(extra);
+    serve_as(model, &args)
+}
+
+/// Start `sermo serve` with its defaults and `extra`.
+fn serve_as(model: &Path, extra: &[&str]) -> (Killed, u16, std::sync::mpsc::Receiver<String>) {
     let mut args = vec!["serve", "--model", model.to_str().unwrap(), "--port", "0"];
     args.extend_from_slice(extra);
     let mut child = Command::new(sermo_bin())
@@ -195,6 +203,49 @@ fn predict_api_matches_sermo_infer_and_rejects_bad_uploads() {
     let (status, page) = http(port, "GET", "/", b"");
     assert_eq!(status, 200);
     assert!(page.contains("getUserMedia"));
+}
+
+#[test]
+fn serve_cuts_along_speech_by_default_as_sermo_infer_vad_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let (_server, port, _rx) = serve_as(&m, &["--min-confidence", "0.6"]);
+    // The demo clips between silences of 0.4–3 s.
+    let rec = common::speech::build(&root().join("examples/audio/emodb"), 1);
+    let wav = dir.path().join("talk.wav");
+    common::write_wav_i16(&wav, 16_000, &rec.samples);
+    let (status, body) = http(port, "POST", "/v1/predict", &std::fs::read(&wav).unwrap());
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let out = dir.path().join("vad.jsonl");
+    let (ok, _, err) = common::sermo(&[
+        "infer",
+        "--vad",
+        "--min-confidence",
+        "0.6",
+        "--model",
+        m.to_str().unwrap(),
+        wav.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let want: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        for k in ["label", "probs", "start_s", "end_s", "confidence"] {
+            assert_eq!(g[k], w[k], "{k}: {g} vs {w}");
+        }
+    }
+    assert!(got.iter().any(|g| g["label"] == "silence"), "{body}");
+    let (_, info) = http(port, "GET", "/v1/model", b"");
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["vad"], true);
+    assert_eq!(info["min_confidence"], 0.6);
 }
 
 fn chromium() -> Option<PathBuf> {

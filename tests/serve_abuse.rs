@@ -59,7 +59,9 @@ impl Server {
         std::fs::create_dir_all(&tmp).expect("mkdir tmp");
         std::fs::create_dir_all(&cwd).expect("mkdir cwd");
         let model = model.to_str().expect("utf-8 path");
-        let mut args = vec!["serve", "--model", model, "--port", "0"];
+        // Fixed 3-s segments: what these tests count (speech-aligned
+        // segments are tests/serve.rs's).
+        let mut args = vec!["serve", "--model", model, "--port", "0", "--no-vad"];
         args.extend_from_slice(extra);
         let mut child = Command::new(sermo_bin())
             .args(&args)

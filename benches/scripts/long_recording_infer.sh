@@ -8,6 +8,7 @@
 # quickstart features (its accuracy does not matter here, its cost does).
 #   bash benches/scripts/long_recording_infer.sh [path/to/sermo]
 #   SIZES="60min" THREADS="2" bash benches/scripts/long_recording_infer.sh
+#   INFER_ARGS="--vad" bash benches/scripts/long_recording_infer.sh   # speech-aligned segments
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SERMO=$(realpath "${1:-${CARGO_TARGET_DIR:-target}/release/sermo}")
@@ -39,7 +40,7 @@ PY
 for name in ${SIZES:-60min 10h}; do
   secs=$([ "$name" = 10h ] && echo 36000 || echo 3600)
   for t in ${THREADS:-1 2}; do
-    RAYON_NUM_THREADS=$t /usr/bin/time -v taskset -c 0-$((t - 1)) "$SERMO" infer --model "$work/model" --threads "$t" \
+    RAYON_NUM_THREADS=$t /usr/bin/time -v taskset -c 0-$((t - 1)) "$SERMO" infer --model "$work/model" --threads "$t" ${INFER_ARGS:-} \
       "$work/$name.wav" --out "$work/pred.parquet" > "$work/out.txt" 2> "$work/time.txt"
     rss=$(grep "Maximum resident" "$work/time.txt" | awk '{print $NF}')
     wall=$(grep "Elapsed (wall" "$work/time.txt" | awk '{print $NF}')

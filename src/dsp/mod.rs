@@ -12,3 +12,4 @@ pub mod sinc_fft;
 pub mod spectral;
 pub mod stft;
 pub mod tuning;
+pub mod vad;

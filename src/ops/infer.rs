@@ -9,6 +9,7 @@
 //! batch_size = 64              # windows per forward pass
 //! device = "cpu"               # cpu | cuda | auto (src/train/device.rs)
 //! smooth = { median = 3 }      # optional: per-class median over consecutive segments
+//! min_confidence = 0.4         # optional: label `uncertain` below this top probability
 //! ```
 //! Fed audio, the stage computes the features itself with the settings recorded in
 //! the model's `config.json`, so training and inference cannot disagree; fed
@@ -69,6 +70,10 @@ pub struct InferConfig {
     /// For a model trained on an `embed` table, fed audio: the encoder's
     /// checkpoint folder, if not where the table recorded it.
     pub encoder: Option<String>,
+    /// Abstain below this: a row whose top class probability (after smoothing)
+    /// is under it is labelled `uncertain`; its `confidence` and `probs` are
+    /// kept. Between 0 and 1; off when absent.
+    pub min_confidence: Option<f32>,
 }
 
 fn d_batch() -> usize {
@@ -151,6 +156,14 @@ impl OperatorConfig for InferConfig {
                 format!("median must be an odd number of segments, got {}", s.median),
             ));
         }
+        if let Some(m) = self.min_confidence
+            && !(m.is_finite() && (0.0..=1.0).contains(&m))
+        {
+            p.push(Problem::new(
+                "min_confidence",
+                format!("must be a probability between 0 and 1, got {m}"),
+            ));
+        }
         if self.device == DeviceChoice::Cuda && !crate::train::device::CUDA_BUILT {
             p.push(
                 Problem::new("device", "this build has no CUDA backend").with_hint(
@@ -167,7 +180,16 @@ impl OperatorConfig for InferConfig {
                 )
                 .with_hint("train the model for inference with normalize = \"global\"; score stored tables with `sermo eval`"),
             ),
-            Ok(_) => {}
+            Ok(a) => {
+                if self.min_confidence.is_some()
+                    && let Some(l) = a.labels.iter().find(|l| !crate::timeline::is_class(l))
+                {
+                    p.push(Problem::new(
+                        "min_confidence",
+                        format!("the model has a class named `{l}`, the label abstention and speech detection give"),
+                    ));
+                }
+            }
         }
         p
     }
@@ -186,6 +208,13 @@ impl OperatorConfig for InferConfig {
         match TableKind::of(&s) {
             TableKind::Audio => {
                 schema::require_mono(&s)?;
+                if s.field_with_name(col::SPEECH).is_ok()
+                    && let Some(l) = a.labels.iter().find(|l| !crate::timeline::is_class(l))
+                {
+                    return Err(format!(
+                        "the model has a class named `{l}`, the label its input's rows without speech get"
+                    ));
+                }
                 // A fine-tuned encoder (`ssl_finetune`) takes the audio itself.
                 if let Some(spec) = &a.model.encoder {
                     let want = spec.config.sample_rate;
@@ -361,6 +390,86 @@ fn audio_rows(
     Ok((kept, failed))
 }
 
+/// The rows of `batch` without speech (`speech = false`, from `window mode =
+/// "speech"`) and the others, when it has any.
+fn split_silence(
+    batch: &RecordBatch,
+) -> std::result::Result<Option<(RecordBatch, RecordBatch)>, String> {
+    use arrow::array::{Array, AsArray};
+    let Some(speech) = batch
+        .column_by_name(col::SPEECH)
+        .and_then(|c| c.as_boolean_opt().cloned())
+    else {
+        return Ok(None);
+    };
+    let silent: arrow::array::BooleanArray = (0..speech.len())
+        .map(|i| Some(speech.is_valid(i) && !speech.value(i)))
+        .collect();
+    if silent.true_count() == 0 {
+        return Ok(None);
+    }
+    let voiced = arrow::compute::not(&silent).map_err(|e| e.to_string())?;
+    let f = |m: &arrow::array::BooleanArray| {
+        arrow::compute::filter_record_batch(batch, m).map_err(|e| e.to_string())
+    };
+    Ok(Some((f(&silent)?, f(&voiced)?)))
+}
+
+/// Prediction rows labelled `silence` for rows without speech: not classified
+/// (confidence 0, no probabilities).
+fn silence_predictions(
+    keys: &RecordBatch,
+    out_schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, String> {
+    let n = keys.num_rows();
+    let empty: Vec<Vec<f32>> = vec![Vec::new(); n];
+    let b = predictions_batch(keys, &empty, &[], out_schema, None)?;
+    let mut cols = b.columns().to_vec();
+    let at = |name: &str| out_schema.index_of(name).map_err(|e| e.to_string());
+    cols[at(col::LABEL)?] = Arc::new(StringArray::from(vec![crate::timeline::SILENCE; n]));
+    cols[at("confidence")?] = Arc::new(Float32Array::from(vec![0f32; n]));
+    RecordBatch::try_new(out_schema.clone(), cols).map_err(|e| e.to_string())
+}
+
+/// `parts` (rows of `input`, each once) in `input`'s order of (clip, segment).
+fn in_input_order(
+    input: &RecordBatch,
+    parts: &[RecordBatch],
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, String> {
+    use arrow::array::AsArray;
+    let key = |b: &RecordBatch| -> std::result::Result<Vec<(String, u32)>, String> {
+        let clip = b
+            .column_by_name(col::CLIP_ID)
+            .and_then(|c| c.as_string_opt::<i32>().cloned())
+            .ok_or("rows lack `clip_id`")?;
+        let seg = b
+            .column_by_name(col::SEGMENT)
+            .and_then(|c| {
+                c.as_primitive_opt::<arrow::datatypes::UInt32Type>()
+                    .cloned()
+            })
+            .ok_or("rows lack `segment`")?;
+        Ok((0..b.num_rows())
+            .map(|i| (clip.value(i).to_string(), seg.value(i)))
+            .collect())
+    };
+    let position: HashMap<(String, u32), usize> = key(input)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, i))
+        .collect();
+    let all = arrow::compute::concat_batches(schema, parts).map_err(|e| e.to_string())?;
+    let mut idx: Vec<(usize, u32)> = key(&all)?
+        .iter()
+        .enumerate()
+        .map(|(j, k)| (position.get(k).copied().unwrap_or(usize::MAX), j as u32))
+        .collect();
+    idx.sort();
+    let take = UInt32Array::from(idx.into_iter().map(|x| x.1).collect::<Vec<_>>());
+    arrow::compute::take_record_batch(&all, &take).map_err(|e| e.to_string())
+}
+
 /// Score one input batch: a predictions batch (rows that could be scored) and the
 /// rows that could not.
 fn infer_batch(
@@ -369,7 +478,20 @@ fn infer_batch(
     batch: &RecordBatch,
     out_schema: &SchemaRef,
     batch_size: usize,
+    abstain: Option<f32>,
 ) -> std::result::Result<(Option<RecordBatch>, Vec<Failed>), String> {
+    // Rows without speech are not classified: labelled `silence`, in place.
+    if let Some((silent, voiced)) = split_silence(batch)? {
+        let mut parts = vec![silence_predictions(&silent, out_schema)?];
+        let mut failed = Vec::new();
+        if voiced.num_rows() > 0 {
+            let (scored, f) =
+                infer_batch(model, featurizer, &voiced, out_schema, batch_size, abstain)?;
+            parts.extend(scored);
+            failed = f;
+        }
+        return Ok((Some(in_input_order(batch, &parts, out_schema)?), failed));
+    }
     let a = &model.artifact;
     let mut failed = Vec::new();
     // Feature rows (computed here from audio, or given).
@@ -469,9 +591,21 @@ fn infer_batch(
     let keys =
         arrow::compute::concat_batches(&keys[0].schema(), &keys).map_err(|e| e.to_string())?;
     Ok((
-        Some(predictions_batch(&keys, &probs, &a.labels, out_schema)?),
+        Some(predictions_batch(
+            &keys, &probs, &a.labels, out_schema, abstain,
+        )?),
         failed,
     ))
+}
+
+/// The label of one row's probabilities: the top class, or `uncertain` when its
+/// probability is under `abstain`.
+fn decide<'a>(p: &[f32], labels: &'a [String], abstain: Option<f32>) -> &'a str {
+    let top = argmax(p);
+    match (abstain, p.get(top)) {
+        (Some(m), Some(&c)) if c < m => crate::timeline::UNCERTAIN,
+        _ => labels.get(top).map(String::as_str).unwrap_or(""),
+    }
 }
 
 /// Row keys of `keys` plus label, confidence and probs.
@@ -480,6 +614,7 @@ fn predictions_batch(
     probs: &[Vec<f32>],
     labels: &[String],
     out_schema: &SchemaRef,
+    abstain: Option<f32>,
 ) -> std::result::Result<RecordBatch, String> {
     let n = keys.num_rows();
     let mut cols: Vec<ArrayRef> = Vec::new();
@@ -494,10 +629,12 @@ fn predictions_batch(
                 .cloned()
                 .unwrap_or_else(|| Arc::new(StringArray::new_null(n))),
             "label" => Arc::new(StringArray::from_iter_values(
-                probs.iter().map(|p| labels[argmax(p)].as_str()),
+                probs.iter().map(|p| decide(p, labels, abstain)),
             )),
             "confidence" => Arc::new(Float32Array::from_iter_values(
-                probs.iter().map(|p| p[argmax(p)]),
+                probs
+                    .iter()
+                    .map(|p| p.get(argmax(p)).copied().unwrap_or(0.0)),
             )),
             "probs" => {
                 let values = Float32Array::from_iter_values(probs.iter().flatten().copied());
@@ -527,6 +664,7 @@ fn predictions_batch(
 struct Smoother {
     k: usize,
     labels: Vec<String>,
+    abstain: Option<f32>,
     schema: SchemaRef,
     clips: HashMap<String, ClipState>,
 }
@@ -536,8 +674,9 @@ struct ClipState {
     /// probs of the last rows (at most k), with the index of the first.
     probs: VecDeque<Vec<f32>>,
     first: usize,
-    /// Rows not yet emitted (one-row batches) and their index.
-    pending: VecDeque<(usize, RecordBatch)>,
+    /// Rows not yet emitted (one-row batches) and their index among the
+    /// clip's scored rows (`None`: a `silence` row, passed on as it is).
+    pending: VecDeque<(Option<usize>, RecordBatch)>,
     seen: usize,
 }
 
@@ -574,7 +713,13 @@ impl Smoother {
             return Ok(out);
         };
         while let Some((i, _)) = st.pending.front() {
-            let i = *i;
+            let Some(i) = *i else {
+                // Silence rows keep their place and their label.
+                if let Some((_, row)) = st.pending.pop_front() {
+                    out.push(row);
+                }
+                continue;
+            };
             if !done && i + h >= st.seen {
                 break;
             }
@@ -591,7 +736,13 @@ impl Smoother {
             let Some((_, row)) = st.pending.pop_front() else {
                 break;
             };
-            out.push(predictions_batch(&row, &[sm], &self.labels, &self.schema)?);
+            out.push(predictions_batch(
+                &row,
+                &[sm],
+                &self.labels,
+                &self.schema,
+                self.abstain,
+            )?);
             // Keep only the probs later rows' windows still need.
             while st.probs.len() > 1 && st.first + h < i + 1 {
                 st.probs.pop_front();
@@ -610,9 +761,13 @@ impl Smoother {
             let row = batch.slice(i, 1);
             let clip = row_str(&row, col::CLIP_ID);
             let st = self.clips.entry(clip.clone()).or_default();
-            st.probs.push_back(Self::row_probs(&row));
-            st.pending.push_back((st.seen, row));
-            st.seen += 1;
+            if row_str(&row, col::LABEL) == crate::timeline::SILENCE {
+                st.pending.push_back((None, row));
+            } else {
+                st.probs.push_back(Self::row_probs(&row));
+                st.pending.push_back((Some(st.seen), row));
+                st.seen += 1;
+            }
             out.extend(self.drain(&clip, false)?);
         }
         Ok(out)
@@ -666,16 +821,21 @@ impl Operator for Infer {
         let model = self.model.clone();
         let batch_size = self.cfg.batch_size.max(1);
         let schema = out_schema.clone();
+        let smooth = self.cfg.smooth.clone().filter(|s| s.median > 1);
+        // With smoothing, the smoother decides (on the smoothed probabilities).
+        let abstain = self.cfg.min_confidence;
+        let first = if smooth.is_some() { None } else { abstain };
         let scored = map_batches(input, out_schema.clone(), ctx.clone(), move |batch| {
-            let (b, failed) = infer_batch(&model, &featurizer, &batch, &schema, batch_size)?;
+            let (b, failed) = infer_batch(&model, &featurizer, &batch, &schema, batch_size, first)?;
             Ok((b.into_iter().collect(), failed))
         });
-        let Some(smooth) = self.cfg.smooth.clone().filter(|s| s.median > 1) else {
+        let Some(smooth) = smooth else {
             return scored;
         };
         let mut sm = Smoother {
             k: smooth.median,
             labels,
+            abstain,
             schema: out_schema.clone(),
             clips: HashMap::new(),
         };
@@ -720,6 +880,15 @@ mod tests {
             vec!["n_fft: model 1024 vs input 512".to_string()]
         );
         assert!(settings_diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn a_row_under_min_confidence_is_uncertain() {
+        let labels = vec!["angry".to_string(), "sad".to_string()];
+        assert_eq!(decide(&[0.3, 0.7], &labels, None), "sad");
+        assert_eq!(decide(&[0.3, 0.7], &labels, Some(0.7)), "sad");
+        assert_eq!(decide(&[0.3, 0.7], &labels, Some(0.71)), "uncertain");
+        assert_eq!(decide(&[0.55, 0.45], &labels, Some(0.6)), "uncertain");
     }
 
     #[test]

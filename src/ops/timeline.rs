@@ -1,7 +1,7 @@
 //! `timeline` sink: prints a `predictions` table as an emotion timeline while it
 //! arrives (one line per segment, as soon as the segment is scored), then per clip
-//! a summary of runs of the same emotion; optionally writes the rows as JSON
-//! lines or CSV.
+//! a bounded summary; optionally writes the rows as JSON lines or CSV and draws
+//! the timeline as a PNG. The summary and the picture are `crate::timeline`'s.
 //!
 //! ```toml
 //! [sinks.timeline]
@@ -10,9 +10,13 @@
 //! out = "timeline.csv"     # optional: .parquet (one file), .jsonl or .csv
 //! format = "jsonl"         # optional: when `out`'s name does not say (a pipe)
 //! print = true             # the lines on stdout (default)
+//! plot = "timeline.png"    # optional: the picture
 //! ```
 //! Line format: `00:00:03–00:00:06  angry  0.81` (the clip id leads when several
-//! clips are printed); summary: `00:00–00:09 neutral, 00:09–00:21 angry, …`.
+//! clips are printed). Summary of a short clip: its runs,
+//! `00:00–00:09 neutral, 00:09–00:21 angry`; of a long one, two lines: time,
+//! segments, each label's share of the speech time, silence and uncertain
+//! counts, then the longest runs.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -31,6 +35,8 @@ use crate::engine::{
 use crate::error::{Result, SermoError};
 use crate::schema::require_inputs;
 use crate::schema::{self, CLASSES_KEY, TableKind, col};
+use crate::timeline::plot::{self, MAX_PANELS};
+use crate::timeline::{ClipSummary, Track};
 
 /// Config of the `timeline` sink.
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -40,9 +46,12 @@ pub struct TimelineConfig {
     pub out: Option<String>,
     /// The format of `out` when its name does not say (`parquet`, `jsonl`, `csv`).
     pub format: Option<Format>,
-    /// Print the timeline and the per-clip summary of runs on standard output.
+    /// Print the timeline and the per-clip summary on standard output.
     #[serde(default = "d_true")]
     pub print: bool,
+    /// Draw the timeline into this PNG when the input ends: per clip, class
+    /// probabilities over time, silence and uncertain stretches, mm:ss axis.
+    pub plot: Option<String>,
 }
 
 fn d_true() -> bool {
@@ -52,8 +61,7 @@ fn d_true() -> bool {
 impl Component for TimelineConfig {
     const KIND: &'static str = "timeline";
     const ROLE: Role = Role::Sink;
-    const SUMMARY: &'static str =
-        "print predictions as an emotion timeline with a per-clip summary; write .jsonl/.csv";
+    const SUMMARY: &'static str = "print predictions as an emotion timeline with a per-clip summary; write .jsonl/.csv; draw a .png";
 }
 
 /// The file format of a timeline's `out`.
@@ -91,14 +99,23 @@ fn format_of(path: &str) -> Option<Format> {
 
 impl OperatorConfig for TimelineConfig {
     fn check(&self, _ctx: &ConfigContext) -> Vec<Problem> {
-        match &self.out {
+        let mut p = match &self.out {
             Some(o) if self.out_format().is_none() => vec![
                 Problem::new("out", format!("`{o}` is not .parquet, .jsonl or .csv")).with_hint(
                     "for a crash-safe Parquet table, add a `parquet` sink on the same input",
                 ),
             ],
             _ => Vec::new(),
+        };
+        if let Some(plot) = &self.plot
+            && !plot.to_ascii_lowercase().ends_with(".png")
+        {
+            p.push(Problem::new(
+                "plot",
+                format!("`{plot}` is not a .png file name"),
+            ));
         }
+        p
     }
 
     fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
@@ -114,6 +131,7 @@ impl OperatorConfig for TimelineConfig {
         Ok(Box::new(Timeline {
             cfg: self.clone(),
             out: self.out.as_deref().map(|o| ctx.resolve(o)),
+            plot: self.plot.as_deref().map(|o| ctx.resolve(o)),
         }))
     }
 }
@@ -122,16 +140,6 @@ impl OperatorConfig for TimelineConfig {
 pub fn hms(s: f64) -> String {
     let t = s.max(0.0).round() as u64;
     format!("{:02}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60)
-}
-
-/// `MM:SS` (or `H:MM:SS` past an hour) of `s` seconds.
-fn ms(s: f64) -> String {
-    let t = s.max(0.0).round() as u64;
-    if t >= 3600 {
-        format!("{}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60)
-    } else {
-        format!("{:02}:{:02}", t / 60, t % 60)
-    }
 }
 
 /// One predicted segment.
@@ -189,24 +197,10 @@ pub fn segments(b: &RecordBatch) -> std::result::Result<Vec<Segment>, String> {
         .collect())
 }
 
-/// Runs of the same label: `00:00–00:09 neutral, 00:09–00:21 angry`.
-pub fn summary(segs: &[(f64, f64, String)]) -> String {
-    let mut runs: Vec<(f64, f64, &str)> = Vec::new();
-    for (a, b, l) in segs {
-        match runs.last_mut() {
-            Some(r) if r.2 == l => r.1 = *b,
-            _ => runs.push((*a, *b, l)),
-        }
-    }
-    runs.iter()
-        .map(|(a, b, l)| format!("{}–{} {l}", ms(*a), ms(*b)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 struct Timeline {
     cfg: TimelineConfig,
     out: Option<PathBuf>,
+    plot: Option<PathBuf>,
 }
 
 impl Operator for Timeline {
@@ -263,7 +257,10 @@ impl Operator for Timeline {
                     return;
                 }
             }
-            let mut per_clip: BTreeMap<String, Vec<(f64, f64, String)>> = BTreeMap::new();
+            // Per clip: the bounded summary, and the binned track for the picture
+            // (the first MAX_PANELS clips).
+            let mut per_clip: BTreeMap<String, ClipSummary> = BTreeMap::new();
+            let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
             let mut clips_seen: Vec<String> = Vec::new();
             let mut not_scored = 0usize;
             while let Some(item) = input.next().await {
@@ -329,7 +326,15 @@ impl Operator for Timeline {
                             return;
                         }
                     }
-                    per_clip.entry(s.clip_id.clone()).or_default().push((s.start_s, s.end_s, s.label));
+                    per_clip.entry(s.clip_id.clone()).or_default().push(s.start_s, s.end_s, &s.label);
+                    if self.plot.is_some()
+                        && (tracks.contains_key(&s.clip_id) || tracks.len() < MAX_PANELS)
+                    {
+                        tracks
+                            .entry(s.clip_id.clone())
+                            .or_insert_with(|| Track::new(&classes, 0.5))
+                            .push(s.start_s, s.end_s, &s.label, &s.probs);
+                    }
                 }
                 // Readers of a pipe see each batch when it is scored.
                 if let Some(f) = file.as_mut() {
@@ -353,12 +358,31 @@ impl Operator for Timeline {
                 let m = format!("cannot write: {e}"); yield Err(fail(m));
                 return;
             }
+            for v in per_clip.values_mut() {
+                v.finish();
+            }
             if self.cfg.print {
                 for c in &clips_seen {
-                    if let Some(v) = per_clip.get_mut(c) {
-                        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-                        println!("{c}: {}", summary(v));
+                    if let Some(v) = per_clip.get(c) {
+                        println!("{c}: {}", v.render());
                     }
+                }
+            }
+            if let Some(path) = &self.plot {
+                let drawn: Vec<(String, &Track)> = clips_seen
+                    .iter()
+                    .filter_map(|c| tracks.get(c).map(|t| (c.clone(), t)))
+                    .collect();
+                if clips_seen.len() > drawn.len() {
+                    eprintln!(
+                        "sermo: {node}: the picture shows the first {} of {} clips",
+                        drawn.len(),
+                        clips_seen.len()
+                    );
+                }
+                if let Err(e) = plot::draw(&drawn, path) {
+                    yield Err(SermoError::stage(&node, Some(path.clone()), format!("cannot draw the timeline: {e}")));
+                    return;
                 }
             }
         };
@@ -386,17 +410,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runs_are_merged() {
-        let segs = vec![
-            (0.0, 3.0, "neutral".to_string()),
-            (3.0, 6.0, "neutral".to_string()),
-            (6.0, 9.0, "angry".to_string()),
-            (9.0, 12.0, "neutral".to_string()),
-        ];
-        assert_eq!(
-            summary(&segs),
-            "00:00–00:06 neutral, 00:06–00:09 angry, 00:09–00:12 neutral"
-        );
+    fn times_print_as_hours_minutes_seconds() {
         assert_eq!(hms(3725.0), "01:02:05");
+        assert_eq!(hms(-1.0), "00:00:00");
     }
 }

@@ -4,12 +4,14 @@
 //! [stages.win]
 //! kind = "window"
 //! input = "audio16k"
-//! mode = "segments"     # fixed | segments | random_crop
-//! length_s = 3.0
-//! hop_s = 3.0           # segments: default length_s
+//! mode = "segments"     # fixed | segments | random_crop | speech
+//! length_s = 3.0        # speech: the longest segment
+//! hop_s = 3.0           # segments, speech: default length_s
 //! last = "pad"          # segments: last partial segment pad | drop | keep
 //! align = "start"       # fixed: start | center
 //! seed = 0              # random_crop: crops depend on (seed, clip_id) only
+//! min_s = 1.0           # speech: the shortest segment
+//! vad = { method = "earshot", threshold = 0.7 }   # speech: the detector
 //! ```
 //! - `fixed`: trim or zero-pad each clip to `length_s` (one row per clip).
 //! - `segments`: rows of `length_s` every `hop_s`; works on streamed long recordings
@@ -18,6 +20,13 @@
 //!   segment covered.
 //! - `random_crop`: one crop of `length_s` per clip at an offset drawn from
 //!   (`seed`, `clip_id`) (clips shorter than `length_s` are zero-padded).
+//! - `speech`: cut along detected speech (`crate::dsp::vad`, streamed, exact across
+//!   decode chunks): segments of `min_s`..`length_s` inside speech regions (a
+//!   longer region split every `hop_s`, a shorter one widened around its centre),
+//!   and the stretches between as rows without samples, `speech = false`, of at
+//!   most `length_s`, so the rows cover the whole recording; a `speech` column
+//!   says which is which (`infer` labels the others `silence`). Holds at most
+//!   a segment, the detector's padding and one decode chunk of audio.
 //!
 //! Each output row is a complete unit (`last_chunk = true`): `segment` counts the
 //! rows of the clip, `start_s`/`end_s` give their position in the clip. `fixed` and
@@ -33,6 +42,7 @@ use serde::Deserialize;
 
 use super::per_clip::map_clips;
 use crate::audio::Reason;
+use crate::dsp::vad::{Cut, CutSettings, Cutter, GateSettings, Method, Vad};
 use crate::engine::{
     BatchStream, Component, ConfigContext, Frame, Operator, OperatorConfig, PlanInput, Problem,
     Role, TaskContext,
@@ -52,6 +62,8 @@ pub enum Mode {
     Fixed,
     Segments,
     RandomCrop,
+    /// Segments along detected speech, silence rows between.
+    Speech,
 }
 
 /// What to do with the last partial segment.
@@ -84,8 +96,8 @@ pub struct WindowConfig {
     pub mode: Mode,
     /// Window length in seconds.
     pub length_s: f64,
-    /// `segments`: step between segment starts in seconds (default: `length_s`, no
-    /// overlap).
+    /// `segments`, `speech`: step between segment starts in seconds (default:
+    /// `length_s`, no overlap; `speech`: at most `length_s`).
     pub hop_s: Option<f64>,
     #[serde(default)]
     pub last: Last,
@@ -94,12 +106,80 @@ pub struct WindowConfig {
     /// `random_crop`: the crop offset depends only on (`seed`, `clip_id`).
     #[serde(default)]
     pub seed: u64,
+    /// `speech`: the shortest segment in seconds (a shorter speech region is
+    /// widened around its centre); default 1.0, at most `length_s`.
+    pub min_s: Option<f64>,
+    /// `speech`: the speech detector and its gate.
+    pub vad: Option<VadConfig>,
 }
+
+/// `vad = { ... }`: the speech detector of `mode = "speech"` (src/dsp/vad.rs).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VadConfig {
+    /// `earshot` (a small neural detector, robust to noise) or `energy` (energy
+    /// over a tracked noise floor: faster, but any loud sound counts as speech).
+    #[serde(default)]
+    pub method: Method,
+    /// Speech starts at a 16-ms frame with at least this probability and ends
+    /// after `min_silence_s` under `threshold − 0.15`.
+    #[serde(default = "d_threshold")]
+    pub threshold: f32,
+    /// Speech regions shorter than this are dropped (seconds).
+    #[serde(default = "d_min_speech")]
+    pub min_speech_s: f64,
+    /// Pauses shorter than this do not end a region (seconds).
+    #[serde(default = "d_min_silence")]
+    pub min_silence_s: f64,
+    /// Added before and after each region (seconds).
+    #[serde(default = "d_pad")]
+    pub pad_s: f64,
+}
+
+fn d_threshold() -> f32 {
+    GateSettings::default().threshold
+}
+fn d_min_speech() -> f64 {
+    GateSettings::default().min_speech_s
+}
+fn d_min_silence() -> f64 {
+    GateSettings::default().min_silence_s
+}
+fn d_pad() -> f64 {
+    GateSettings::default().pad_s
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        VadConfig {
+            method: Method::default(),
+            threshold: d_threshold(),
+            min_speech_s: d_min_speech(),
+            min_silence_s: d_min_silence(),
+            pad_s: d_pad(),
+        }
+    }
+}
+
+impl VadConfig {
+    fn gate(&self) -> GateSettings {
+        GateSettings {
+            threshold: self.threshold,
+            min_speech_s: self.min_speech_s,
+            min_silence_s: self.min_silence_s,
+            pad_s: self.pad_s,
+        }
+    }
+}
+
+/// The default shortest speech segment.
+const MIN_S: f64 = 1.0;
 
 impl Component for WindowConfig {
     const KIND: &'static str = "window";
     const ROLE: Role = Role::Stage;
-    const SUMMARY: &'static str = "cut clips to a fixed length, into segments, or a random crop";
+    const SUMMARY: &'static str =
+        "cut clips to a fixed length, into segments, a random crop, or along detected speech";
 }
 
 impl OperatorConfig for WindowConfig {
@@ -121,15 +201,68 @@ impl OperatorConfig for WindowConfig {
                     format!("must be a number of seconds in (0, {MAX_WINDOW_S}], got {h}"),
                 ));
             }
-            if self.mode != Mode::Segments {
-                p.push(Problem::new("hop_s", "only applies to mode = \"segments\""));
+            if !matches!(self.mode, Mode::Segments | Mode::Speech) {
+                p.push(Problem::new(
+                    "hop_s",
+                    "only applies to mode = \"segments\" or \"speech\"",
+                ));
+            } else if self.mode == Mode::Speech && h > self.length_s {
+                p.push(Problem::new(
+                    "hop_s",
+                    format!(
+                        "must not exceed length_s ({}) in mode = \"speech\" (segments of a long region would leave gaps), got {h}",
+                        self.length_s
+                    ),
+                ));
+            }
+        }
+        if self.mode != Mode::Speech {
+            for (key, set) in [("min_s", self.min_s.is_some()), ("vad", self.vad.is_some())] {
+                if set {
+                    p.push(Problem::new(key, "only applies to mode = \"speech\""));
+                }
+            }
+        } else {
+            let min = self.min_s.unwrap_or(MIN_S.min(self.length_s));
+            if !(min.is_finite() && min > 0.0 && min <= self.length_s) {
+                p.push(Problem::new(
+                    "min_s",
+                    format!(
+                        "must be a number of seconds in (0, length_s = {}], got {min}",
+                        self.length_s
+                    ),
+                ));
+            }
+            let v = self.vad.clone().unwrap_or_default();
+            if !(v.threshold.is_finite() && v.threshold > 0.15 && v.threshold < 1.0) {
+                p.push(Problem::new(
+                    "vad.threshold",
+                    format!("must be a probability in (0.15, 1), got {}", v.threshold),
+                ));
+            }
+            for (key, x) in [
+                ("vad.min_speech_s", v.min_speech_s),
+                ("vad.min_silence_s", v.min_silence_s),
+                ("vad.pad_s", v.pad_s),
+            ] {
+                if !(x.is_finite() && (0.0..=MAX_WINDOW_S).contains(&x)) {
+                    p.push(Problem::new(
+                        key,
+                        format!("must be a number of seconds in [0, {MAX_WINDOW_S}], got {x}"),
+                    ));
+                }
             }
         }
         p
     }
 
     fn plan(&self, inputs: &[PlanInput]) -> std::result::Result<SchemaRef, String> {
-        require_inputs(inputs, &[TableKind::Audio])
+        let s = require_inputs(inputs, &[TableKind::Audio])?;
+        Ok(if self.mode == Mode::Speech {
+            crate::schema::with_speech(&s)
+        } else {
+            s
+        })
     }
 
     fn build(&self, _ctx: &ConfigContext) -> Result<Box<dyn Operator>> {
@@ -139,6 +272,12 @@ impl OperatorConfig for WindowConfig {
 
 struct Window {
     cfg: WindowConfig,
+}
+
+/// Per-clip state of `mode = "speech"`.
+struct Speech {
+    vad: Vad,
+    cutter: Cutter,
 }
 
 /// Per-clip state.
@@ -154,6 +293,7 @@ struct State {
     last_full_end: Option<u64>,
     segment: u32,
     clip_id: String,
+    speech: Option<Box<Speech>>,
 }
 
 /// FNV-1a 64: a hash that stays the same across Rust versions and machines.
@@ -199,7 +339,74 @@ fn emit(
     Ok(Frame::Batch(replace_columns(row, &cols)?))
 }
 
+/// `emit` with the `speech` column appended.
+#[allow(clippy::too_many_arguments)]
+fn emit_speech(
+    row: &RecordBatch,
+    planes: Vec<Vec<f32>>,
+    keep: bool,
+    segment: u32,
+    start: f64,
+    end: f64,
+    speech: bool,
+) -> std::result::Result<Frame, String> {
+    let Frame::Batch(b) = emit(row, planes, keep, segment, start, end)? else {
+        return Err("window: not a batch".into());
+    };
+    let schema = crate::schema::with_speech(&b.schema());
+    let mut cols = b.columns().to_vec();
+    if b.column_by_name(col::SPEECH).is_none() {
+        cols.push(Arc::new(BooleanArray::from(vec![speech])));
+    }
+    Ok(Frame::Batch(
+        RecordBatch::try_new(schema, cols).map_err(|e| e.to_string())?,
+    ))
+}
+
 impl State {
+    /// Speech mode: the rows `cuts` names, then the audio no later row needs
+    /// is dropped.
+    fn speech_rows(
+        &mut self,
+        row: &RecordBatch,
+        keep: bool,
+        cuts: Vec<Cut>,
+        out: &mut Vec<Frame>,
+    ) -> std::result::Result<(), String> {
+        let r = self.rate as f64;
+        let channels = self.buf.len().max(1);
+        for c in cuts {
+            let planes = if c.speech {
+                // Never before the audio kept (the cutter keeps what it needs).
+                let start = c.start.max(self.buf_start);
+                let from = (start - self.buf_start) as usize;
+                slice_padded(&self.buf, from, (c.end - start) as usize, 0)
+            } else {
+                vec![Vec::new(); channels]
+            };
+            out.push(emit_speech(
+                row,
+                planes,
+                keep,
+                self.segment,
+                c.start as f64 / r,
+                c.end as f64 / r,
+                c.speech,
+            )?);
+            self.segment += 1;
+        }
+        if let Some(sp) = &self.speech {
+            let need = sp.cutter.needed_from();
+            let drop = (need.saturating_sub(self.buf_start) as usize)
+                .min(self.buf.first().map_or(0, Vec::len));
+            for p in &mut self.buf {
+                p.drain(..drop);
+            }
+            self.buf_start += drop as u64;
+        }
+        Ok(())
+    }
+
     /// Segments mode: emit every complete segment now available.
     fn segments(
         &mut self,
@@ -257,6 +464,20 @@ impl Operator for Window {
                 let hop = ((init_cfg.hop_s.unwrap_or(init_cfg.length_s) * rate as f64).round()
                     as usize)
                     .max(1);
+                let speech = if init_cfg.mode == Mode::Speech {
+                    let v = init_cfg.vad.clone().unwrap_or_default();
+                    let cut = CutSettings {
+                        min_s: init_cfg.min_s.unwrap_or(MIN_S.min(init_cfg.length_s)),
+                        max_s: init_cfg.length_s,
+                        overlap_s: init_cfg.length_s - init_cfg.hop_s.unwrap_or(init_cfg.length_s),
+                    };
+                    Some(Box::new(Speech {
+                        vad: Vad::new(rate, v.method, &v.gate())?,
+                        cutter: Cutter::new(rate, &cut),
+                    }))
+                } else {
+                    None
+                };
                 Ok(State {
                     rate,
                     len,
@@ -268,6 +489,7 @@ impl Operator for Window {
                     last_full_end: None,
                     segment: 0,
                     clip_id,
+                    speech,
                 })
             },
             move |st, row, last| {
@@ -275,6 +497,36 @@ impl Operator for Window {
                 let n = planes.first().map_or(0, Vec::len);
                 if st.buf.is_empty() {
                     st.buf = vec![Vec::new(); planes.len()];
+                }
+                if let Some(mut sp) = st.speech.take() {
+                    // The detector hears the channels' mean.
+                    let mono: Vec<f32> = if planes.len() == 1 {
+                        planes[0].clone()
+                    } else {
+                        let k = planes.len() as f32;
+                        (0..n)
+                            .map(|i| planes.iter().map(|p| p[i]).sum::<f32>() / k)
+                            .collect()
+                    };
+                    for (b, p) in st.buf.iter_mut().zip(planes) {
+                        b.extend(p);
+                    }
+                    st.total += n as u64;
+                    let mut cuts = Vec::new();
+                    let events = sp.vad.push(&mono)?;
+                    if last {
+                        let mut events = events;
+                        events.extend(sp.vad.finish()?);
+                        sp.cutter.finish(&events, st.total, &mut cuts);
+                    } else {
+                        let g = sp.vad.gate();
+                        let (settled, until) = (g.settled(), g.speech_until());
+                        sp.cutter.step(&events, st.total, settled, until, &mut cuts);
+                    }
+                    st.speech = Some(sp);
+                    let mut out = Vec::new();
+                    st.speech_rows(&row, keep, cuts, &mut out)?;
+                    return Ok(out);
                 }
                 for (b, p) in st.buf.iter_mut().zip(planes) {
                     b.extend(p);
@@ -344,7 +596,7 @@ impl Operator for Window {
                         let s = from as f64 / r;
                         out.push(emit(&row, planes, keep, 0, s, s + st.len as f64 / r)?);
                     }
-                    _ => {}
+                    Mode::Speech | Mode::Fixed | Mode::RandomCrop => {}
                 }
                 Ok(out)
             },

@@ -113,6 +113,14 @@ pub struct ServeArgs {
     /// Segment length in seconds.
     #[arg(long, default_value_t = 3.0)]
     pub segment: f64,
+    /// Fixed segments instead of segments along detected speech (by default
+    /// stretches without speech are shown as `silence`, not classified).
+    #[arg(long)]
+    pub no_vad: bool,
+    /// Label a segment `uncertain` when its top class probability is below this
+    /// (0–1); the page shows it grey, its probabilities kept.
+    #[arg(long, value_name = "P")]
+    pub min_confidence: Option<f64>,
     /// Save each live session's audio, as received, to `DIR/session-N.wav`
     /// (float WAV at the page's rate; for checks and debugging).
     #[arg(long, value_name = "DIR")]
@@ -150,8 +158,11 @@ fn infer_args(args: &ServeArgs, files: Vec<String>, out: Option<String>) -> Infe
         channels: 1,
         segment: args.segment,
         hop: None,
+        vad: !args.no_vad,
         smooth: None,
         out,
+        plot: None,
+        min_confidence: args.min_confidence,
         batch_size: 64,
         device: args.device,
         threads: Some(1),
@@ -281,7 +292,8 @@ fn describe(
 }
 
 /// `GET /v1/model`: the model (name, architecture, classes, sample rate), the
-/// segment length and the server's limits.
+/// segment length, the abstention threshold (`null`: none) and the server's
+/// limits.
 async fn model_info(State(state): State<Arc<AppState>>) -> Response {
     let a = &state.args;
     axum::Json(serde_json::json!({
@@ -289,6 +301,8 @@ async fn model_info(State(state): State<Arc<AppState>>) -> Response {
         "classes": state.classes,
         "sample_rate": state.model["sample_rate"],
         "segment_s": a.segment,
+        "vad": !a.no_vad,
+        "min_confidence": a.min_confidence,
         "limits": {
             "max_upload_bytes": a.upload_limit(),
             "max_jobs": state.max_jobs,

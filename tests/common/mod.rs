@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
+pub mod speech;
+
 use std::path::{Path, PathBuf};
 
 /// `../shared/corpora` beside the project, if present.
