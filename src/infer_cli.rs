@@ -1,5 +1,6 @@
 //! `sermo infer`: the long-recording job as a generated pipeline — `files` →
-//! `decode` → `resample` (to the model's rate) → `window` (segments) → `infer`
+//! `decode` → `resample` (to the model's rate) → `window` (fixed segments, or
+//! along detected speech with `--vad`) → `infer`
 //! (the model's own feature settings) → `timeline` (printed as segments complete,
 //! optionally written). `pipelines/long_recording.toml` is the same as a file.
 
