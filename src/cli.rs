@@ -766,15 +766,24 @@ mod tests {
         m.counter("audio.micros").add(2_000_000);
         m.counter("sink.table.rows").add(1);
         let s = summary(&m, Duration::from_secs(1));
-        assert!(s.starts_with("sermo: 1 file, 0 quarantined; rows: 1 to table;"), "{s}");
+        assert!(
+            s.starts_with("sermo: 1 file, 0 quarantined; rows: 1 to table;"),
+            "{s}"
+        );
         m.counter("files.total").add(2);
         m.counter("files.resumed").add(3);
         let s = summary(&m, Duration::from_secs(1));
-        assert!(s.starts_with("sermo: 3 files, every one already in the output"), "{s}");
+        assert!(
+            s.starts_with("sermo: 3 files, every one already in the output"),
+            "{s}"
+        );
         let one = Metrics::default();
         one.counter("files.total").add(1);
         one.counter("files.resumed").add(1);
         let s = summary(&one, Duration::from_secs(1));
-        assert!(s.starts_with("sermo: 1 file, it was already in the output"), "{s}");
+        assert!(
+            s.starts_with("sermo: 1 file, it was already in the output"),
+            "{s}"
+        );
     }
 }

@@ -575,26 +575,6 @@ fn a_streamed_wav_declaring_an_absurd_rate_is_refused() {
 
 // ---- One clip, one outcome (item 4) ----
 
-/// A mono 32-bit float WAV at `rate` Hz.
-fn write_wav_f32(path: &Path, rate: u32, samples: &[f32]) {
-    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 4).to_le_bytes());
-    b.extend_from_slice(&4u16.to_le_bytes());
-    b.extend_from_slice(&32u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    b.extend_from_slice(&data);
-    std::fs::write(path, b).unwrap();
-}
-
 /// (clip_id, reason, partial) of `_quarantine.parquet`.
 fn quarantined_partial(dir: &Path) -> Vec<(String, String, bool)> {
     let f = std::fs::File::open(dir.join("_quarantine.parquet")).expect("_quarantine.parquet");
@@ -639,7 +619,7 @@ fn a_clip_failing_half_way_is_in_the_table_or_quarantined_never_both() {
     }
     let mut late = common::tone(16000, 25.0, 9);
     late[22 * 16000] = f32::NAN;
-    write_wav_f32(&d.join("late_nan.wav"), 16000, &late);
+    common::speech::write_wav_f32(&d.join("late_nan.wav"), 16000, &late);
     for (keep, window) in [(false, false), (false, true), (true, false)] {
         let stages = if window {
             "[stages.r]\nkind = \"resample\"\ninput = \"audio\"\nrate = 8000\n[stages.w]\nkind = \"window\"\ninput = \"r\"\nmode = \"segments\"\nlength_s = 3.0\n"

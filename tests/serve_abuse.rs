@@ -208,26 +208,6 @@ fn wav(rate: u32, channels: u16, bits: u16, declared_data: u32, data: &[u8]) -> 
     b
 }
 
-/// A float WAV of mono samples.
-fn wav_f32(rate: u32, samples: &[f32]) -> Vec<u8> {
-    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&3u16.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * 4).to_le_bytes());
-    b.extend_from_slice(&4u16.to_le_bytes());
-    b.extend_from_slice(&32u16.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    b.extend_from_slice(&data);
-    b
-}
-
 /// Deterministic noise bytes.
 fn noise(n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2654435761).max(1);
@@ -409,7 +389,7 @@ fn hostile_empty_garbage_oversized_stalled_and_concurrent_uploads_leave_the_serv
         ("noise", noise(200_000, 3), None),
         (
             "NaN samples",
-            wav_f32(16000, &[f32::NAN; 16000]),
+            common::speech::wav_f32_bytes(16000, &[f32::NAN; 16000]),
             Some("non_finite"),
         ),
     ];
@@ -626,7 +606,7 @@ fn a_client_that_closes_gets_every_segment_of_the_audio_it_sent() {
     let server = Server::start(dir.path(), &m, &["--record", rec.to_str().expect("utf-8")]);
     let audio = speech(10.0);
     let file = dir.path().join("ten.wav");
-    std::fs::write(&file, wav_f32(16000, &audio)).expect("write wav");
+    std::fs::write(&file, common::speech::wav_f32_bytes(16000, &audio)).expect("write wav");
     let want = infer(&m, &file);
     assert_eq!(want.len(), 4, "{want:?}");
     // The client sends its 10 s as fast as it can, then its Close at once.

@@ -321,6 +321,9 @@ fn slice_padded(planes: &[Vec<f32>], from: usize, len: usize, pad_before: usize)
         .collect()
 }
 
+/// One output row: `row`'s keys with `planes` as its samples at `start`..`end`;
+/// with `speech` (mode = "speech") the `speech` column appended.
+#[allow(clippy::too_many_arguments)]
 fn emit(
     row: &RecordBatch,
     planes: Vec<Vec<f32>>,
@@ -328,6 +331,7 @@ fn emit(
     segment: u32,
     start: f64,
     end: f64,
+    speech: Option<bool>,
 ) -> std::result::Result<Frame, String> {
     let cols: Vec<(&str, ArrayRef)> = vec![
         (col::SAMPLES, samples_array(planes, keep)),
@@ -336,28 +340,13 @@ fn emit(
         (col::END_S, Arc::new(Float64Array::from(vec![end]))),
         (col::LAST_CHUNK, Arc::new(BooleanArray::from(vec![true]))),
     ];
-    Ok(Frame::Batch(replace_columns(row, &cols)?))
-}
-
-/// `emit` with the `speech` column appended.
-#[allow(clippy::too_many_arguments)]
-fn emit_speech(
-    row: &RecordBatch,
-    planes: Vec<Vec<f32>>,
-    keep: bool,
-    segment: u32,
-    start: f64,
-    end: f64,
-    speech: bool,
-) -> std::result::Result<Frame, String> {
-    let Frame::Batch(b) = emit(row, planes, keep, segment, start, end)? else {
-        return Err("window: not a batch".into());
+    let b = replace_columns(row, &cols)?;
+    let Some(speech) = speech.filter(|_| b.column_by_name(col::SPEECH).is_none()) else {
+        return Ok(Frame::Batch(b));
     };
-    let schema = crate::schema::with_speech(&b.schema());
     let mut cols = b.columns().to_vec();
-    if b.column_by_name(col::SPEECH).is_none() {
-        cols.push(Arc::new(BooleanArray::from(vec![speech])));
-    }
+    cols.push(Arc::new(BooleanArray::from(vec![speech])));
+    let schema = crate::schema::with_speech(&b.schema());
     Ok(Frame::Batch(
         RecordBatch::try_new(schema, cols).map_err(|e| e.to_string())?,
     ))
@@ -384,14 +373,14 @@ impl State {
             } else {
                 vec![Vec::new(); channels]
             };
-            out.push(emit_speech(
+            out.push(emit(
                 row,
                 planes,
                 keep,
                 self.segment,
                 c.start as f64 / r,
                 c.end as f64 / r,
-                c.speech,
+                Some(c.speech),
             )?);
             self.segment += 1;
         }
@@ -426,6 +415,7 @@ impl State {
                 self.segment,
                 s,
                 s + self.len as f64 / r,
+                None,
             )?);
             self.last_full_end = Some(self.next_start + self.len as u64);
             self.next_start += self.hop as u64;
@@ -552,6 +542,7 @@ impl Operator for Window {
                                             st.segment,
                                             s,
                                             s + st.len as f64 / r,
+                                            None,
                                         )?);
                                     }
                                     Last::Keep => {
@@ -564,6 +555,7 @@ impl Operator for Window {
                                             st.segment,
                                             s,
                                             st.total as f64 / r,
+                                            None,
                                         )?);
                                     }
                                     Last::Drop => dropped.add(1),
@@ -594,7 +586,7 @@ impl Operator for Window {
                         };
                         let planes = slice_padded(&st.buf, from, st.len, pad_before);
                         let s = from as f64 / r;
-                        out.push(emit(&row, planes, keep, 0, s, s + st.len as f64 / r)?);
+                        out.push(emit(&row, planes, keep, 0, s, s + st.len as f64 / r, None)?);
                     }
                     Mode::Speech | Mode::Fixed | Mode::RandomCrop => {}
                 }

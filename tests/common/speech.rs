@@ -180,8 +180,8 @@ pub fn detect(x: &[f32], method: sermo::dsp::vad::Method, piece: usize) -> Vec<(
     out
 }
 
-/// Write mono f32 samples as a 32-bit float WAV (noise may exceed full scale).
-pub fn write_wav_f32(path: &Path, rate: u32, samples: &[f32]) {
+/// A mono 32-bit float WAV file's bytes (noise may exceed full scale).
+pub fn wav_f32_bytes(rate: u32, samples: &[f32]) -> Vec<u8> {
     let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     let mut b = Vec::new();
     b.extend_from_slice(b"RIFF");
@@ -197,5 +197,10 @@ pub fn write_wav_f32(path: &Path, rate: u32, samples: &[f32]) {
     b.extend_from_slice(b"data");
     b.extend_from_slice(&(data.len() as u32).to_le_bytes());
     b.extend_from_slice(&data);
-    std::fs::write(path, b).expect("write wav");
+    b
+}
+
+/// Write mono f32 samples as a 32-bit float WAV.
+pub fn write_wav_f32(path: &Path, rate: u32, samples: &[f32]) {
+    std::fs::write(path, wav_f32_bytes(rate, samples)).expect("write wav");
 }
