@@ -390,9 +390,9 @@ fn eval(
     }
     if let Some(n) = r.trained_rows.filter(|&n| n > 0 && !r.excluded_trained) {
         eprintln!(
-            "sermo: eval: warning: {n} of {} {} clips this model was trained (or validated) on, so its scores on them are optimistic; --exclude-trained leaves them out",
+            "sermo: eval: warning: {n} of {} {} this model was trained (or validated) on, so its scores on them are optimistic; --exclude-trained leaves them out",
             count(r.rows, "row"),
-            if n == 1 { "is a row of" } else { "are rows of" }
+            if n == 1 { "is a clip" } else { "are clips" }
         );
     }
     if r.feature_settings_match == Some(false) {
