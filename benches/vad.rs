@@ -1,8 +1,9 @@
 //! Speech detection measured against Silero VAD in the same run: sermo's
 //! detectors (`earshot`, `energy`; src/dsp/vad.rs) and Silero VAD v6 (ONNX,
 //! `benches/vad/silero_ref.py`, one thread) on one recording of 36 EmoDB clips
-//! between silences (tests/common/speech.rs), clean and with white noise at 20,
-//! 10 and 5 dB SNR: frame-level precision / recall / F1 against the clips'
+//! between silences (tests/common/speech.rs), clean, with white noise at 20,
+//! 10 and 5 dB SNR, and with synthetic music (notes and percussion, not speech)
+//! at 20 and 10 dB: frame-level precision / recall / F1 against the clips'
 //! speech spans, agreement with Silero, and speed on one core (x real time,
 //! the detector alone on 16-kHz audio, best of 5).
 //!
@@ -75,16 +76,31 @@ fn main() {
         rec.clips.len()
     );
     println!(
-        "{:<7} {:<9} {:>9} {:>7} {:>7} {:>13} {:>12}",
+        "{:<13} {:<9} {:>9} {:>7} {:>7} {:>13} {:>12}",
         "SNR", "detector", "precision", "recall", "F1", "agree Silero", "x real time"
     );
     let mut results = Vec::new();
-    for snr in [None, Some(20.0), Some(10.0), Some(5.0)] {
-        let x = match snr {
-            None => rec.samples.clone(),
-            Some(s) => rec.with_noise(s),
+    // White noise at three SNRs, then synthetic music (non-stationary, not
+    // speech: `Recording::with_music`) at two.
+    let conditions = [
+        (None, false),
+        (Some(20.0), false),
+        (Some(10.0), false),
+        (Some(5.0), false),
+        (Some(20.0), true),
+        (Some(10.0), true),
+    ];
+    for (snr, music) in conditions {
+        let x = match (snr, music) {
+            (None, _) => rec.samples.clone(),
+            (Some(s), false) => rec.with_noise(s),
+            (Some(s), true) => rec.with_music(s),
         };
-        let name = snr.map_or("clean".to_string(), |s| format!("{s:.0} dB"));
+        let name = match (snr, music) {
+            (None, _) => "clean".to_string(),
+            (Some(s), false) => format!("{s:.0} dB"),
+            (Some(s), true) => format!("music {s:.0} dB"),
+        };
         let wav = dir.join(format!("vad-{}.wav", name.replace(' ', "")));
         speech::write_wav_f32(&wav, VAD_RATE, &x);
         let reference = silero(root, &wav, n);
@@ -101,7 +117,7 @@ fn main() {
             let agree = reference.as_ref().map(|(s, _, _)| agreement(&pred, s));
             let label = format!("{method:?}").to_lowercase();
             println!(
-                "{name:<7} {label:<9} {p:>9.3} {r:>7.3} {f:>7.3} {:>13} {:>12.0}",
+                "{name:<13} {label:<9} {p:>9.3} {r:>7.3} {f:>7.3} {:>13} {:>12.0}",
                 agree.map_or("-".into(), |a| format!("{a:.3}")),
                 secs / best
             );
@@ -114,7 +130,7 @@ fn main() {
             Some((s, xrt, model)) => {
                 let (p, r, f) = speech::f1(&s, &rec.truth);
                 println!(
-                    "{name:<7} {:<9} {p:>9.3} {r:>7.3} {f:>7.3} {:>13} {xrt:>12.0}",
+                    "{name:<13} {:<9} {p:>9.3} {r:>7.3} {f:>7.3} {:>13} {xrt:>12.0}",
                     "silero", "1.000"
                 );
                 results.push(serde_json::json!({
@@ -123,7 +139,7 @@ fn main() {
                 }));
             }
             None => println!(
-                "{name:<7} silero    (not run: pip install --no-deps silero-vad && pip install onnxruntime numpy soundfile)"
+                "{name:<13} silero    (not run: pip install --no-deps silero-vad && pip install onnxruntime numpy soundfile)"
             ),
         }
     }

@@ -11,9 +11,10 @@ use crate::train::inference::read_artifact;
 /// Arguments of `sermo infer`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct InferArgs {
-    /// The model folder (`config.json` + `model.mpk`).
+    /// The model folder (`config.json` + `model.mpk`); without it, the default
+    /// model built into sermo (models/default: six emotions, EmoDB + RAVDESS).
     #[arg(long)]
-    pub model: std::path::PathBuf,
+    pub model: Option<std::path::PathBuf>,
     /// Audio files (any format `decode` reads), or `-` for a stream on stdin.
     #[arg(required = true)]
     pub files: Vec<String>,
@@ -161,13 +162,14 @@ fn check_flags(args: &InferArgs, stdin: bool) -> Result<(), String> {
 
 /// The pipeline text for `args`.
 pub fn pipeline(args: &InferArgs) -> Result<String, String> {
-    let a = read_artifact(&args.model)?;
     let stdin = args.files.iter().any(|f| f == "-");
     if stdin && args.files.len() > 1 {
         return Err("`-` (stdin) cannot be mixed with files".into());
     }
     check_flags(args, stdin)?;
-    let model = absolute(&args.model.display().to_string());
+    let dir = crate::train::default_model::resolve(args.model.as_deref(), "infer")?;
+    let a = read_artifact(&dir)?;
+    let model = absolute(&dir.display().to_string());
     let paths: Vec<String> = args.files.iter().map(|f| quote(&absolute(f))).collect();
     let mut t = String::new();
     t.push_str("[pipeline]\nname = \"infer\"\n\n");

@@ -54,10 +54,21 @@ fn serve(model: &Path, extra: &[&str]) -> (Killed, u16, std::sync::mpsc::Receive
 
 /// Start `sermo serve` with its defaults and `extra`.
 fn serve_as(model: &Path, extra: &[&str]) -> (Killed, u16, std::sync::mpsc::Receiver<String>) {
-    let mut args = vec!["serve", "--model", model.to_str().unwrap(), "--port", "0"];
+    let mut args = vec!["--model", model.to_str().unwrap()];
     args.extend_from_slice(extra);
+    start_serve(&args, &[])
+}
+
+/// Start `sermo serve --port 0 ARGS` with `envs` set; the server, its port and
+/// its stdout lines after the first.
+fn start_serve(
+    args: &[&str],
+    envs: &[(&str, &Path)],
+) -> (Killed, u16, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(sermo_bin())
-        .args(&args)
+        .args(["serve", "--port", "0"])
+        .args(args)
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -246,6 +257,51 @@ fn serve_cuts_along_speech_by_default_as_sermo_infer_vad_does() {
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["vad"], true);
     assert_eq!(info["min_confidence"], 0.6);
+}
+
+/// Without `--model`, `sermo serve` serves the default model built into sermo
+/// (models/default): `/v1/model` names it, and an upload gives what `sermo infer
+/// --vad --model models/default` gives for the same file.
+#[test]
+fn serve_without_a_model_serves_the_default_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (_server, port, _rx) = start_serve(&[], &[("XDG_CACHE_HOME", &cache)]);
+    let (status, info) = http(port, "GET", "/v1/model", b"");
+    assert_eq!(status, 200, "{info}");
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["model"]["name"], "default");
+    assert_eq!(info["model"]["architecture"], "attention_fcn");
+    assert_eq!(
+        info["classes"],
+        serde_json::json!(["angry", "disgust", "fearful", "happy", "neutral", "sad"])
+    );
+    let clip = root().join("examples/audio/ravdess/03-01-05-01-01-01-01.flac");
+    let (status, body) = http(port, "POST", "/v1/predict", &std::fs::read(&clip).unwrap());
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let out = dir.path().join("want.jsonl");
+    let o = Command::new(sermo_bin())
+        .args(["infer", "--vad", "--model"])
+        .arg(root().join("models/default"))
+        .arg(&clip)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got.len(), want.len(), "{body}");
+    for (g, w) in got.iter().zip(&want) {
+        for k in ["label", "probs", "start_s", "end_s"] {
+            assert_eq!(g[k], w[k], "{k}: {g} vs {w}");
+        }
+    }
 }
 
 fn chromium() -> Option<PathBuf> {

@@ -788,6 +788,30 @@ fn cv_final_trains_one_model_on_every_speaker_at_the_top_level() {
         weights(&out2.join("model.mpk")),
         "the sharded final model differs"
     );
+    // `reuse` of the run covers its final model too: nothing is trained, the
+    // weights are the run's, and config.json says where they came from.
+    let (ok, text) = run(&[
+        "run",
+        p.to_str().unwrap(),
+        "--set",
+        "sinks.model.out=\"fin3\"",
+        "--set",
+        "sinks.model.reuse=[\"fin\"]",
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("final model: member 0 (seed"), "{text}");
+    let out3 = dir.path().join("fin3");
+    assert_eq!(
+        weights(&out.join("model.mpk")),
+        weights(&out3.join("model.mpk")),
+        "the reused final model differs"
+    );
+    assert_eq!(
+        json(&out3.join("config.json"))["reused"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     // An epoch chosen on validation speakers is known only after every fold:
     // refused under --shard, with the way out.
     let v = train_pipeline(

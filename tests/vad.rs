@@ -219,6 +219,74 @@ out = "{out}"
     assert_eq!(outputs[0], outputs[2]);
 }
 
+/// A recording streamed on stdin (`sermo infer --vad -`) gives the rows of the
+/// same file named on the command line, smoothing included (silence rows pass
+/// through the smoother without counting in its window).
+#[test]
+fn sermo_infer_vad_on_stdin_equals_the_file() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let (_, wav) = demo_recording(dir.path());
+    let file_out = dir.path().join("file.jsonl");
+    let (ok, _, err) = sermo(&[
+        "infer",
+        "--vad",
+        "--smooth",
+        "3",
+        "--model",
+        m.to_str().unwrap(),
+        wav.to_str().unwrap(),
+        "--out",
+        file_out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let stdin_out = dir.path().join("stdin.jsonl");
+    let mut child = std::process::Command::new(common::sermo_bin())
+        .args(["infer", "--vad", "--smooth", "3", "--model"])
+        .arg(&m)
+        .args(["-", "--out"])
+        .arg(&stdin_out)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&wav).unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // In uneven pieces, as a pipe delivers them.
+    for piece in bytes.chunks(7_919) {
+        input.write_all(piece).unwrap();
+    }
+    drop(input);
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let strip = |rows: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        rows.into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("clip_id");
+                r
+            })
+            .collect()
+    };
+    let (a, b) = (strip(rows(&file_out)), strip(rows(&stdin_out)));
+    assert!(
+        a.iter().any(|r| r["label"] == "silence"),
+        "the recording has silences"
+    );
+    assert_eq!(a.len(), b.len(), "rows");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["label"], y["label"], "{x} vs {y}");
+        for k in ["start_s", "end_s", "confidence"] {
+            assert!((f(x, k) - f(y, k)).abs() < 1e-5, "{k}: {x} vs {y}");
+        }
+    }
+}
+
 #[test]
 fn segments_under_min_confidence_are_uncertain_with_their_probabilities() {
     let dir = tempfile::tempdir().unwrap();

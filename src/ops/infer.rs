@@ -761,10 +761,13 @@ impl Smoother {
             let row = batch.slice(i, 1);
             let clip = row_str(&row, col::CLIP_ID);
             let st = self.clips.entry(clip.clone()).or_default();
-            if row_str(&row, col::LABEL) == crate::timeline::SILENCE {
+            // A row without probabilities (a `silence` row: not classified) is
+            // passed on as it is and does not count in the window.
+            let probs = Self::row_probs(&row);
+            if probs.is_empty() {
                 st.pending.push_back((None, row));
             } else {
-                st.probs.push_back(Self::row_probs(&row));
+                st.probs.push_back(probs);
                 st.pending.push_back((Some(st.seen), row));
                 st.seen += 1;
             }

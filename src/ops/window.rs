@@ -490,20 +490,22 @@ impl Operator for Window {
                 }
                 if let Some(mut sp) = st.speech.take() {
                     // The detector hears the channels' mean.
-                    let mono: Vec<f32> = if planes.len() == 1 {
-                        planes[0].clone()
+                    let mixed: Vec<f32>;
+                    let mono: &[f32] = if planes.len() == 1 {
+                        &planes[0]
                     } else {
                         let k = planes.len() as f32;
-                        (0..n)
+                        mixed = (0..n)
                             .map(|i| planes.iter().map(|p| p[i]).sum::<f32>() / k)
-                            .collect()
+                            .collect();
+                        &mixed
                     };
+                    let events = sp.vad.push(mono)?;
                     for (b, p) in st.buf.iter_mut().zip(planes) {
                         b.extend(p);
                     }
                     st.total += n as u64;
                     let mut cuts = Vec::new();
-                    let events = sp.vad.push(&mono)?;
                     if last {
                         let mut events = events;
                         events.extend(sp.vad.finish()?);

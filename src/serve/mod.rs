@@ -1,4 +1,4 @@
-//! `sermo serve --model DIR [--port 8080] [--bind 127.0.0.1]`: a live emotion page
+//! `sermo serve [--model DIR] [--port 8080] [--bind 127.0.0.1]`: a live emotion page
 //! and an upload API (axum on hyper).
 //!
 //! - `GET /` — one page: it captures the browser microphone (getUserMedia), sends
@@ -87,9 +87,10 @@ const MIB: usize = 1024 * 1024;
 /// Arguments of `sermo serve`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// The model folder (`config.json` + `model.mpk`).
+    /// The model folder (`config.json` + `model.mpk`); without it, the default
+    /// model built into sermo (models/default: six emotions, EmoDB + RAVDESS).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     #[arg(long, default_value = "127.0.0.1")]
@@ -195,7 +196,12 @@ fn run_text(text: &str) -> Result<Metrics, String> {
 
 /// Serve until the process is stopped.
 pub fn run(args: &ServeArgs) -> Result<(), String> {
-    let artifact = crate::train::inference::read_artifact(&args.model)?;
+    let model_dir = crate::train::default_model::resolve(args.model.as_deref(), "serve")?;
+    let args = &ServeArgs {
+        model: Some(model_dir.clone()),
+        ..args.clone()
+    };
+    let artifact = crate::train::inference::read_artifact(&model_dir)?;
     // Fail now, not at the first connection, if the pipeline would not compile.
     pipeline(&infer_args(args, vec!["-".into()], None))?;
     let max_jobs = if args.max_jobs == 0 {
@@ -206,7 +212,7 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
     let state = Arc::new(AppState {
         args: args.clone(),
         classes: artifact.labels.clone(),
-        model: describe(&args.model, &artifact),
+        model: describe(&model_dir, &artifact),
         jobs: Arc::new(Semaphore::new(max_jobs)),
         max_jobs,
         sessions: Arc::new(Semaphore::new(
@@ -232,7 +238,7 @@ pub fn run(args: &ServeArgs) -> Result<(), String> {
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         println!(
             "sermo serve: http://{local}/ (model {})",
-            args.model.display()
+            model_dir.display()
         );
         let _ = std::io::stdout().flush();
         accept_loop(listener, app, args.idle()).await;

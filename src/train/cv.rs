@@ -19,7 +19,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::Serialize;
 
 use super::cv_shards::{self, CvPlan};
-use super::data::{Example, Normalize, Standardizer, examples, normalize_groups};
+use super::data::{
+    Example, Normalize, Standardizer, corpus_of, examples, normalize_groups, qualify_groups,
+};
 use super::device::Device;
 use super::finetune::EncoderSpec;
 use super::history::{self, HISTORY_FILE};
@@ -91,9 +93,22 @@ impl TrainingRows {
             .map(|(i, l)| (l.clone(), i))
             .collect();
         let mut ex = Vec::new();
+        let mut corpus = Vec::new();
         for b in &batches {
             ex.extend(examples(b, &cfg.feature_columns(), &group_by, &index)?);
+            corpus.extend(corpus_of(b));
         }
+        if group_by != col::CORPUS
+            && let Some(names) = qualify_groups(&mut ex, &corpus)
+        {
+            eprintln!(
+                "sermo: train: the rows come from {} ({}): each {group_by} is named corpus/{group_by} (e.g. `{}/...`), so equal ids of two corpora stay two groups",
+                crate::error::count_as(names.len(), "corpus", "corpora"),
+                names.join(", "),
+                names[0]
+            );
+        }
+        drop(corpus);
         let sample_rate = batches.iter().find_map(|b| {
             use arrow::array::{Array, AsArray};
             let c = b.column_by_name(col::SAMPLE_RATE)?;
@@ -765,6 +780,7 @@ impl TrainRun<'_> {
             }
             (Some(split), _) => {
                 let a = split
+                    .qualified(&groups)?
                     .assign_seeded(&groups, cfg.seed)
                     .map_err(|e| e.to_string())?;
                 let r = self.run_fold(&ex, &a, out, reuse, "split", device, FoldMode::Evaluate)?;
@@ -817,11 +833,13 @@ impl TrainRun<'_> {
                     let epochs = final_epochs(&settings, cv.valid_groups(), &kept);
                     let everything = Assignment::everything_trains(&cv.by, &groups);
                     let _ = std::fs::remove_file(out.join(cv_shards::FINAL_FILE));
+                    // `reuse` covers the final model too: a run's own top level
+                    // holds its final model.
                     self.run_fold(
                         &ex,
                         &everything,
                         out,
-                        &[],
+                        reuse,
                         "final model",
                         device,
                         FoldMode::Final { epochs },

@@ -167,6 +167,33 @@ pub fn examples(
     Ok(out)
 }
 
+/// The `corpus` value of every row of `batch` (`None` without the column).
+pub fn corpus_of(batch: &RecordBatch) -> Vec<Option<String>> {
+    (0..batch.num_rows())
+        .map(|i| text(batch, col::CORPUS, i))
+        .collect()
+}
+
+/// A speaker (or session) id means something only inside its corpus: EmoDB's
+/// speaker `03` and RAVDESS's actor `03` are two people. When the rows come from
+/// more than one corpus, every group becomes `corpus/group` (`emodb/03`,
+/// `ravdess/03`), so folds, validation parts and speaker normalization keep them
+/// apart. `corpus[i]` is the corpus of `ex[i]`. Returns the corpora when it renamed
+/// the groups, `None` (nothing changed) for a single corpus or no `corpus` column.
+pub fn qualify_groups(ex: &mut [Example], corpus: &[Option<String>]) -> Option<Vec<String>> {
+    let names: std::collections::BTreeSet<&str> =
+        corpus.iter().flatten().map(String::as_str).collect();
+    if names.len() < 2 {
+        return None;
+    }
+    let names: Vec<String> = names.into_iter().map(str::to_string).collect();
+    for (e, c) in ex.iter_mut().zip(corpus) {
+        let c = c.as_deref().unwrap_or("");
+        e.group = format!("{c}/{}", e.group);
+    }
+    Some(names)
+}
+
 /// How examples are normalized before the (training-set) standardizer.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
@@ -610,6 +637,41 @@ pub fn batch<B: Backend>(
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    fn of_group(group: &str) -> Example {
+        Example {
+            x: vec![0.0; 2],
+            frames: 1,
+            label: Some(0),
+            label_text: None,
+            group: group.to_string(),
+            clip_id: String::new(),
+            segment: 0,
+            start_s: 0.0,
+            end_s: 0.0,
+            variant: None,
+        }
+    }
+
+    #[test]
+    fn equal_speaker_ids_of_two_corpora_are_two_groups() {
+        let mut ex: Vec<Example> = ["03", "03", "08"].into_iter().map(of_group).collect();
+        let corpus = [Some("emodb"), Some("ravdess"), Some("emodb")].map(|c| c.map(String::from));
+        assert_eq!(
+            qualify_groups(&mut ex, &corpus),
+            Some(vec!["emodb".to_string(), "ravdess".to_string()])
+        );
+        let groups: Vec<&str> = ex.iter().map(|e| e.group.as_str()).collect();
+        assert_eq!(groups, ["emodb/03", "ravdess/03", "emodb/08"]);
+        // One corpus, or no corpus column: the ids stay as they are.
+        let mut one: Vec<Example> = ["03", "08"].into_iter().map(of_group).collect();
+        assert_eq!(
+            qualify_groups(&mut one, &[Some("emodb".into()), Some("emodb".into())]),
+            None
+        );
+        assert_eq!(qualify_groups(&mut one, &[None, None]), None);
+        assert_eq!(one[0].group, "03");
+    }
 
     fn batch(lengths: &[usize], t: usize, d: usize) -> HostBatch {
         let b = lengths.len();

@@ -18,7 +18,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::Cpu;
-use super::data::{Example, Normalize, Standardizer, examples, normalize_groups};
+use super::data::{
+    Example, Normalize, Standardizer, corpus_of, examples, normalize_groups, qualify_groups,
+};
 use super::device::{self, Device, DeviceChoice};
 use super::metrics::{Confusion, Report};
 use super::model::{ModelConfig, SerModel};
@@ -402,7 +404,7 @@ pub fn evaluate(
     let m = LoadedModel::load_on(model_dir, device)?;
     let a = &m.artifact;
     let mut columns = a.features.clone();
-    columns.extend([col::LABEL, col::CLIP_ID, col::SPEAKER].map(String::from));
+    columns.extend([col::LABEL, col::CLIP_ID, col::SPEAKER, col::CORPUS].map(String::from));
     let (batches, settings) = read_table(table, &columns)?;
     for b in batches.iter().take(1) {
         for f in &a.features {
@@ -424,10 +426,14 @@ pub fn evaluate(
         .map(|(i, l)| (l.clone(), i))
         .collect();
     let mut ex = Vec::new();
+    let mut corpus = Vec::new();
     for b in &batches {
         ex.extend(examples(b, &a.features, col::SPEAKER, &index)?);
+        corpus.extend(corpus_of(b));
     }
     drop(batches);
+    // Speakers of two corpora with the same id are two people (as in training).
+    qualify_groups(&mut ex, &corpus);
     if a.normalize == Normalize::Speaker {
         normalize_groups(&mut ex, a.model.input_dim);
     }

@@ -16,6 +16,8 @@
 //! - [`cv_shards`]: CV folds as shards (`--shard I/N` trains folds k mod N = I;
 //!   `sermo commit` joins them).
 //! - [`history`]: `history.parquet` written and read back.
+//! - [`default_model`]: the model built into the binary (`models/default`),
+//!   used by `sermo infer` / `sermo serve` without `--model`.
 //! - [`reuse`]: which members of finished runs may stand in for training
 //!   (`reuse` of the train sink).
 
@@ -23,6 +25,7 @@ pub mod conv;
 pub mod cv;
 pub mod cv_shards;
 pub mod data;
+pub mod default_model;
 pub mod device;
 pub mod finetune;
 pub mod history;

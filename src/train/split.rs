@@ -244,6 +244,49 @@ impl Split {
         }
     }
 
+    /// The split with its `test` / `valid` names matched to `groups` where the
+    /// rows come from several corpora and the groups are `corpus/id`
+    /// ([`crate::train::data::qualify_groups`]): a name that is a group stays;
+    /// a bare `id` found in exactly one corpus becomes `corpus/id`; one found in
+    /// several is an error asking for the corpus. Other names are left for
+    /// [`Split::assign`] to report.
+    pub fn qualified(&self, groups: &[String]) -> Result<Split, String> {
+        let known: std::collections::BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+        let part_name = |part: &str, names: &[String]| -> Result<Vec<String>, String> {
+            names
+                .iter()
+                .map(|n| {
+                    if known.contains(n.as_str()) {
+                        return Ok(n.clone());
+                    }
+                    let suffix = format!("/{n}");
+                    let matches: Vec<&str> = known
+                        .iter()
+                        .copied()
+                        .filter(|g| {
+                            g.ends_with(&suffix) && !g[..g.len() - suffix.len()].contains('/')
+                        })
+                        .collect();
+                    match matches.as_slice() {
+                        [one] => Ok(one.to_string()),
+                        [] => Ok(n.clone()),
+                        many => Err(format!(
+                            "{part} {} `{n}` is in more than one corpus ({}): name it as corpus/{}",
+                            self.by,
+                            many.join(", "),
+                            self.by
+                        )),
+                    }
+                })
+                .collect()
+        };
+        Ok(Split {
+            test: part_name("test", &self.test)?,
+            valid: part_name("valid", &self.valid)?,
+            ..self.clone()
+        })
+    }
+
     /// Assign each row (given by its group key) to a part; random splits use
     /// [`DEFAULT_SEED`].
     pub fn assign(&self, groups: &[String]) -> Result<Assignment, SplitError> {
@@ -870,6 +913,36 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
         assert_eq!(v, vec![6, 1, 8, 3, 2, 9, 0, 5, 4, 7]);
+    }
+
+    #[test]
+    fn bare_ids_are_matched_to_their_corpus_when_groups_are_qualified() {
+        let groups: Vec<String> = ["emodb/03", "emodb/08", "ravdess/01", "ravdess/03"]
+            .map(String::from)
+            .to_vec();
+        let q = Split::by_groups("speaker", &["01", "emodb/03"], &["08"])
+            .qualified(&groups)
+            .unwrap();
+        assert_eq!(q.test, ["ravdess/01", "emodb/03"]);
+        assert_eq!(q.valid, ["emodb/08"]);
+        let err = Split::by_groups("speaker", &["03"], &[])
+            .qualified(&groups)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "test speaker `03` is in more than one corpus (emodb/03, ravdess/03): name it as corpus/speaker"
+        );
+        // Unknown names are left for `assign` to report.
+        let q = Split::by_groups("speaker", &["99"], &[])
+            .qualified(&groups)
+            .unwrap();
+        assert_eq!(q.test, ["99"]);
+        // Unqualified groups (one corpus) are untouched.
+        let plain: Vec<String> = ["03", "08"].map(String::from).to_vec();
+        let q = Split::by_groups("speaker", &["03"], &[])
+            .qualified(&plain)
+            .unwrap();
+        assert_eq!(q.test, ["03"]);
     }
 
     #[test]

@@ -512,13 +512,27 @@ pub fn predict<B: Backend>(
     max_frames: usize,
     device: &B::Device,
 ) -> Vec<Vec<f32>> {
-    let mut out = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(batch_size.max(1)) {
-        let b = batch::<B>(chunk, dims, norm, max_frames, device);
-        let probs = softmax(model.forward(b.x, b.mask), 1);
-        let [_, c] = probs.dims();
-        let v: Vec<f32> = probs.into_data().to_vec().unwrap_or_default();
-        out.extend(v.chunks_exact(c).map(|r| r.to_vec()));
+    // An example's probabilities must not depend on the examples it shares a
+    // batch with: a padded batch is not exactly the unpadded forward pass (a
+    // pooling layer pairs an odd-length example's last frame with padding), so
+    // examples are batched only with examples of the same length (after the
+    // `max_frames` cut), in input order within a length, and every prediction
+    // is that of the example alone.
+    let len = |i: usize| examples[i].frames.min(max_frames).max(1);
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.sort_by_key(|&i| len(i));
+    let mut out = vec![Vec::new(); examples.len()];
+    for same in order.chunk_by(|&a, &b| len(a) == len(b)) {
+        for chunk in same.chunks(batch_size.max(1)) {
+            let refs: Vec<&Example> = chunk.iter().map(|&i| examples[i]).collect();
+            let b = batch::<B>(&refs, dims, norm, max_frames, device);
+            let probs = softmax(model.forward(b.x, b.mask), 1);
+            let [_, c] = probs.dims();
+            let v: Vec<f32> = probs.into_data().to_vec().unwrap_or_default();
+            for (&i, r) in chunk.iter().zip(v.chunks_exact(c)) {
+                out[i] = r.to_vec();
+            }
+        }
     }
     out
 }
@@ -527,6 +541,66 @@ pub fn predict<B: Backend>(
 mod tests {
     use super::*;
     use crate::train::Cpu;
+
+    /// A prediction is that of the example alone, whatever it is batched with:
+    /// clips of odd and even lengths mixed, in any batch size.
+    #[test]
+    fn a_prediction_does_not_depend_on_the_other_examples_of_the_batch() {
+        use crate::train::model::{AttentionFcnParams, ModelSpec};
+        let device = Default::default();
+        let (dims, classes) = (8usize, 3usize);
+        let cfg = ModelConfig {
+            spec: ModelSpec::AttentionFcn(AttentionFcnParams {
+                fcn_channels: vec![4, 4, 4],
+                kernel: 3,
+                attention_dim: 8,
+                ..Default::default()
+            }),
+            input_dim: dims,
+            classes,
+            encoder: None,
+        };
+        let model = cfg.init::<crate::train::Cpu>(&device);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let examples: Vec<Example> = [37usize, 40, 41, 64, 21, 40, 63]
+            .iter()
+            .map(|&frames| Example {
+                x: (0..frames * dims)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect(),
+                frames,
+                label: Some(0),
+                label_text: None,
+                group: String::new(),
+                clip_id: String::new(),
+                segment: 0,
+                start_s: 0.0,
+                end_s: 0.0,
+                variant: None,
+            })
+            .collect();
+        let refs: Vec<&Example> = examples.iter().collect();
+        let norm = Standardizer {
+            mean: vec![0.0; dims],
+            std: vec![1.0; dims],
+            per_clip: false,
+        };
+        let alone: Vec<Vec<f32>> = refs
+            .iter()
+            .map(|e| predict(&model, &[*e], dims, &norm, 1, 2000, &device).remove(0))
+            .collect();
+        for batch_size in [2, 3, 7] {
+            let together = predict(&model, &refs, dims, &norm, batch_size, 2000, &device);
+            for (t, a) in together.iter().zip(&alone) {
+                for (x, y) in t.iter().zip(a) {
+                    assert!(
+                        (x - y).abs() < 1e-6,
+                        "batch size {batch_size}: {t:?} vs {a:?}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn soft_cross_entropy_with_one_hot_targets_is_burns_weighted_loss() {

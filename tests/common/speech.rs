@@ -121,6 +121,63 @@ impl Recording {
             })
             .collect()
     }
+
+    /// The recording with synthetic music under it at `snr_db` below the mean
+    /// power of the speech frames: non-stationary, non-speech sound (seeded).
+    /// Notes of 0.15–0.6 s drawn from a pentatonic scale (110–880 Hz, four
+    /// harmonics, 10-ms attack, exponential decay), two voices, and a percussive
+    /// hit (a decaying noise burst) every 0.5 s. The truth does not change: the
+    /// music is not speech, so every frame a detector marks for it is a false
+    /// alarm.
+    pub fn with_music(&self, snr_db: f64) -> Vec<f32> {
+        let rate = VAD_RATE as f64;
+        let n = self.samples.len();
+        let mut music = vec![0f64; n];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x006d_7573_6963 ^ snr_db.to_bits());
+        const SCALE: [f64; 5] = [0.0, 2.0, 4.0, 7.0, 9.0];
+        for voice in 0..2 {
+            let mut t = 0usize;
+            while t < n {
+                let len = (rng.random_range(0.15..0.6) * rate) as usize;
+                let octave = rng.random_range(0..3) + voice;
+                let step = SCALE[rng.random_range(0..SCALE.len())];
+                let f0 = 110.0 * 2f64.powf(octave as f64 + step / 12.0);
+                let amp = rng.random_range(0.5..1.0);
+                for k in 0..len.min(n - t) {
+                    let tt = k as f64 / rate;
+                    let env = (tt / 0.01).min(1.0) * (-3.0 * tt).exp();
+                    let mut v = 0.0;
+                    for h in 1..=4 {
+                        v += (2.0 * std::f64::consts::PI * f0 * h as f64 * tt).sin() / h as f64;
+                    }
+                    music[t + k] += amp * env * v;
+                }
+                t += len;
+            }
+        }
+        let hit = (0.5 * rate) as usize;
+        for start in (0..n).step_by(hit) {
+            for k in 0..((0.08 * rate) as usize).min(n - start) {
+                let env = (-(k as f64) / (0.015 * rate)).exp();
+                music[start + k] += 1.5 * env * rng.random_range(-1.0..1.0);
+            }
+        }
+        let (mut p, mut m) = (0f64, 0usize);
+        for (i, fr) in self.samples.chunks(FRAME).enumerate() {
+            if self.truth.get(i).copied().unwrap_or(false) {
+                p += fr.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+                m += fr.len();
+            }
+        }
+        let music_power = music.iter().map(|v| v * v).sum::<f64>() / n.max(1) as f64;
+        let gain =
+            (p / m.max(1) as f64 / 10f64.powf(snr_db / 10.0) / music_power.max(1e-30)).sqrt();
+        self.samples
+            .iter()
+            .zip(&music)
+            .map(|(&v, &u)| v + (gain * u) as f32)
+            .collect()
+    }
 }
 
 /// Speech per frame from regions `[start, end)` in frames.
