@@ -101,20 +101,29 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<Row>) {
     (header, rows)
 }
 
+/// `sermo infer ARGS` with the cache folder at `cache`: its stderr (it must
+/// succeed).
+fn infer(args: &[&str], cache: &Path) -> String {
+    let run = Command::new(sermo_bin())
+        .arg("infer")
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("sermo infer");
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn sermo_infer_without_a_model_reproduces_the_recorded_demo_predictions() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("demo.csv");
     let recording = root().join("examples/audio/long/demo_long.wav");
     // A fresh cache folder: the built-in model is written there first.
-    let run = Command::new(sermo_bin())
-        .args(["infer", &recording.display().to_string(), "--out"])
-        .arg(&out)
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .output()
-        .expect("sermo infer");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
+    let recording = recording.display().to_string();
+    let out_arg = out.display().to_string();
+    let stderr = infer(&[&recording, "--out", &out_arg], &dir.path().join("cache"));
     assert!(
         stderr.contains("no --model given: using the default model"),
         "the default model is announced on stderr: {stderr}"
@@ -159,15 +168,9 @@ fn sermo_infer_without_a_model_reproduces_the_recorded_demo_predictions() {
 fn an_explicit_model_is_used_without_the_notice() {
     let dir = tempfile::tempdir().expect("tmp");
     let recording = root().join("examples/audio/long/demo_long.wav");
-    let run = Command::new(sermo_bin())
-        .args(["infer", "--model"])
-        .arg(folder())
-        .arg(&recording)
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .output()
-        .expect("sermo infer");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stderr}");
+    let model = folder().display().to_string();
+    let recording = recording.display().to_string();
+    let stderr = infer(&["--model", &model, &recording], &dir.path().join("cache"));
     assert!(!stderr.contains("default model"), "{stderr}");
     assert!(
         !dir.path().join("cache").exists(),

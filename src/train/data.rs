@@ -40,6 +40,25 @@ pub struct Example {
 /// The variant name of unaugmented rows (the `augment` stage's `clean`).
 pub const CLEAN: &str = "clean";
 
+#[cfg(test)]
+impl Example {
+    /// An example for unit tests: `x` over `frames` frames, label 0, in `group`.
+    pub(crate) fn for_test(x: Vec<f32>, frames: usize, group: &str) -> Example {
+        Example {
+            x,
+            frames,
+            label: Some(0),
+            label_text: None,
+            group: group.to_string(),
+            clip_id: String::new(),
+            segment: 0,
+            start_s: 0.0,
+            end_s: 0.0,
+            variant: None,
+        }
+    }
+}
+
 impl Example {
     /// True for an unaugmented row: no `variant` column, or variant `clean`.
     pub fn is_clean(&self) -> bool {
@@ -639,18 +658,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn of_group(group: &str) -> Example {
-        Example {
-            x: vec![0.0; 2],
-            frames: 1,
-            label: Some(0),
-            label_text: None,
-            group: group.to_string(),
-            clip_id: String::new(),
-            segment: 0,
-            start_s: 0.0,
-            end_s: 0.0,
-            variant: None,
-        }
+        Example::for_test(vec![0.0; 2], 1, group)
     }
 
     #[test]
@@ -706,18 +714,8 @@ mod tests {
 
     #[test]
     fn windows_and_per_clip_normalization() {
-        let e = Example {
-            x: (0..12).map(|v| v as f32).collect(), // 6 frames × 2 dims
-            frames: 6,
-            label: Some(0),
-            label_text: None,
-            group: String::new(),
-            clip_id: String::new(),
-            segment: 0,
-            start_s: 0.0,
-            end_s: 0.0,
-            variant: None,
-        };
+        // 6 frames × 2 dims.
+        let e = Example::for_test((0..12).map(|v| v as f32).collect(), 6, "");
         let plain = SerBatcher {
             dims: 2,
             norm: Standardizer {

@@ -564,19 +564,11 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let examples: Vec<Example> = [37usize, 40, 41, 64, 21, 40, 63]
             .iter()
-            .map(|&frames| Example {
-                x: (0..frames * dims)
+            .map(|&frames| {
+                let x = (0..frames * dims)
                     .map(|_| rng.random_range(-1.0..1.0))
-                    .collect(),
-                frames,
-                label: Some(0),
-                label_text: None,
-                group: String::new(),
-                clip_id: String::new(),
-                segment: 0,
-                start_s: 0.0,
-                end_s: 0.0,
-                variant: None,
+                    .collect();
+                Example::for_test(x, frames, "")
             })
             .collect();
         let refs: Vec<&Example> = examples.iter().collect();
