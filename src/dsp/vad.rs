@@ -4,14 +4,15 @@
 //! Three layers:
 //! - **frame scores** ([`Scorer`]): a speech probability per 16-ms frame (256
 //!   samples) of 16-kHz mono audio, from one of two detectors:
-//!   - `earshot`: the neural detector of the `earshot` crate (pure Rust, MIT OR
-//!     Apache-2.0; a 1024-point spectrum and a small network per frame);
-//!   - `energy`: frame energy against a tracked noise floor — the floor follows
+//!   - `energy` (the default): frame energy against a tracked noise floor — the floor follows
 //!     the energy down at once and rises by [`FLOOR_RISE_DB_PER_S`] (a running
 //!     minimum, as in minimum-statistics noise estimation), and the probability is
 //!     a logistic of the energy's height above the floor (0.5 at
-//!     [`ENERGY_MARGIN_DB`], slope [`ENERGY_SLOPE_DB`]). Far cheaper, but any loud
-//!     sound is "speech" to it.
+//!     [`ENERGY_MARGIN_DB`], slope [`ENERGY_SLOPE_DB`]). Any loud sound is
+//!     "speech" to it;
+//!   - `earshot`: the neural detector of the `earshot` crate (pure Rust, MIT OR
+//!     Apache-2.0; a 1024-point spectrum and a small network per frame), 15 times
+//!     slower. Neither tells music from speech (docs/performance.md).
 //! - **the gate** ([`Gate`]): probabilities → speech regions with hysteresis, the
 //!   rules of Silero VAD's `get_speech_timestamps` applied as the frames arrive:
 //!   speech starts at a frame ≥ `threshold` (default 0.7), ends after `min_silence_s` of frames
@@ -58,10 +59,11 @@ const MIN_DB: f32 = -100.0;
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
-    /// The `earshot` crate's neural detector (robust to noise).
-    #[default]
+    /// The `earshot` crate's neural detector (better at 5 dB SNR, 15 times slower).
     Earshot,
-    /// Energy above a tracked noise floor (fast; loud non-speech counts as speech).
+    /// Energy above a tracked noise floor (the default: the most accurate at 10–20
+    /// dB SNR of white noise, ~30,000× real time; loud non-speech counts as speech).
+    #[default]
     Energy,
 }
 

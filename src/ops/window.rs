@@ -11,7 +11,7 @@
 //! align = "start"       # fixed: start | center
 //! seed = 0              # random_crop: crops depend on (seed, clip_id) only
 //! min_s = 1.0           # speech: the shortest segment
-//! vad = { method = "earshot", threshold = 0.7 }   # speech: the detector
+//! vad = { method = "energy", threshold = 0.7 }    # speech: the detector
 //! ```
 //! - `fixed`: trim or zero-pad each clip to `length_s` (one row per clip).
 //! - `segments`: rows of `length_s` every `hop_s`; works on streamed long recordings
@@ -117,8 +117,9 @@ pub struct WindowConfig {
 #[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VadConfig {
-    /// `earshot` (a small neural detector, robust to noise) or `energy` (energy
-    /// over a tracked noise floor: faster, but any loud sound counts as speech).
+    /// `energy` (energy over a tracked noise floor; any loud sound counts as
+    /// speech) or `earshot` (a small neural detector: better at 5 dB SNR, 15
+    /// times slower).
     #[serde(default)]
     pub method: Method,
     /// Speech starts at a 16-ms frame with at least this probability and ends
