@@ -1,4 +1,5 @@
-//! Pretrained-encoder speed: sermo (burn, NdArray CPU backend) vs transformers
+//! Pretrained-encoder speed: sermo (`Pretrained::run` on burn's CPU backend,
+//! which runs the CPU inference pass of `src/encoders/cpu.rs`) vs transformers
 //! (PyTorch CPU) on the same decoded 16 kHz clips, in one run, at 1 and 2 threads.
 //!
 //! ```sh
@@ -21,7 +22,7 @@
 //! sides), `SERMO_BENCH_THREADS` (comma list, default `1,2`), `SERMO_BENCH_TORCH=0`
 //! (skip transformers), `SERMO_BENCH_SPLIT=1` (one more pass per side, timing each
 //! part of the model: convolutions, projection, position convolution, attention,
-//! feed-forward, norms).
+//! feed-forward, norms; sermo's split pass times the burn modules, op by op).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

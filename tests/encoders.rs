@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use sermo::encoders::checkpoint::Checkpoint;
+use sermo::encoders::cpu::CpuEncoder;
 use sermo::encoders::{EncoderConfig, Pretrained, load};
 
 type B = burn::backend::NdArray<f32>;
@@ -128,8 +129,65 @@ fn parity_on<Bk: Backend>(name: &str, device: &Bk::Device, tol: f32) -> f32 {
         }
     }
 
-    // Each clip alone, from raw audio, through the public API.
-    let enc = Pretrained::<Bk>::load(&dir, None, device).unwrap();
+    // The same batch through the CPU inference pass (src/encoders/cpu.rs).
+    let fast =
+        CpuEncoder::from_model(&model).forward(&input.f, b, &config, &lengths, masked, &keep);
+    assert_eq!(fast.valid, frame_lengths, "{name}: CPU pass frame lengths");
+    for k in 0..config.num_hidden_states() {
+        let want = &exp[&format!("hidden_states.{k}")];
+        let got = fast.hidden_states[k].as_ref().unwrap();
+        assert_eq!(
+            got.len(),
+            want.f.len(),
+            "{name}: CPU pass hidden_states.{k} size"
+        );
+        let f = want.shape[1];
+        for (i, &n) in frame_lengths.iter().enumerate() {
+            let n = if masked { n } else { f };
+            let range = i * f * h..(i * f + n) * h;
+            let d = max_abs(&got[range.clone()], &want.f[range]);
+            worst = worst.max(d);
+            assert!(
+                d <= tol,
+                "{name}: CPU pass hidden_states.{k} clip {i}: max abs diff {d}"
+            );
+        }
+    }
+
+    // Each clip alone, from raw audio, through the public API: on the CPU
+    // backend with the CPU pass and with the burn modules.
+    let mut enc = Pretrained::<Bk>::load(&dir, None, device).unwrap();
+    let mut runs = vec![("", enc_run(&enc, &exp, &lengths, l, &config))];
+    if enc.cpu.is_some() {
+        enc.cpu = None;
+        runs.push((" (burn modules)", enc_run(&enc, &exp, &lengths, l, &config)));
+    }
+    for (how, states) in runs {
+        for (i, s) in states.iter().enumerate() {
+            for k in 0..config.num_hidden_states() {
+                let want = &exp[&format!("single.{i}.hidden_states.{k}")];
+                assert_eq!(s.frames, want.shape[1], "{name}: clip {i} frames{how}");
+                let d = max_abs(&s.layers[k], &want.f);
+                worst = worst.max(d);
+                assert!(
+                    d <= tol,
+                    "{name}: single clip {i} hidden_states.{k}{how}: max abs diff {d}"
+                );
+            }
+        }
+    }
+    eprintln!("{name}: max abs diff {worst:.2e} (tolerance {tol:.0e})");
+    worst
+}
+
+/// Every clip of a fixture alone through [`Pretrained::run`], every layer.
+fn enc_run<Bk: Backend>(
+    enc: &Pretrained<Bk>,
+    exp: &HashMap<String, Arr>,
+    lengths: &[usize],
+    l: usize,
+    config: &EncoderConfig,
+) -> Vec<sermo::encoders::ClipStates> {
     let audio = &exp["audio"];
     let layers: Vec<usize> = (0..config.num_hidden_states()).collect();
     let clips: Vec<&[f32]> = lengths
@@ -137,21 +195,7 @@ fn parity_on<Bk: Backend>(name: &str, device: &Bk::Device, tol: f32) -> f32 {
         .enumerate()
         .map(|(i, &n)| &audio.f[i * l..i * l + n])
         .collect();
-    let states = enc.run(&clips, &layers).unwrap();
-    for (i, s) in states.iter().enumerate() {
-        for &k in &layers {
-            let want = &exp[&format!("single.{i}.hidden_states.{k}")];
-            assert_eq!(s.frames, want.shape[1], "{name}: clip {i} frames");
-            let d = max_abs(&s.layers[k], &want.f);
-            worst = worst.max(d);
-            assert!(
-                d <= tol,
-                "{name}: single clip {i} hidden_states.{k}: max abs diff {d}"
-            );
-        }
-    }
-    eprintln!("{name}: max abs diff {worst:.2e} (tolerance {tol:.0e})");
-    worst
+    enc.run(&clips, &layers).unwrap()
 }
 
 #[test]
@@ -705,6 +749,39 @@ fn ssl_finetune_logits_do_not_depend_on_batch_neighbours() {
         let alone: Vec<f32> = (0..b).flat_map(|i| run(&[i], lengths[i])).collect();
         let d = max_abs(&batch, &alone);
         assert!(d <= 1e-5, "{name}: padded batch vs alone: {d}");
+    }
+}
+
+/// The CPU pass gives the same bits whatever the thread count (its parallel
+/// products and passes split the output, never a sum), for a group-norm and a
+/// WavLM fixture, clips alone and a padded batch.
+#[test]
+fn the_cpu_pass_does_not_depend_on_the_thread_count() {
+    for name in ["wav2vec2_group", "wavlm", "wav2vec2_layer"] {
+        let dir = fixture(name);
+        let exp = expected(&dir);
+        let enc = Pretrained::<B>::load(&dir, None, &Default::default()).unwrap();
+        assert!(
+            enc.cpu.is_some(),
+            "{name}: the CPU backend runs the CPU pass"
+        );
+        let input = &exp["input_values"];
+        let l = input.shape[1];
+        let lengths: Vec<usize> = exp["lengths"].i.iter().map(|&n| n as usize).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| enc_run(&enc, &exp, &lengths, l, &enc.config))
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(
+                one == run(threads),
+                "{name}: hidden states differ between 1 and {threads} threads"
+            );
+        }
     }
 }
 
