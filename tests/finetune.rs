@@ -186,11 +186,15 @@ fn fine_tuning_trains_from_audio_saves_the_encoder_and_infers() {
     let sermo::train::model::SerModel::SslFinetune(net) = net else {
         panic!("not an ssl_finetune model")
     };
-    let exported = Pretrained::<B>::load(&tuned, None, &Default::default()).unwrap();
+    let mut exported = Pretrained::<B>::load(&tuned, None, &Default::default()).unwrap();
     let config = EncoderConfig::from_folder(&tuned).unwrap();
     let clip: Vec<f32> = (0..8000)
         .map(|i| ((i as f32) * 0.021).sin() * 0.3)
         .collect();
+    // The CPU pass (src/encoders/cpu.rs) to float precision; the exported
+    // folder's burn modules exactly.
+    let fast = exported.run(&[&clip], &[2]).unwrap();
+    exported.cpu = None;
     let got = exported.run(&[&clip], &[2]).unwrap();
     let mut x = clip.clone();
     sermo::encoders::normalize(&mut x);
@@ -206,6 +210,12 @@ fn fine_tuning_trains_from_audio_saves_the_encoder_and_infers() {
         .to_vec()
         .unwrap();
     assert_eq!(got[0].layers[0], want);
+    let diff = fast[0].layers[0]
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff <= 1e-4, "CPU pass vs modules: max abs diff {diff}");
 
     // Inference from audio: the infer stage on the 16-kHz clips gives the same
     // probabilities in batches of 1 and of 8 (no clip depends on its neighbours).
