@@ -183,14 +183,14 @@ impl PositionConv {
                 xg[(pad + t) * d..(pad + t + 1) * d]
                     .copy_from_slice(&x[t * h + g * d..t * h + (g + 1) * d]);
             }
-            let mut part = vec![0.0f32; frames * d];
+            // Into this group's columns of y (which hold the bias).
             kernels::matmul(
                 frames,
                 d,
                 k * d,
-                &mut part,
-                d,
-                false,
+                &mut y[g * d..],
+                h,
+                true,
                 View {
                     data: &xg,
                     offset: 0,
@@ -200,12 +200,6 @@ impl PositionConv {
                 View::rows(w, 0, d),
                 true,
             );
-            for t in 0..frames {
-                kernels::add(
-                    &mut y[t * h + g * d..t * h + (g + 1) * d],
-                    &part[t * d..(t + 1) * d],
-                );
-            }
         }
         kernels::gelu(&mut y);
         y

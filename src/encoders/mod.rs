@@ -252,60 +252,63 @@ impl<B: Backend> Pretrained<B> {
         for &k in layers {
             keep[k] = true;
         }
+        // Per requested layer `[b, f, hidden]`, the padded frame count f and
+        // each clip's valid frames: from the CPU pass or the burn modules.
+        let (per_layer, f, valid): (Vec<Vec<f32>>, usize, Vec<usize>) = match &self.cpu {
+            Some(cpu) => {
+                let out = cpu.forward(
+                    &input,
+                    b,
+                    &self.config,
+                    &lengths,
+                    self.config.attention_mask,
+                    &keep,
+                );
+                let per_layer = layers
+                    .iter()
+                    .map(|&k| out.hidden_states[k].clone().unwrap_or_default())
+                    .collect();
+                (per_layer, out.frames, out.valid)
+            }
+            None => {
+                let x = Tensor::<B, 2>::from_data(TensorData::new(input, [b, l]), &self.device);
+                let out = self.model.forward(
+                    x,
+                    &self.config,
+                    &lengths,
+                    self.config.attention_mask,
+                    &keep,
+                );
+                let per_layer: Vec<Vec<f32>> = layers
+                    .iter()
+                    .map(|&k| match &out.hidden_states[k] {
+                        Some(t) => t
+                            .clone()
+                            .into_data()
+                            .convert::<f32>()
+                            .to_vec::<f32>()
+                            .unwrap_or_default(),
+                        None => Vec::new(),
+                    })
+                    .collect();
+                let f = per_layer
+                    .first()
+                    .map(|v| v.len() / (b * self.config.hidden_size).max(1))
+                    .unwrap_or(0);
+                (per_layer, f, out.frames)
+            }
+        };
         let h = self.config.hidden_size;
-        if let Some(cpu) = &self.cpu {
-            let out = cpu.forward(
-                &input,
-                b,
-                &self.config,
-                &lengths,
-                self.config.attention_mask,
-                &keep,
-            );
-            let f = out.frames;
-            return (0..b)
-                .map(|i| ClipStates {
-                    frames: out.valid[i],
-                    layers: layers
-                        .iter()
-                        .map(|&k| match &out.hidden_states[k] {
-                            Some(v) => v[i * f * h..(i * f + out.valid[i]) * h].to_vec(),
-                            None => Vec::new(),
-                        })
-                        .collect(),
-                })
-                .collect();
-        }
-        let x = Tensor::<B, 2>::from_data(TensorData::new(input, [b, l]), &self.device);
-        let out = self
-            .model
-            .forward(x, &self.config, &lengths, self.config.attention_mask, &keep);
-        let per_layer: Vec<Vec<f32>> = layers
-            .iter()
-            .map(|&k| match &out.hidden_states[k] {
-                Some(t) => t
-                    .clone()
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .unwrap_or_default(),
-                None => Vec::new(),
-            })
-            .collect();
-        let f_all = per_layer
-            .first()
-            .map(|v| v.len() / (b * h).max(1))
-            .unwrap_or(0);
         (0..b)
-            .map(|i| {
-                let frames = out.frames[i];
-                ClipStates {
-                    frames,
-                    layers: per_layer
-                        .iter()
-                        .map(|v| v[i * f_all * h..(i * f_all + frames) * h].to_vec())
-                        .collect(),
-                }
+            .map(|i| ClipStates {
+                frames: valid[i],
+                layers: per_layer
+                    .iter()
+                    .map(|v| {
+                        v.get(i * f * h..(i * f + valid[i]) * h)
+                            .map_or_else(Vec::new, <[f32]>::to_vec)
+                    })
+                    .collect(),
             })
             .collect()
     }
