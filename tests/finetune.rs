@@ -235,6 +235,12 @@ fn fine_tuning_trains_from_audio_saves_the_encoder_and_infers() {
         assert!(ok, "{name}: {err}");
         probs(&dir.path().join(name))
     };
+    let loaded = sermo::train::inference::LoadedModel::load(&model).unwrap();
+    assert!(
+        loaded.has_cpu_pass(),
+        "a fine-tuned model loads with the CPU pass"
+    );
+    assert!(!loaded.without_cpu_pass().has_cpu_pass());
     let one = infer("pred1", 1);
     let eight = infer("pred8", 8);
     assert_eq!(one.len(), 12);
@@ -267,6 +273,72 @@ fn fine_tuning_trains_from_audio_saves_the_encoder_and_infers() {
     let (ok, _, err) = common::sermo(&["run", "-q", p2.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert_eq!(history(&model), history(&dir.path().join("m2")));
+}
+
+/// Inference of a fine-tuned model on the CPU runs the encoder through the CPU
+/// pass (src/encoders/cpu.rs): for every encoder family, with and without the
+/// weighted layer sum, a padded batch of clips of unequal lengths gives the
+/// modules' logits to float precision, and each clip alone its batch's logits.
+#[test]
+fn the_cpu_pass_gives_the_modules_logits_for_every_family() {
+    use burn::prelude::*;
+    use sermo::train::finetune::{self, EncoderSpec, SslFinetuneParams};
+    let dev = Default::default();
+    let lengths = [3000usize, 5000, 4100, 5000];
+    let s = 5000;
+    let batch = |which: &[usize]| {
+        let mut x = vec![0.0f32; which.len() * s];
+        let mut m = vec![0.0f32; which.len() * s];
+        for (j, &i) in which.iter().enumerate() {
+            for t in 0..lengths[i] {
+                let v = ((t as f32) * (0.013 + 0.004 * i as f32)).sin() * 0.4
+                    + ((t * (i + 3)) % 17) as f32 * 0.01;
+                x[j * s + t] = v;
+                m[j * s + t] = 1.0;
+            }
+        }
+        (
+            Tensor::<B, 3>::from_data(TensorData::new(x, [which.len(), s, 1]), &dev),
+            Tensor::<B, 2>::from_data(TensorData::new(m, [which.len(), s]), &dev),
+        )
+    };
+    let logits = |t: Tensor<B, 2>| -> Vec<f32> { t.into_data().to_vec().unwrap() };
+    for name in ["wav2vec2_group", "wav2vec2_layer", "hubert", "wavlm"] {
+        let spec = EncoderSpec::read(&encoder(name), None).unwrap();
+        for weighted in [true, false] {
+            let p = SslFinetuneParams {
+                weighted_layer_sum: weighted,
+                ..Default::default()
+            };
+            let modules = finetune::pretrained::<B>(&spec, &p, 4, &dev).unwrap();
+            let (x, m) = batch(&[0, 1, 2, 3]);
+            let want = logits(modules.forward(x.clone(), m.clone()));
+            // After a forward pass: burn initializes a fresh head's parameters
+            // lazily, and a clone taken before would draw its own.
+            let fast = modules.clone().with_cpu_pass();
+            assert!(fast.has_cpu_pass() && !modules.has_cpu_pass());
+            let got = logits(fast.forward(x, m));
+            let diff = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                diff <= 1e-4 && want.iter().any(|v| v.abs() > 1e-3),
+                "{name} weighted={weighted}: CPU pass vs modules max abs diff {diff}: {got:?} vs {want:?}"
+            );
+            for i in 0..4 {
+                let (x, m) = batch(&[i]);
+                let alone = logits(fast.forward(x, m));
+                for (a, b) in alone.iter().zip(&got[i * 4..i * 4 + 4]) {
+                    assert!(
+                        (a - b).abs() <= 1e-5,
+                        "{name}: clip {i} alone {a} vs in the batch {b}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -824,3 +824,66 @@ fn cv_final_trains_one_model_on_every_speaker_at_the_top_level() {
     assert!(!ok);
     assert!(text.contains("run without --shard"), "{text}");
 }
+
+/// A CV run that stopped (crash, kill, time limit) resumes: rerun, it keeps the
+/// folds it finished under the same rows, settings and seed and trains only the
+/// missing ones, with the joined metrics of an uninterrupted run; other settings
+/// or another seed train every fold again.
+#[test]
+fn a_stopped_cv_run_resumes_training_only_its_missing_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    features(dir.path());
+    let p = train_pipeline(
+        dir.path(),
+        "cv",
+        "mlp",
+        r#"cv = { by = "speaker", folds = 2, valid = 0, seed = 5 }"#,
+    );
+    let p = p.to_str().unwrap();
+    let (ok, text) = run(&["run", p]);
+    assert!(ok, "{text}");
+    assert!(!text.contains("already complete"), "{text}");
+    let out = dir.path().join("cv");
+    let whole = json(&out.join("metrics.json"));
+    let fold0_weights = out.join("fold-0/model.mpk");
+    let mtime = |f: &Path| std::fs::metadata(f).unwrap().modified().unwrap();
+    let before = mtime(&fold0_weights);
+
+    // Stopped while fold 1 trained: its folder has no metrics.
+    std::fs::remove_file(out.join("fold-1/metrics.json")).unwrap();
+    std::fs::remove_file(out.join("metrics.json")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (ok, text) = run(&["run", p]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("fold 0: already complete") && !text.contains("fold 1: already complete"),
+        "{text}"
+    );
+    assert_eq!(mtime(&fold0_weights), before, "fold 0 was trained again");
+    assert!(out.join("fold-1/metrics.json").is_file(), "{text}");
+    assert_eq!(json(&out.join("metrics.json")), whole, "{text}");
+
+    // A fold without one of its files is not complete.
+    std::fs::remove_file(out.join("fold-1/model.mpk")).unwrap();
+    let (ok, text) = run(&["run", p]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("fold 0: already complete") && text.contains("member 0 has no weights"),
+        "{text}"
+    );
+    assert_eq!(json(&out.join("metrics.json")), whole, "{text}");
+
+    // Another seed (same partition: cv.seed) trains both folds again.
+    let (ok, text) = run(&["run", p, "--set", "sinks.model.seed=4"]);
+    assert!(ok, "{text}");
+    assert!(!text.contains("already complete"), "{text}");
+    assert!(
+        text.contains("trained with seed 3 and 1 member(s), this run has seed 4"),
+        "{text}"
+    );
+    assert_ne!(
+        mtime(&fold0_weights),
+        before,
+        "fold 0 kept under another seed"
+    );
+}

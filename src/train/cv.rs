@@ -628,6 +628,42 @@ impl TrainRun<'_> {
             normalize: cfg.normalize,
             sample_rate,
         };
+        if mode == FoldMode::Evaluate && dir != self.out {
+            // Resume (CV folds, `OUT/fold-K`; a `split` run trains again): a fold this run already finished (same rows, settings, seed
+            // and members) is kept; otherwise it is no longer complete until it
+            // has trained again (`sermo status` must not count it meanwhile).
+            let encoders_kept =
+                || !finetune || (0..members).all(|k| dir.join(encoder_folder(k)).is_dir());
+            match reuse::completed(dir, &artifact) {
+                Some(Ok(done)) if encoders_kept() => {
+                    if let Some(b) = &bar {
+                        b.finish_and_clear();
+                    }
+                    eprintln!(
+                        "sermo: {name}: already complete in {} (same rows, settings and seed): kept, not trained again — accuracy {:.3}, UAR {:.3} (remove the folder to train it again)",
+                        dir.display(),
+                        done.report.accuracy,
+                        done.report.uar
+                    );
+                    return Ok(FoldResult {
+                        report: Some(done.report),
+                        kept_epochs: done.kept_epochs,
+                    });
+                }
+                Some(Ok(_)) => eprintln!(
+                    "sermo: {name}: {} lacks a fine-tuned encoder folder: training the fold again",
+                    dir.display()
+                ),
+                Some(Err(why)) => eprintln!("sermo: {name}: {why}: training the fold again"),
+                None => {}
+            }
+            let metrics = dir.join(cv_shards::METRICS_FILE);
+            match std::fs::remove_file(&metrics) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove {}: {e}", metrics.display())),
+            }
+        }
         let seeds: Vec<u64> = (0..members)
             .map(|k| settings.seed.wrapping_add(k as u64))
             .collect();

@@ -10,7 +10,9 @@
 //!   of different settings never mix); identical plans from parallel tasks are
 //!   written atomically and agree.
 //! - A fold is complete when `OUT/fold-K/metrics.json` exists: the train sink
-//!   writes it last, after the model, config, history and plots.
+//!   writes it last, after the model, config, history and plots. A rerun keeps a
+//!   complete fold of the same rows, settings and seed (`train/reuse.rs`,
+//!   `completed`) and removes the metrics of one it trains again first.
 //! - [`commit`] needs every fold `0..K`; it fails naming the missing folds and the
 //!   shard indices to resubmit (`--array=`), and checks that every fold tested the
 //!   groups and labels of the plan.

@@ -18,8 +18,14 @@
 //!
 //! Examples are raw samples at the encoder's rate (`frames` = samples, one value
 //! per frame); clips are cut to their first `max_s` seconds.
+//!
+//! Inference of a saved model on burn's CPU backend (`sermo infer`, `eval`,
+//! `serve`, the `infer` stage) runs the encoder through the CPU pass
+//! ([`crate::encoders::cpu`], the `embed` stage's, several times faster than the
+//! modules) and the head through burn; training and CUDA run the modules.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::module::{Initializer, Param};
 use burn::nn::LinearConfig;
@@ -29,6 +35,7 @@ use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
 use super::model::SslHead;
+use crate::encoders::cpu::CpuEncoder;
 use crate::encoders::{self, EncoderConfig, Identity, SpeechEncoder, checkpoint::Checkpoint};
 
 /// `[params]` of `model = "ssl_finetune"`.
@@ -206,6 +213,22 @@ pub struct Setup {
     pub min_masks: usize,
 }
 
+/// The encoder's weights laid out for the CPU pass ([`CpuEncoder`]), set only
+/// on a model loaded for inference ([`SslFinetune::with_cpu_pass`]): they are a
+/// copy, so a model that trains further must not carry them.
+#[derive(Clone, Default)]
+pub struct CpuPass(Option<Arc<CpuEncoder>>);
+
+impl std::fmt::Debug for CpuPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "CpuPass(on)"
+        } else {
+            "CpuPass(off)"
+        })
+    }
+}
+
 /// The encoder and its head.
 #[derive(Module, Debug)]
 pub struct SslFinetune<B: Backend> {
@@ -216,6 +239,9 @@ pub struct SslFinetune<B: Backend> {
     pub mask_embedding: Param<Tensor<B, 1>>,
     #[module(skip)]
     pub setup: Setup,
+    /// Inference only: the encoder's forward by the CPU pass.
+    #[module(skip)]
+    pub cpu: CpuPass,
 }
 
 fn setup(spec: &EncoderSpec, p: &SslFinetuneParams) -> Setup {
@@ -270,6 +296,7 @@ pub fn skeleton<B: Backend>(
         ),
         mask_embedding: Initializer::Zeros.init([h], device),
         setup: setup(spec, p),
+        cpu: CpuPass::default(),
     }
 }
 
@@ -315,6 +342,7 @@ pub fn pretrained<B: Backend>(
         ),
         mask_embedding,
         setup: setup(spec, p),
+        cpu: CpuPass::default(),
     };
     Ok(model.freeze(p))
 }
@@ -448,9 +476,73 @@ impl<B: Backend> SslFinetune<B> {
             let var = centered.clone().powi_scalar(2).sum_dim(1).div(n);
             x = centered.div(var.add_scalar(1e-7).sqrt()) * mask;
         }
-        let mut h = self.encoder.project(self.conv_features(x, &lengths));
-        let [_, f, hidden] = h.dims();
         let training = B::ad_enabled(&device);
+        let cfg = &st.config;
+        let hidden = cfg.hidden_size;
+        let n_states = cfg.num_hidden_states();
+        let keep: Vec<bool> = (0..n_states)
+            .map(|k| st.weighted || k == n_states - 1)
+            .collect();
+        let (states, valid, f) = match (&self.cpu.0, training) {
+            (Some(cpu), false) => cpu_states(cpu, cfg, x, &lengths, &keep),
+            _ => self.module_states(x, &lengths, &keep, training),
+        };
+        let x = if st.weighted {
+            let stacked: Vec<Tensor<B, 4>> = states
+                .into_iter()
+                .map(|t| t.unsqueeze_dim::<4>(2))
+                .collect();
+            Tensor::cat(stacked, 2).reshape([b, f, n_states * hidden])
+        } else {
+            match states.into_iter().last() {
+                Some(t) => self.encoder.final_norm(t),
+                None => Tensor::zeros([b, f, hidden], &device),
+            }
+        };
+        let keep_frame: Vec<f32> = valid
+            .iter()
+            .flat_map(|&n| (0..f).map(move |t| if t < n { 1.0 } else { 0.0 }))
+            .collect();
+        let fm = Tensor::<B, 2>::from_data(TensorData::new(keep_frame, [b, f]), &device);
+        let x = x * fm.clone().unsqueeze_dim::<3>(2);
+        self.head.forward(x, fm)
+    }
+
+    /// This model with the CPU pass on when it lives on burn's CPU backend (a
+    /// model loaded for inference); unchanged elsewhere.
+    pub fn with_cpu_pass(mut self) -> Self {
+        if std::any::TypeId::of::<B>() == std::any::TypeId::of::<crate::train::Cpu>() {
+            self.cpu = CpuPass(Some(Arc::new(CpuEncoder::from_model(&self.encoder))));
+        }
+        self
+    }
+
+    /// This model with the CPU pass off: the modules run the encoder.
+    pub fn without_cpu_pass(mut self) -> Self {
+        self.cpu = CpuPass::default();
+        self
+    }
+
+    /// Whether inference runs the encoder through the CPU pass.
+    pub fn has_cpu_pass(&self) -> bool {
+        self.cpu.0.is_some()
+    }
+
+    /// The kept hidden states `[b, f, hidden]` of the normalized clips `x`
+    /// `[b, samples]` by the burn modules (in training with time masking and
+    /// LayerDrop), the valid frames per clip and f.
+    fn module_states(
+        &self,
+        x: Tensor<B, 2>,
+        lengths: &[usize],
+        keep: &[bool],
+        training: bool,
+    ) -> (Vec<Tensor<B, 3>>, Vec<usize>, usize) {
+        let device = x.device();
+        let [b, _] = x.dims();
+        let st = &self.setup;
+        let mut h = self.encoder.project(self.conv_features(x, lengths));
+        let [_, f, hidden] = h.dims();
         let cfg = &st.config;
         let frames: Vec<usize> = lengths.iter().map(|&n| cfg.frames(n).min(f)).collect();
         if training && st.mask_prob > 0.0 {
@@ -467,7 +559,6 @@ impl<B: Backend> SslFinetune<B> {
                 h = h * (m.clone().neg() + 1.0) + m * e;
             }
         }
-        let n_states = cfg.num_hidden_states();
         let skip: Vec<bool> = if training && st.layerdrop > 0.0 {
             Tensor::<B, 1>::random([cfg.num_layers], Distribution::Uniform(0.0, 1.0), &device)
                 .into_data()
@@ -480,33 +571,11 @@ impl<B: Backend> SslFinetune<B> {
         } else {
             Vec::new()
         };
-        let keep: Vec<bool> = (0..n_states)
-            .map(|k| st.weighted || k == n_states - 1)
-            .collect();
         let out = self
             .encoder
-            .forward_skipping(h, cfg, &lengths, true, &keep, &skip);
+            .forward_skipping(h, cfg, lengths, true, keep, &skip);
         let states: Vec<Tensor<B, 3>> = out.hidden_states.into_iter().flatten().collect();
-        let x = if st.weighted {
-            let stacked: Vec<Tensor<B, 4>> = states
-                .into_iter()
-                .map(|t| t.unsqueeze_dim::<4>(2))
-                .collect();
-            Tensor::cat(stacked, 2).reshape([b, f, n_states * hidden])
-        } else {
-            match states.into_iter().last() {
-                Some(t) => self.encoder.final_norm(t),
-                None => Tensor::zeros([b, f, hidden], &device),
-            }
-        };
-        let keep_frame: Vec<f32> = out
-            .frames
-            .iter()
-            .flat_map(|&n| (0..f).map(move |t| if t < n { 1.0 } else { 0.0 }))
-            .collect();
-        let fm = Tensor::<B, 2>::from_data(TensorData::new(keep_frame, [b, f]), &device);
-        let x = x * fm.clone().unsqueeze_dim::<3>(2);
-        self.head.forward(x, fm)
+        (states, out.frames, f)
     }
 
     /// Write the encoder as a Hugging Face checkpoint folder (`dir`).
@@ -527,6 +596,69 @@ impl<B: Backend> SslFinetune<B> {
         )
         .map_err(|e| e.to_string())
     }
+}
+
+/// [`SslFinetune`]'s kept hidden states by the CPU pass: the same numbers as its
+/// modules at inference. A layer-norm feature encoder (or clips of one length)
+/// runs as one padded batch; a group-norm one runs each length's clips unpadded,
+/// as [`SslFinetune`] does. Padded frames are zero. Returns the states, the valid
+/// frames per clip and the padded frame count.
+fn cpu_states<B: Backend>(
+    cpu: &CpuEncoder,
+    cfg: &EncoderConfig,
+    x: Tensor<B, 2>,
+    lengths: &[usize],
+    keep: &[bool],
+) -> (Vec<Tensor<B, 3>>, Vec<usize>, usize) {
+    let device = x.device();
+    let [b, s] = x.dims();
+    let input: Vec<f32> = x
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default();
+    let (f, h) = (cfg.frames(s), cfg.hidden_size);
+    let len = |i: usize| lengths.get(i).copied().unwrap_or(s);
+    let exact = cfg.conv_norm == encoders::ConvNorm::Layer || (0..b).all(|i| len(i) == s);
+    // (clips, samples each clip runs with): one padded batch, or per length.
+    let mut groups: Vec<(Vec<usize>, usize)> = Vec::new();
+    if exact {
+        groups.push(((0..b).collect(), s));
+    } else {
+        let run_len = |i: usize| len(i).clamp(cfg.receptive_field().min(s), s);
+        let mut order: Vec<usize> = (0..b).collect();
+        order.sort_by_key(|&i| (run_len(i), i));
+        for i in order {
+            match groups.last_mut() {
+                Some((g, n)) if *n == run_len(i) => g.push(i),
+                _ => groups.push((vec![i], run_len(i))),
+            }
+        }
+    }
+    let kept = keep.iter().filter(|&&k| k).count();
+    let mut states: Vec<Vec<f32>> = vec![vec![0.0; b * f * h]; kept];
+    let mut valid = vec![0usize; b];
+    for (g, n) in &groups {
+        let mut batch = Vec::with_capacity(g.len() * n);
+        for &i in g {
+            batch.extend_from_slice(&input[i * s..i * s + n]);
+        }
+        let glens: Vec<usize> = g.iter().map(|&i| len(i)).collect();
+        let out = cpu.forward(&batch, g.len(), cfg, &glens, true, keep);
+        for (j, &i) in g.iter().enumerate() {
+            let v = out.valid[j].min(f);
+            valid[i] = v;
+            for (dst, src) in states.iter_mut().zip(out.hidden_states.iter().flatten()) {
+                let from = j * out.frames * h;
+                dst[i * f * h..(i * f + v) * h].copy_from_slice(&src[from..from + v * h]);
+            }
+        }
+    }
+    let states = states
+        .into_iter()
+        .map(|v| Tensor::<B, 3>::from_data(TensorData::new(v, [b, f, h]), &device))
+        .collect();
+    (states, valid, f)
 }
 
 #[cfg(test)]

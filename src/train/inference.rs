@@ -198,13 +198,16 @@ impl LoadedModel {
         let net = match on {
             Device::Cpu => {
                 let d = Default::default();
-                Net::Cpu(
-                    artifact
-                        .model
-                        .init::<Cpu>(&d)
-                        .load_file(&path, &rec, &d)
-                        .map_err(bad)?,
-                )
+                let m = artifact
+                    .model
+                    .init::<Cpu>(&d)
+                    .load_file(&path, &rec, &d)
+                    .map_err(bad)?;
+                // A fine-tuned encoder runs through the CPU pass (same numbers).
+                Net::Cpu(match m {
+                    SerModel::SslFinetune(f) => SerModel::SslFinetune(f.with_cpu_pass()),
+                    m => m,
+                })
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => {
@@ -222,6 +225,31 @@ impl LoadedModel {
             Device::Cuda(_) => return Err("this build has no CUDA backend".into()),
         };
         Ok(net)
+    }
+
+    /// Whether a fine-tuned encoder (`ssl_finetune`) of this model runs through
+    /// the CPU pass ([`crate::encoders::cpu`]): on the CPU, after loading.
+    pub fn has_cpu_pass(&self) -> bool {
+        self.nets.iter().any(|n| match n {
+            Net::Cpu(SerModel::SslFinetune(f)) => f.has_cpu_pass(),
+            _ => false,
+        })
+    }
+
+    /// Run a fine-tuned encoder through burn's modules instead of the CPU pass
+    /// (for comparisons; the numbers agree to about 1e-5).
+    pub fn without_cpu_pass(mut self) -> Self {
+        self.nets = self
+            .nets
+            .into_iter()
+            .map(|n| match n {
+                Net::Cpu(SerModel::SslFinetune(f)) => {
+                    Net::Cpu(SerModel::SslFinetune(f.without_cpu_pass()))
+                }
+                n => n,
+            })
+            .collect();
+        self
     }
 
     /// Class probabilities for each example (rows of [`ModelArtifact::labels`]).

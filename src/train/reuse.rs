@@ -10,12 +10,19 @@
 //! config, with the same training settings apart from `seed` and `ensemble`.
 //! Member j of such a fold has seed `seed + j`. Pure file logic: the train sink
 //! (`ops/train.rs`) loads the weights and scores the test rows.
+//!
+//! The same check resumes a run: a fold of the run's own `out` that is complete
+//! (its `metrics.json` exists) and was trained on the same rows and settings *with
+//! the same seed and ensemble* is kept as it is ([`completed`]), so a CV run that
+//! was stopped or crashed retrains only its missing folds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::cv_shards::METRICS_FILE;
 use super::history::{self, HISTORY_FILE};
 use super::inference::{CONFIG_FILE, ModelArtifact, member_file, read_artifact};
+use super::metrics::Report;
 use super::training::Epoch;
 
 /// A finished member that can stand in for training.
@@ -72,6 +79,90 @@ pub fn mismatch(src: &ModelArtifact, mine: &ModelArtifact) -> Option<String> {
         .iter()
         .find(|(_, same)| !same)
         .map(|(what, _)| format!("{what} differ"))
+}
+
+/// A complete fold of this run's own `out`, kept instead of trained again.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    /// Its test metrics (`metrics.json`).
+    pub report: Report,
+    /// The kept epoch of each member.
+    pub kept_epochs: Vec<usize>,
+}
+
+/// Whether `dir` (a fold of this run's `out`) already holds this fold, complete:
+/// `None` when it has no `metrics.json` (never finished: train it);
+/// `Some(Err(why))` when it finished under other rows or settings, another seed or
+/// ensemble size, another sermo version, or a file is missing or damaged (train
+/// it again, overwriting); `Some(Ok(..))` when it can be kept as it is. Training
+/// on the CPU is deterministic, so keeping it gives what training again would.
+pub fn completed(dir: &Path, mine: &ModelArtifact) -> Option<Result<Completed, String>> {
+    let metrics = dir.join(METRICS_FILE);
+    if !metrics.is_file() {
+        return None;
+    }
+    Some(completed_fold(dir, &metrics, mine).map_err(|why| format!("{}: {why}", dir.display())))
+}
+
+fn completed_fold(dir: &Path, metrics: &Path, mine: &ModelArtifact) -> Result<Completed, String> {
+    let src = read_artifact(dir)?;
+    if let Some(why) = mismatch(&src, mine) {
+        return Err(why);
+    }
+    let members = mine.training.ensemble.max(1);
+    if src.training.seed != mine.training.seed || src.training.ensemble.max(1) != members {
+        return Err(format!(
+            "trained with seed {} and {} member(s), this run has seed {} and {members}",
+            src.training.seed,
+            src.training.ensemble.max(1),
+            mine.training.seed
+        ));
+    }
+    if src.sermo_version != mine.sermo_version {
+        return Err(format!(
+            "trained by sermo {}, this is {}",
+            src.sermo_version, mine.sermo_version
+        ));
+    }
+    if src.split != mine.split {
+        return Err(format!(
+            "split `{}` differs from this fold's `{}`",
+            src.split, mine.split
+        ));
+    }
+    for j in 0..members {
+        let w = dir.join(format!("{}.mpk", member_file(j)));
+        if !w.is_file() {
+            return Err(format!("member {j} has no weights ({})", w.display()));
+        }
+    }
+    let kept_epochs = if members > 1 {
+        src.member_best_epochs.clone()
+    } else {
+        vec![src.best_epoch]
+    };
+    if kept_epochs.len() != members {
+        return Err(format!(
+            "{CONFIG_FILE} lists {} kept epochs for {members} members",
+            kept_epochs.len()
+        ));
+    }
+    let text = std::fs::read_to_string(metrics)
+        .map_err(|e| format!("cannot read {}: {e}", metrics.display()))?;
+    let report: Report = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: damaged fold metrics ({e})", metrics.display()))?;
+    if report.labels != mine.labels {
+        return Err(format!(
+            "{} has labels {:?}, this run {:?}",
+            metrics.display(),
+            report.labels,
+            mine.labels
+        ));
+    }
+    Ok(Completed {
+        report,
+        kept_epochs,
+    })
 }
 
 fn show(v: Option<&serde_json::Value>) -> String {
