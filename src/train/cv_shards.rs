@@ -263,22 +263,33 @@ pub fn commit(out: &Path, shards: u32) -> Result<CvReport, String> {
     }
     let mut folds = Vec::with_capacity(plan.folds());
     for k in 0..plan.folds() {
-        let path = fold_dir(out, k).join(METRICS_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let r: Report = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: damaged fold metrics ({e})", path.display()))?;
-        if r.labels != plan.labels {
-            return Err(format!(
-                "{}: fold {k} has labels {:?} but the plan has {:?} (a fold of another run?)",
-                path.display(),
-                r.labels,
-                plan.labels
-            ));
-        }
-        folds.push(r);
+        folds.push(read_fold_report(
+            &fold_dir(out, k),
+            &format!("fold {k}"),
+            &plan.labels,
+        )?);
     }
     finish(out, &plan, folds)
+}
+
+/// A fold's test metrics (`dir/metrics.json`; `what` names the fold in errors),
+/// refused when they were scored on other `labels` than the run's (a fold of
+/// another run).
+pub fn read_fold_report(dir: &Path, what: &str, labels: &[String]) -> Result<Report, String> {
+    let path = dir.join(METRICS_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let r: Report = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: damaged fold metrics ({e})", path.display()))?;
+    if r.labels != labels {
+        return Err(format!(
+            "{}: {what} has labels {:?} but the plan has {:?} (a fold of another run?)",
+            path.display(),
+            r.labels,
+            labels
+        ));
+    }
+    Ok(r)
 }
 
 #[cfg(test)]

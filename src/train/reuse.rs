@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::cv_shards::METRICS_FILE;
+use super::cv_shards::{METRICS_FILE, read_fold_report};
 use super::history::{self, HISTORY_FILE};
 use super::inference::{CONFIG_FILE, ModelArtifact, member_file, read_artifact};
 use super::metrics::Report;
@@ -101,10 +101,10 @@ pub fn completed(dir: &Path, mine: &ModelArtifact) -> Option<Result<Completed, S
     if !metrics.is_file() {
         return None;
     }
-    Some(completed_fold(dir, &metrics, mine).map_err(|why| format!("{}: {why}", dir.display())))
+    Some(completed_fold(dir, mine).map_err(|why| format!("{}: {why}", dir.display())))
 }
 
-fn completed_fold(dir: &Path, metrics: &Path, mine: &ModelArtifact) -> Result<Completed, String> {
+fn completed_fold(dir: &Path, mine: &ModelArtifact) -> Result<Completed, String> {
     let src = read_artifact(dir)?;
     if let Some(why) = mismatch(&src, mine) {
         return Err(why);
@@ -147,18 +147,7 @@ fn completed_fold(dir: &Path, metrics: &Path, mine: &ModelArtifact) -> Result<Co
             kept_epochs.len()
         ));
     }
-    let text = std::fs::read_to_string(metrics)
-        .map_err(|e| format!("cannot read {}: {e}", metrics.display()))?;
-    let report: Report = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: damaged fold metrics ({e})", metrics.display()))?;
-    if report.labels != mine.labels {
-        return Err(format!(
-            "{} has labels {:?}, this run {:?}",
-            metrics.display(),
-            report.labels,
-            mine.labels
-        ));
-    }
+    let report = read_fold_report(dir, "the fold", &mine.labels)?;
     Ok(Completed {
         report,
         kept_epochs,
